@@ -1,0 +1,106 @@
+/**
+ * The example application: a Fastify app with fastify-ws-rest serving the `User` entity
+ * on the routes of EXAMPLE.md. `server.ts` runs it; the tests build it in-process.
+ *
+ * Read it top to bottom as the walkthrough of the README.
+ */
+import { MikroORM } from '@mikro-orm/sqlite'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import wsRest, { mixins, permissions, type ModelOptions, type Permission } from '../index.js'
+import { hashPassword } from './password.js'
+import { User, UserCreate, UserPublic, UserUpdate } from './user.js'
+
+/** The roles the `/ws/secure/` route knows, by the `?token=` they come with. */
+type Role = 'reader' | 'admin'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the secure route's onRequest hook from `?token=`. */
+    user: { role: Role } | null
+  }
+}
+
+export interface ExampleOptions {
+  /** SQLite file path, or ':memory:'. Default `example.sqlite3`. */
+  db?: string
+  /** Fastify server options (logger, …). */
+  fastify?: FastifyServerOptions
+}
+
+/** The model part shared by every route: entity, schemas, and how a user is created. */
+const userModel: ModelOptions<User, typeof UserCreate, typeof UserUpdate, typeof UserPublic> = {
+  entity: User,
+  schema: { create: UserCreate, update: UserUpdate, response: UserPublic },
+  validate: {
+    create: (data) => data.password1 !== undefined && data.password2 !== undefined && data.password1 !== data.password2
+      ? { password2: ['Passwords do not match.'] }
+      : undefined
+  },
+  // The client sends password1/password2; the row stores a hash of it.
+  async performCreate (ctx, data) {
+    return ctx.em.create(User, {
+      username: data.username,
+      email: data.email ?? '',
+      password: await hashPassword(data.password1)
+    })
+  }
+}
+
+/** Connect-time check of the secure route: a known token, or HTTP 403 and no socket. */
+async function tokenAuth (request: FastifyRequest<{ Querystring: { token?: string } }>, reply: import('fastify').FastifyReply): Promise<void> {
+  const token = request.query.token
+  if (token !== 'reader' && token !== 'admin') {
+    await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'A valid token is required.' })
+    return
+  }
+  request.user = { role: token }
+}
+
+/** On the secure route, only an admin may delete. */
+const adminMayDelete: Permission = {
+  hasPermission: (ctx, action) => action !== 'delete' || ctx.request.user?.role === 'admin'
+}
+
+/** Build the example app (not listening). Closing the app closes the ORM. */
+export async function buildApp (options: ExampleOptions = {}): Promise<{ app: FastifyInstance, orm: MikroORM }> {
+  const orm = await MikroORM.init({
+    dbName: options.db ?? 'example.sqlite3',
+    entities: [User],
+    debug: false,
+    allowGlobalContext: false
+  })
+  await orm.schema.updateSchema()
+
+  const app = Fastify(options.fastify ?? { logger: false })
+  app.decorateRequest('user', null)
+  app.addHook('onClose', async () => { await orm.close() })
+
+  await app.register(wsRest, { orm })
+
+  app.wsRest.route('/ws/', {
+    ...userModel,
+    actions: [
+      mixins.create(), mixins.list(), mixins.retrieve(),
+      mixins.update(), mixins.patch(), mixins.delete()
+    ]
+  })
+
+  app.wsRest.route('/ws/paginated/', {
+    ...userModel,
+    actions: [mixins.paginatedList({ defaultLimit: 2 })]
+  })
+
+  app.wsRest.route('/ws/stream/', {
+    ...userModel,
+    actions: [mixins.streamedList({ defaultLimit: 2 })]
+  })
+
+  app.wsRest.route('/ws/secure/', {
+    ...userModel,
+    onRequest: tokenAuth as import('fastify').onRequestHookHandler,
+    permissions: [permissions.isAuthenticated, adminMayDelete],
+    actions: [mixins.list(), mixins.retrieve(), mixins.delete()]
+  })
+
+  return { app, orm }
+}

@@ -1,0 +1,32 @@
+/**
+ * `npm run example`: the example server of EXAMPLE.md.
+ *
+ * HOST (127.0.0.1), PORT (8000), DB (SQLite file, default example.sqlite3; ':memory:' for
+ * a fresh one). Logs `listening on ws://HOST:PORT` once ready; SIGINT/SIGTERM close it
+ * gracefully (in-flight writes finish, sockets close with 1001).
+ */
+import { buildApp } from './app.js'
+
+const host = process.env.HOST ?? '127.0.0.1'
+const port = Number(process.env.PORT ?? 8000)
+
+const { app } = await buildApp({
+  db: process.env.DB ?? 'example.sqlite3',
+  fastify: { logger: { level: process.env.LOG_LEVEL ?? 'info' } }
+})
+
+await app.listen({ host, port })
+app.log.info(`listening on ws://${host}:${port}`)
+
+let closing = false
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'shutting down')
+    app.close().then(() => process.exit(0), (err: unknown) => {
+      app.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  })
+}

@@ -1,0 +1,64 @@
+/**
+ * fastify-ws-rest: REST-style actions over WebSocket for Fastify and MikroORM, speaking
+ * the Django Channels REST Framework wire protocol.
+ *
+ * ```ts
+ * await app.register(wsRest, { orm })
+ * app.wsRest.route('/ws/', { entity: User, schema: { create, update, response }, actions: [mixins.create(), …] })
+ * ```
+ */
+import websocket from '@fastify/websocket'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import { wsRestGetter } from './lib/api.js'
+import { CLOSE_GOING_AWAY } from './lib/consumer.js'
+import { resolveOptions, type PluginState, type WsRestOptions } from './lib/state.js'
+import './types/fastify.js'
+
+const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options) => {
+  const resolved = resolveOptions(options)
+  const state: PluginState = { options: resolved, connections: new Set() }
+
+  /** Let in-flight actions finish and commit, then close every wsRest socket with 1001. */
+  async function drainConnections (): Promise<void> {
+    await Promise.all([...state.connections].map(async (c) => await c.shutdown(resolved.closeTimeout)))
+  }
+
+  if (fastify.hasDecorator('websocketServer')) {
+    // The app registered @fastify/websocket itself; its own preClose runs first.
+    fastify.addHook('preClose', drainConnections)
+  } else {
+    await fastify.register(websocket, {
+      ...resolved.websocket,
+      options: { maxPayload: resolved.maxPayload, ...resolved.websocket.options },
+      preClose: resolved.websocket.preClose ?? async function preClose (this: FastifyInstance) {
+        await drainConnections()
+        // Sockets of the app's own (non-wsRest) websocket routes go away the same way.
+        for (const client of this.websocketServer.clients) client.close(CLOSE_GOING_AWAY, 'Server shutting down')
+        this.websocketServer.close()
+      }
+    })
+  }
+
+  fastify.decorate('wsRest', { getter: wsRestGetter(state) })
+}
+
+/** The plugin: `await app.register(wsRest, { orm })`. */
+const wsRest = fp(wsRestPlugin, { fastify: '5.x', name: 'fastify-ws-rest' })
+export default wsRest
+export { wsRest }
+
+export type { WsRestOptions } from './lib/state.js'
+export type { WsRest } from './lib/api.js'
+export type { RouteOptions } from './lib/route.js'
+export type { ModelOptions, InputKind } from './lib/generic.js'
+export { GenericModel } from './lib/generic.js'
+export { action, type ActionContext, type ActionDefinition, type ActionHandler, type ActionOptions, type ActionResult } from './lib/action.js'
+export * as mixins from './lib/mixins/index.js'
+export * as permissions from './lib/permissions.js'
+export type { Permission } from './lib/permissions.js'
+export type { PreActionHook } from './lib/hooks.js'
+export type { CrossFieldCheck } from './lib/validation.js'
+export * as errors from './lib/errors.js'
+export { ValidationError, NotFound, PermissionDenied, Conflict, type FieldErrors } from './lib/errors.js'
+export { LimitOffsetPaginator, type PaginationOptions } from './lib/pagination.js'

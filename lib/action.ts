@@ -1,0 +1,128 @@
+/**
+ * Actions: what a route can be asked to do, and the context a handler runs in.
+ *
+ * A mixin is a factory returning one or more {@link ActionDefinition}s; a custom action
+ * is the same thing written with {@link action}. The handler's `args` type is inferred
+ * from the TypeBox schema given to `action()`.
+ */
+import type { EntityManager } from '@mikro-orm/core'
+import type { Static, TSchema } from '@sinclair/typebox'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { GenericModel } from './generic.js'
+import type { Permission } from './permissions.js'
+
+/** What a handler returns: the reply's data and status (default 200, data `null`). */
+export interface ActionResult {
+  data?: unknown
+  status?: number
+}
+
+/** Everything a handler (or a permission, or a preAction hook) may use about the current message. */
+export interface ActionContext {
+  /** The HTTP upgrade request of the connection: headers, query, and whatever the app decorated (`request.user`). */
+  readonly request: FastifyRequest
+  /** The request's logger. Log internals here; never put them in a reply. */
+  readonly log: FastifyBaseLogger
+  /** A forked EntityManager of this message alone (inside the transaction when the action is transactional). */
+  readonly em: EntityManager
+  /** The name of the action being run. */
+  readonly action: string
+  /** The message's `request_id`, echoed on every reply to it. */
+  readonly requestId: unknown
+  /** Aborted when the socket closes (and, for a {@link ActionContext.cancellable} scope, when that scope is cancelled). */
+  readonly signal: AbortSignal
+  /** The route's model layer (queryset, lookup, serialization, perform*); `undefined` on routes without an entity. */
+  readonly model: GenericModel | undefined
+  /** Send one more reply with this message's request_id (streamed actions). False once the socket is gone. */
+  reply: (data: unknown, status?: number) => boolean
+  /**
+   * A signal aborted when this socket closes or when any action calls `cancel(scope)`
+   * — how `list_cancel` stops the streamed lists in flight.
+   */
+  cancellable: (scope: string) => AbortSignal
+  /** Abort every signal handed out by `cancellable(scope)` on this socket. */
+  cancel: (scope: string) => void
+}
+
+/** The handler of an action. */
+export type ActionHandler<Args> = (ctx: ActionContext, args: Args) => ActionResult | Promise<ActionResult>
+
+/** Options of a custom action. */
+export interface ActionOptions<S extends TSchema | undefined = undefined> {
+  /** TypeBox schema of the message's arguments (every key but `action` and `request_id`). */
+  schema?: S
+  /** Run concurrently with the socket's other actions; cancelled (signal aborted) when the socket closes. */
+  detached?: boolean
+  /** Run in a database transaction: a throw rolls back everything the handler wrote. */
+  transaction?: boolean
+  /** Overrides the route's permissions for this action. */
+  permissions?: Permission[]
+}
+
+/** A compiled-ready action: what routes are made of. */
+export interface ActionDefinition {
+  readonly name: string
+  readonly schema?: TSchema
+  readonly detached: boolean
+  readonly transaction: boolean
+  /** The handler sends its own replies through `ctx.reply`; no final reply is sent for it. */
+  readonly stream: boolean
+  /** The action uses `ctx.model`; a route without an entity refuses it at registration. */
+  readonly needsModel: boolean
+  readonly permissions?: Permission[]
+  readonly handler: ActionHandler<any>
+}
+
+type ArgsOf<S> = S extends TSchema ? Static<S> : Record<string, unknown>
+
+/**
+ * Declare a custom action. Its `args` are validated by `schema` (400 with DRF-shaped
+ * errors otherwise) and typed from it.
+ *
+ * ```ts
+ * action('rename', { schema: Type.Object({ pk: Type.Integer(), name: Type.String() }) },
+ *   async (ctx, { pk, name }) => ({ data: { pk, name } }))
+ * ```
+ */
+export function action<const S extends TSchema | undefined = undefined> (
+  name: string,
+  options: ActionOptions<S>,
+  handler: ActionHandler<ArgsOf<S>>
+): ActionDefinition
+export function action (name: string, handler: ActionHandler<Record<string, unknown>>): ActionDefinition
+export function action (
+  name: string,
+  optionsOrHandler: ActionOptions<TSchema | undefined> | ActionHandler<any>,
+  maybeHandler?: ActionHandler<any>
+): ActionDefinition {
+  const options = typeof optionsOrHandler === 'function' ? {} : optionsOrHandler
+  const handler = typeof optionsOrHandler === 'function' ? optionsOrHandler : maybeHandler
+  if (typeof handler !== 'function') throw new TypeError(`action("${name}") needs a handler function`)
+  return {
+    name,
+    schema: options.schema,
+    detached: options.detached === true,
+    transaction: options.transaction === true,
+    stream: false,
+    needsModel: false,
+    permissions: options.permissions,
+    handler
+  }
+}
+
+/** For mixins: an action that runs against the route's model. */
+export function modelAction (
+  name: string,
+  handler: ActionHandler<Record<string, unknown>>,
+  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[] } = {}
+): ActionDefinition {
+  return {
+    name,
+    detached: options.detached === true,
+    transaction: options.transaction === true,
+    stream: options.stream === true,
+    needsModel: true,
+    permissions: options.permissions,
+    handler
+  }
+}

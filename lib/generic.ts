@@ -1,0 +1,206 @@
+/**
+ * The generic model layer — what DCRF's GenericAsyncAPIConsumer gives every action:
+ * the queryset a connection may see, object lookup, serialization by the response
+ * schema, input validation, and the perform-create/update/delete steps a route may
+ * override. Everything schema- and metadata-related is resolved once, when the route
+ * is declared.
+ */
+import type { EntityManager, EntityMetadata, EntityName, FilterQuery, MikroORM } from '@mikro-orm/core'
+import type { Static, TSchema } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
+import type { ActionContext } from './action.js'
+import { translateDatabaseError } from './database-errors.js'
+import { InvalidOption, NotFound, ValidationError } from './errors.js'
+import type { Page } from './pagination.js'
+import { compileShaper, type Shaper } from './shape.js'
+import { compileValidator, type CrossFieldCheck, type InputValidator } from './validation.js'
+
+/** The model part of a route's options. */
+export interface ModelOptions<
+  E extends object = any,
+  C extends TSchema = TSchema,
+  U extends TSchema = TSchema,
+  R extends TSchema = TSchema
+> {
+  /** The MikroORM entity (a `defineEntity` / `EntitySchema` result, or a class). */
+  entity: EntityName<E>
+  schema: {
+    /** Validates `data` of create. */
+    create?: C
+    /** Validates `data` of update (whole object); patch validates its Partial. */
+    update?: U
+    /** Shapes every object in every reply: what it does not declare never leaves the server. */
+    response: R
+  }
+  /** Cross-field rules run after the schema, merged into the same 400 (e.g. password1 == password2). */
+  validate?: {
+    create?: CrossFieldCheck<Static<C>>
+    update?: CrossFieldCheck<Static<U>>
+  }
+  /** The property detail actions look objects up by. Default: the primary key, sent as `pk`. */
+  lookupField?: string
+  /** The message argument carrying the lookup value. Default `pk` for the primary key, else `lookupField`. */
+  lookupArg?: string
+  /** Scope what this connection may see; detail actions outside it answer 404. */
+  getQueryset?: (ctx: ActionContext) => FilterQuery<E> | undefined | Promise<FilterQuery<E> | undefined>
+  /** Create the entity from validated data (default: `em.create` + flush). Hash a password here. */
+  performCreate?: (ctx: ActionContext, data: Static<C>) => E | Promise<E>
+  /** Apply validated data to the entity (default: `em.assign` + flush). */
+  performUpdate?: (ctx: ActionContext, entity: E, data: Partial<Static<U>>) => void | Promise<void>
+  /** Delete the entity (default: `em.remove` + flush). */
+  performDelete?: (ctx: ActionContext, entity: E) => void | Promise<void>
+}
+
+/** Which input an action validates. */
+export type InputKind = 'create' | 'update' | 'patch'
+
+type LookupCoercer = (value: unknown) => unknown
+
+/**
+ * Turn a client's lookup value into one of the property's type, or `undefined`.
+ * Only scalars pass: an object such as `{"$like": "%"}` would act as a query operator
+ * inside MikroORM, so it must never reach the ORM (PROTOCOL.md → 404).
+ */
+function lookupCoercer (runtimeType: string | undefined): LookupCoercer {
+  if (runtimeType === 'number') {
+    return (v) => {
+      if (typeof v === 'number') return Number.isSafeInteger(v) ? v : undefined
+      if (typeof v === 'string' && /^-?\d{1,15}$/.test(v)) return Number(v)
+      return undefined
+    }
+  }
+  if (runtimeType === 'bigint') {
+    return (v) => (typeof v === 'number' && Number.isSafeInteger(v)) || (typeof v === 'string' && /^-?\d{1,19}$/.test(v)) ? String(v) : undefined
+  }
+  return (v) => typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined
+}
+
+/** The model layer of one route. Mixins reach it as `ctx.model`. */
+export class GenericModel<E extends object = any> {
+  readonly entity: EntityName<E>
+  readonly meta: EntityMetadata<E>
+  readonly primaryKey: string
+  readonly lookupField: string
+  readonly lookupArg: string
+  /** Shapes replies by the route's response schema. */
+  readonly serializer: Shaper
+  private readonly coerceLookup: LookupCoercer
+  private readonly validators: Partial<Record<InputKind, InputValidator<any>>>
+  private readonly options: ModelOptions<E>
+
+  constructor (orm: MikroORM, options: ModelOptions<E>) {
+    const meta = orm.getMetadata().find<E>(options.entity)
+    if (meta === undefined) throw new InvalidOption('entity', 'is not an entity known to the MikroORM instance')
+    if (options.schema?.response === undefined) throw new InvalidOption('schema.response', 'is required on a route with an entity')
+    this.options = options
+    this.entity = options.entity
+    this.meta = meta
+    this.primaryKey = meta.primaryKeys[0]
+    this.lookupField = options.lookupField ?? this.primaryKey
+    const lookupProp = (meta.properties as Record<string, { runtimeType?: string } | undefined>)[this.lookupField]
+    if (lookupProp === undefined) {
+      throw new InvalidOption('lookupField', `"${this.lookupField}" is not a property of ${meta.className}`)
+    }
+    this.lookupArg = options.lookupArg ?? (this.lookupField === this.primaryKey ? 'pk' : this.lookupField)
+    this.coerceLookup = lookupCoercer(lookupProp.runtimeType)
+    this.serializer = compileShaper(options.schema.response)
+    const { create, update } = options.schema
+    this.validators = {
+      create: create && compileValidator(create, options.validate?.create),
+      update: update && compileValidator(update, options.validate?.update),
+      patch: update && compileValidator(Type.Partial(update), options.validate?.update)
+    }
+  }
+
+  /** Whether an input schema exists for `kind` (mixins check at registration). */
+  hasInput (kind: InputKind): boolean {
+    return this.validators[kind] !== undefined
+  }
+
+  /** The connection's scope (`getQueryset`), or undefined for everything. */
+  async queryset (ctx: ActionContext): Promise<FilterQuery<E> | undefined> {
+    return this.options.getQueryset === undefined ? undefined : await this.options.getQueryset(ctx)
+  }
+
+  /** `condition` narrowed by the connection's scope. */
+  async where (ctx: ActionContext, condition: FilterQuery<E> = {} as FilterQuery<E>): Promise<FilterQuery<E>> {
+    const scope = await this.queryset(ctx)
+    if (scope === undefined || Object.keys(scope).length === 0) return condition
+    if (Object.keys(condition).length === 0) return scope
+    return { $and: [scope, condition] } as FilterQuery<E>
+  }
+
+  /** The object a detail action names, within the scope: 400 keyed by the lookup argument if absent, 404 if not found. */
+  async getObject (ctx: ActionContext, args: Record<string, unknown>, em: EntityManager = ctx.em): Promise<E> {
+    const raw = args[this.lookupArg]
+    if (raw === undefined || raw === null) throw ValidationError.field(this.lookupArg, 'This field is required.')
+    const value = this.coerceLookup(raw)
+    if (value === undefined) throw new NotFound()
+    const where = await this.where(ctx, { [this.lookupField]: value } as FilterQuery<E>)
+    const found = await em.findOne(this.entity, where)
+    if (found === null) throw new NotFound()
+    return found
+  }
+
+  /** Every object in scope, ordered by primary key. */
+  async list (ctx: ActionContext): Promise<E[]> {
+    return await ctx.em.find(this.entity, await this.where(ctx), { orderBy: this.orderBy() } as object)
+  }
+
+  /** One page of the objects in scope, and how many there are in all. */
+  async page (ctx: ActionContext, page: Page): Promise<{ results: E[], count: number }> {
+    const [results, count] = await ctx.em.findAndCount(this.entity, await this.where(ctx), {
+      orderBy: this.orderBy(), limit: page.limit, offset: page.offset
+    } as object)
+    return { results, count }
+  }
+
+  private orderBy (): Record<string, 'asc'> {
+    return { [this.primaryKey]: 'asc' }
+  }
+
+  /** Validate a message's `data` for `kind`: 400 keyed `data` if absent, DRF-shaped field errors if invalid. */
+  async validate (kind: InputKind, data: unknown): Promise<any> {
+    const validator = this.validators[kind]
+    if (validator === undefined) throw new InvalidOption(`schema.${kind === 'create' ? 'create' : 'update'}`, `is required by the ${kind} action`)
+    if (data === undefined) throw ValidationError.field('data', 'This field is required.')
+    return await validator(data)
+  }
+
+  /** Create and flush (or the route's performCreate). */
+  async create (ctx: ActionContext, data: any): Promise<E> {
+    if (this.options.performCreate !== undefined) {
+      const entity = await this.options.performCreate(ctx, data)
+      await ctx.em.flush()
+      return entity
+    }
+    const entity = ctx.em.create(this.entity, data)
+    await ctx.em.flush()
+    return entity
+  }
+
+  /** Apply and flush (or the route's performUpdate). */
+  async update (ctx: ActionContext, entity: E, data: any): Promise<void> {
+    if (this.options.performUpdate !== undefined) await this.options.performUpdate(ctx, entity, data)
+    else ctx.em.assign(entity, data)
+    await ctx.em.flush()
+  }
+
+  /** Remove and flush (or the route's performDelete). */
+  async delete (ctx: ActionContext, entity: E): Promise<void> {
+    if (this.options.performDelete !== undefined) await this.options.performDelete(ctx, entity)
+    else ctx.em.remove(entity)
+    await ctx.em.flush()
+  }
+
+  /** Shape an entity, or a list of them, by `shaper` (default: the route's response schema). */
+  serialize (value: E | E[] | null, shaper: Shaper = this.serializer): unknown {
+    if (value === null) return null
+    return Array.isArray(value) ? value.map(shaper) : shaper(value)
+  }
+
+  /** The protocol error for a database error on this model, or undefined when it is a server fault. */
+  translateError (err: unknown): Error | undefined {
+    return translateDatabaseError(err, this.meta as EntityMetadata)
+  }
+}

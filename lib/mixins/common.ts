@@ -1,0 +1,27 @@
+/**
+ * What every mixin shares: its options, and the route model it acts on.
+ */
+import type { TSchema } from '@sinclair/typebox'
+import type { ActionContext } from '../action.js'
+import type { GenericModel } from '../generic.js'
+import type { Permission } from '../permissions.js'
+import { compileShaper, type Shaper } from '../shape.js'
+
+/** Options every mixin takes. */
+export interface MixinOptions {
+  /** Serialize this action's replies by another schema than the route's response schema. */
+  response?: TSchema
+  /** Overrides the route's permissions for this action. */
+  permissions?: Permission[]
+}
+
+/** The route's model; mixins are refused at registration on routes without one, so it is always there. */
+export function modelOf (ctx: ActionContext): GenericModel {
+  return ctx.model as GenericModel
+}
+
+/** The shaper for this mixin's replies: its own response schema, compiled now (at declaration), or the route's. */
+export function shaperOf (options: MixinOptions): (model: GenericModel) => Shaper {
+  const own = options.response === undefined ? undefined : compileShaper(options.response)
+  return (model) => own ?? model.serializer
+}

@@ -1,0 +1,13 @@
+import { modelAction, type ActionDefinition } from '../action.js'
+import { modelOf, shaperOf, type MixinOptions } from './common.js'
+
+/** `create {data}` → 201 with the created object. Validated by `schema.create`, run in a transaction. */
+export function create (options: MixinOptions = {}): ActionDefinition {
+  const shaper = shaperOf(options)
+  return modelAction('create', async (ctx, args) => {
+    const model = modelOf(ctx)
+    const data = await model.validate('create', args.data)
+    const entity = await model.create(ctx, data)
+    return { status: 201, data: model.serialize(entity, shaper(model)) }
+  }, { transaction: true, permissions: options.permissions })
+}

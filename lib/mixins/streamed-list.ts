@@ -1,0 +1,35 @@
+import { modelAction, type ActionDefinition } from '../action.js'
+import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
+import { modelOf, shaperOf, type MixinOptions } from './common.js'
+
+/** The cancellation scope shared by streamed lists and `list_cancel`. */
+const STREAM_SCOPE = 'list'
+
+/**
+ * `list {limit?}` streamed: one `{count, results, limit, offset}` reply per page, all with
+ * the request's request_id, until `offset + limit >= count`; plus `list_cancel`, which
+ * stops every stream in flight on the socket. Streams are detached, so several run at
+ * once and the socket's other actions are not held up behind them.
+ */
+export function streamedList (options: MixinOptions & PaginationOptions = {}): ActionDefinition[] {
+  const shaper = shaperOf(options)
+  const paginator = new LimitOffsetPaginator(options)
+  const stream = modelAction('list', async (ctx, args) => {
+    const model = modelOf(ctx)
+    const signal = ctx.cancellable(STREAM_SCOPE)
+    const { limit } = paginator.page(args)
+    for (let offset = 0; !signal.aborted; offset += limit) {
+      const { results, count } = await model.page(ctx, { limit, offset })
+      // A cancel that arrived during the query wins: no page after list_cancel's reply.
+      if (signal.aborted) break
+      ctx.reply({ count, results: model.serialize(results, shaper(model)), limit, offset })
+      if (offset + limit >= count) break
+    }
+    return {}
+  }, { detached: true, stream: true, permissions: options.permissions })
+  const cancel = modelAction('list_cancel', (ctx) => {
+    ctx.cancel(STREAM_SCOPE)
+    return { data: null }
+  }, { permissions: options.permissions })
+  return [stream, cancel]
+}

@@ -1,0 +1,23 @@
+import { modelAction, type ActionDefinition } from '../action.js'
+import type { InputKind } from '../generic.js'
+import { modelOf, shaperOf, type MixinOptions } from './common.js'
+
+/**
+ * The shared body of update and patch: look up, validate `data` as a whole object
+ * (update) or any subset of it (patch), apply, reply with the object — in one transaction.
+ */
+export function changeAction (name: string, kind: InputKind, options: MixinOptions): ActionDefinition {
+  const shaper = shaperOf(options)
+  return modelAction(name, async (ctx, args) => {
+    const model = modelOf(ctx)
+    const entity = await model.getObject(ctx, args)
+    const data = await model.validate(kind, args.data)
+    await model.update(ctx, entity, data)
+    return { data: model.serialize(entity, shaper(model)) }
+  }, { transaction: true, permissions: options.permissions })
+}
+
+/** `update {pk, data}` → 200 with the object. `data` must be the whole object (`schema.update`). */
+export function update (options: MixinOptions = {}): ActionDefinition {
+  return changeAction('update', 'update', options)
+}

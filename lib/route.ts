@@ -1,0 +1,143 @@
+/**
+ * Declaring a route: check its options, compile everything that depends only on the
+ * route (action table, validators, serializers, permission lists), and register it as
+ * an ordinary Fastify GET route in the caller's encapsulation context, so the app's
+ * hooks, decorators and plugins apply to its upgrade request like to any HTTP route.
+ */
+import type { MikroORM } from '@mikro-orm/core'
+import type { TSchema } from '@sinclair/typebox'
+import type {
+  FastifyContextConfig,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+  preHandlerHookHandler,
+  preValidationHookHandler
+} from 'fastify'
+import type { ActionDefinition } from './action.js'
+import { Connection } from './consumer.js'
+import { DuplicateAction, InvalidOption } from './errors.js'
+import { GenericModel, type ModelOptions } from './generic.js'
+import { resolvePreActionHooks, type PreActionHook } from './hooks.js'
+import { canConnect, type Permission } from './permissions.js'
+import type { PluginState } from './state.js'
+import { compileValidator, type InputValidator } from './validation.js'
+
+type Hooks<H> = H | H[]
+
+/** Options of `app.wsRest.route(path, options)`. */
+export interface RouteOptions<
+  E extends object = any,
+  C extends TSchema = TSchema,
+  U extends TSchema = TSchema,
+  R extends TSchema = TSchema
+> extends Partial<ModelOptions<E, C, U, R>> {
+  /** The route's actions: mixins and custom actions, in any combination. */
+  actions: Array<ActionDefinition | readonly ActionDefinition[]>
+  /** Checked at connect (`canConnect`) and before every action (`hasPermission`); all must allow. Default: allow any. */
+  permissions?: Permission[]
+  /** Fastify hooks on the upgrade request; replying from one (e.g. 401/403) refuses the socket. */
+  onRequest?: Hooks<onRequestHookHandler>
+  preValidation?: Hooks<preValidationHookHandler>
+  preHandler?: Hooks<preHandlerHookHandler>
+  /** Fastify route config, visible to the app's hooks as `request.routeOptions.config`. */
+  config?: FastifyContextConfig
+  /** Largest frame this route accepts, in bytes (default: the plugin's `maxPayload`). */
+  maxPayload?: number
+}
+
+/** An action with everything it needs at message time, resolved at registration. */
+export interface CompiledAction {
+  readonly def: ActionDefinition
+  readonly validate: InputValidator<any> | undefined
+  readonly permissions: readonly Permission[]
+}
+
+/** A declared route, compiled. */
+export class CompiledRoute {
+  readonly actions = new Map<string, CompiledAction>()
+  readonly model: GenericModel | undefined
+  readonly permissions: readonly Permission[]
+  readonly maxPayload: number
+  readonly maxDepth: number
+  private hooks: PreActionHook[] | undefined
+
+  constructor (
+    private readonly instance: FastifyInstance,
+    readonly path: string,
+    options: RouteOptions,
+    readonly orm: MikroORM | undefined,
+    state: PluginState
+  ) {
+    if (options === null || typeof options !== 'object') throw new InvalidOption('route options', 'must be an object')
+    if (!Array.isArray(options.actions)) throw new InvalidOption('actions', 'must be an array of actions (mixins or action())')
+    if (options.permissions !== undefined && !Array.isArray(options.permissions)) {
+      throw new InvalidOption('permissions', 'must be an array of permission objects')
+    }
+    this.permissions = options.permissions ?? []
+    this.maxPayload = options.maxPayload ?? state.options.maxPayload
+    this.maxDepth = state.options.maxDepth
+    if (options.entity !== undefined) {
+      if (orm === undefined) throw new InvalidOption('orm', `is required by route ${path}, which has an entity`)
+      this.model = new GenericModel(orm, options as ModelOptions)
+    }
+    for (const def of options.actions.flat()) this.add(def)
+  }
+
+  private add (def: ActionDefinition): void {
+    if (def === null || typeof def !== 'object' || typeof def.name !== 'string' || typeof def.handler !== 'function') {
+      throw new InvalidOption('actions', `route ${this.path} has an entry that is not an action`)
+    }
+    if (this.actions.has(def.name)) throw new DuplicateAction(def.name, this.path)
+    if (def.needsModel && this.model === undefined) {
+      throw new InvalidOption('entity', `the "${def.name}" action of route ${this.path} needs an entity`)
+    }
+    this.actions.set(def.name, {
+      def,
+      validate: def.schema === undefined ? undefined : compileValidator(def.schema),
+      permissions: def.permissions ?? this.permissions
+    })
+  }
+
+  /** The preAction hooks of the route's context, resolved on first use (after every plugin has loaded). */
+  get preActionHooks (): PreActionHook[] {
+    return (this.hooks ??= resolvePreActionHooks(this.instance))
+  }
+}
+
+function asArray<H> (hooks: Hooks<H> | undefined): H[] {
+  return hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]
+}
+
+/** Compile `options` and register the route on `instance` (the caller's encapsulation context). */
+export function declareRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new InvalidOption('path', 'must be a string starting with "/"')
+  const route = new CompiledRoute(instance, path, options, state.options.orm, state)
+
+  // Connect-time permissions run after the app's own hooks (authentication sets request.user first).
+  async function checkConnect (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!(await canConnect(route.permissions, request))) {
+      await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'You do not have permission to connect.' })
+    }
+  }
+
+  instance.route({
+    method: 'GET',
+    url: path,
+    onRequest: asArray(options.onRequest),
+    preValidation: asArray(options.preValidation),
+    preHandler: [...asArray(options.preHandler), checkConnect],
+    config: options.config,
+    wsHandler: (socket, request) => {
+      // Synchronous: the Connection attaches its message listener before anything awaits.
+      new Connection(socket, request, route, state) // eslint-disable-line no-new
+    },
+    handler: async (_request, reply) => {
+      await reply.code(426).header('upgrade', 'websocket').send({
+        statusCode: 426, error: 'Upgrade Required', message: 'This route speaks WebSocket only.'
+      })
+    }
+  })
+  return route
+}
