@@ -30,8 +30,8 @@ const email = Type.String({
 export const UserCreate = Type.Object({
   username,
   email: Type.Optional(email),
-  password1: Type.String({ minLength: 1 }),
-  password2: Type.String({ minLength: 1 })
+  password1: Type.String({ minLength: 1, trim: false }),
+  password2: Type.String({ minLength: 1, trim: false })
 })
 
 /** `data` of update (all of it) and patch (any subset). */

@@ -42,6 +42,11 @@ function verboseName (meta: EntityMetadata | undefined): string {
   return (meta?.className ?? 'object').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()
 }
 
+/** DRF's text for a taken unique value: "user with this username already exists." */
+export function uniqueMessage (meta: EntityMetadata | undefined, field: string): string {
+  return `${verboseName(meta)} with this ${field.replace(/_/g, ' ')} already exists.`
+}
+
 /**
  * Translate a database error into the protocol error to reply with, or `undefined`
  * when it is not one the client caused (the caller then logs it and replies 500).
@@ -51,7 +56,7 @@ export function translateDatabaseError (err: unknown, meta?: EntityMetadata): Er
     const fields = violatedColumns(err).map((c) => propertyOf(meta, c))
     const key = fields.length === 1 ? fields[0] : 'non_field_errors'
     const message = fields.length === 1
-      ? `${verboseName(meta)} with this ${fields[0].replace(/_/g, ' ')} already exists.`
+      ? uniqueMessage(meta, fields[0])
       : `The fields ${fields.join(', ')} must make a unique set.`
     return ValidationError.field(key, message)
   }

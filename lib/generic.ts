@@ -9,7 +9,7 @@ import type { EntityManager, EntityMetadata, EntityName, FilterQuery, MikroORM }
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Type } from '@sinclair/typebox'
 import type { ActionContext } from './action.js'
-import { translateDatabaseError } from './database-errors.js'
+import { translateDatabaseError, uniqueMessage } from './database-errors.js'
 import { InvalidOption, NotFound, ValidationError } from './errors.js'
 import type { Page } from './pagination.js'
 import { compileShaper, type Shaper } from './shape.js'
@@ -87,6 +87,8 @@ export class GenericModel<E extends object = any> {
   private readonly coerceLookup: LookupCoercer
   private readonly validators: Partial<Record<InputKind, InputValidator<any>>>
   private readonly options: ModelOptions<E>
+  /** Properties with a single-column unique constraint. */
+  private readonly uniqueProps: string[]
 
   constructor (orm: MikroORM, options: ModelOptions<E>) {
     const meta = orm.getMetadata().find<E>(options.entity)
@@ -104,6 +106,7 @@ export class GenericModel<E extends object = any> {
     this.lookupArg = options.lookupArg ?? (this.lookupField === this.primaryKey ? 'pk' : this.lookupField)
     this.coerceLookup = lookupCoercer(lookupProp.runtimeType)
     this.serializer = compileShaper(options.schema.response)
+    this.uniqueProps = meta.props.filter((p) => p.unique !== undefined && p.unique !== false).map((p) => p.name)
     const { create, update } = options.schema
     this.validators = {
       create: create && compileValidator(create, options.validate?.create),
@@ -159,12 +162,38 @@ export class GenericModel<E extends object = any> {
     return { [this.primaryKey]: 'asc' }
   }
 
-  /** Validate a message's `data` for `kind`: 400 keyed `data` if absent, DRF-shaped field errors if invalid. */
-  async validate (kind: InputKind, data: unknown): Promise<any> {
+  /**
+   * Validate a message's `data` for `kind`: 400 keyed `data` if absent, DRF-shaped field
+   * errors if invalid. `current` is the object being updated, if any.
+   */
+  async validate (kind: InputKind, data: unknown, ctx: ActionContext, current?: E): Promise<any> {
     const validator = this.validators[kind]
     if (validator === undefined) throw new InvalidOption(`schema.${kind === 'create' ? 'create' : 'update'}`, `is required by the ${kind} action`)
     if (data === undefined) throw ValidationError.field('data', 'This field is required.')
-    return await validator(data)
+    try {
+      return await validator(data)
+    } catch (err) {
+      if (err instanceof ValidationError) await this.addUniqueErrors(err, data, ctx, current)
+      throw err
+    }
+  }
+
+  /**
+   * On a request that already fails, also report unique fields whose value is taken, so
+   * the client sees every failing field at once (DRF's UniqueValidator). A valid request
+   * skips this query: the database's unique constraint catches it at flush instead.
+   */
+  private async addUniqueErrors (err: ValidationError, data: unknown, ctx: ActionContext, current?: E): Promise<void> {
+    if (typeof data !== 'object' || data === null) return
+    for (const prop of this.uniqueProps) {
+      const value = (data as Record<string, unknown>)[prop]
+      if (err.fields[prop] !== undefined || (typeof value !== 'string' && typeof value !== 'number')) continue
+      const where: Record<string, unknown> = { [prop]: typeof value === 'string' ? value.trim() : value }
+      if (current !== undefined) where[this.primaryKey] = { $ne: (current as Record<string, unknown>)[this.primaryKey] }
+      if (await ctx.em.count(this.entity, where as FilterQuery<E>) > 0) {
+        err.fields[prop] = [uniqueMessage(this.meta as EntityMetadata, prop)]
+      }
+    }
   }
 
   /** Create and flush (or the route's performCreate). */

@@ -18,12 +18,18 @@ function isObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null
 }
 
+/** How a shaper treats leaves. */
+export interface ShapeOptions {
+  /** Trim leading/trailing white space of strings whose schema does not say `trim: false` (input only). */
+  trimStrings?: boolean
+}
+
 /** Compile a shaper for `schema`. Non-object, non-array schemas pass values through (Dates become ISO strings). */
-export function compileShaper (schema: TSchema): Shaper {
+export function compileShaper (schema: TSchema, options: ShapeOptions = {}): Shaper {
   const kind = schema[Kind]
   if (kind === 'Object' && isObject(schema.properties)) {
     const entries = Object.entries(schema.properties as Record<string, TSchema>)
-      .map(([key, sub]) => [key, compileShaper(sub)] as const)
+      .map(([key, sub]) => [key, compileShaper(sub, options)] as const)
     return (value) => {
       if (!isObject(value)) return value
       const out: Record<string, unknown> = {}
@@ -36,11 +42,14 @@ export function compileShaper (schema: TSchema): Shaper {
     }
   }
   if (kind === 'Array' && schema.items !== undefined) {
-    const item = compileShaper(schema.items as TSchema)
+    const item = compileShaper(schema.items as TSchema, options)
     return (value) => Array.isArray(value) ? value.map(item) : value
   }
   if (kind === 'Union' || kind === 'Intersect' || kind === 'Unsafe' || kind === 'Any' || kind === 'Unknown') {
     return identity
+  }
+  if (kind === 'String' && options.trimStrings === true && schema.trim !== false) {
+    return (value) => typeof value === 'string' ? value.trim() : value
   }
   return (value) => value instanceof Date ? value.toISOString() : value
 }

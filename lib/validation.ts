@@ -47,13 +47,14 @@ function pythonTypeName (value: unknown): string {
 function drfMessage (error: ValueError): string {
   const s = error.schema as Record<string, unknown>
   if (error.type === ValueErrorType.ObjectRequiredProperty) return 'This field is required.'
+  if (error.value === null && error.path !== '') return 'This field may not be null.'
   // A schema may carry its own wording: Type.String({ pattern, errorMessage: 'Enter a valid email address.' })
   if (typeof s.errorMessage === 'string') return s.errorMessage
   switch (error.type) {
     case ValueErrorType.StringMinLength:
       return s.minLength === 1 ? 'This field may not be blank.' : `Ensure this field has at least ${String(s.minLength)} characters.`
     case ValueErrorType.StringMaxLength: return `Ensure this field has no more than ${String(s.maxLength)} characters.`
-    case ValueErrorType.String: return error.value === null ? 'This field may not be null.' : 'Not a valid string.'
+    case ValueErrorType.String: return 'Not a valid string.'
     case ValueErrorType.Integer: return 'A valid integer is required.'
     case ValueErrorType.Number: return 'A valid number is required.'
     case ValueErrorType.Boolean: return 'Must be a valid boolean.'
@@ -100,7 +101,8 @@ export function compileValidator<S extends TSchema> (
   check?: CrossFieldCheck<Static<S>>
 ): InputValidator<Static<S>> {
   const compiled = TypeCompiler.Compile(schema)
-  const shape = compileShaper(schema)
+  // Input strings are trimmed first, as DRF's CharField does (`trim: false` on a string schema opts out).
+  const shape = compileShaper(schema, { trimStrings: true })
   const expectsObject = isObjectSchema(schema)
 
   return async (value) => {
@@ -109,12 +111,12 @@ export function compileValidator<S extends TSchema> (
         non_field_errors: [`Invalid data. Expected a dictionary, but got ${pythonTypeName(value)}.`]
       })
     }
-    let fields: FieldErrors | undefined
-    if (!compiled.Check(value)) {
-      fields = {}
-      for (const error of compiled.Errors(value)) setAt(fields, error.path, drfMessage(error))
-    }
     const data = shape(value) as Static<S>
+    let fields: FieldErrors | undefined
+    if (!compiled.Check(data)) {
+      fields = {}
+      for (const error of compiled.Errors(data)) setAt(fields, error.path, drfMessage(error))
+    }
     if (check !== undefined) {
       let valid = data as Record<string, unknown>
       if (fields !== undefined) {

@@ -6,7 +6,7 @@ export function create (options: MixinOptions = {}): ActionDefinition {
   const shaper = shaperOf(options)
   return modelAction('create', async (ctx, args) => {
     const model = modelOf(ctx)
-    const data = await model.validate('create', args.data)
+    const data = await model.validate('create', args.data, ctx)
     const entity = await model.create(ctx, data)
     return { status: 201, data: model.serialize(entity, shaper(model)) }
   }, { transaction: true, permissions: options.permissions })

@@ -11,7 +11,7 @@ export function changeAction (name: string, kind: InputKind, options: MixinOptio
   return modelAction(name, async (ctx, args) => {
     const model = modelOf(ctx)
     const entity = await model.getObject(ctx, args)
-    const data = await model.validate(kind, args.data)
+    const data = await model.validate(kind, args.data, ctx, entity)
     await model.update(ctx, entity, data)
     return { data: model.serialize(entity, shaper(model)) }
   }, { transaction: true, permissions: options.permissions })

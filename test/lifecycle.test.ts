@@ -1,0 +1,136 @@
+/**
+ * Registration and shutdown: the plugin with or without @fastify/websocket registered by
+ * the app, routes in encapsulated contexts, and `app.close()` letting in-flight actions
+ * finish and commit before closing sockets with 1001.
+ */
+import websocket from '@fastify/websocket'
+import { defineEntity } from '@mikro-orm/core'
+import { MikroORM } from '@mikro-orm/sqlite'
+import { Type } from '@sinclair/typebox'
+import Fastify from 'fastify'
+import { mkdtempSync, rmSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import wsRest, { action, mixins } from '../index.js'
+import { connect } from './helpers/client.js'
+
+const Item = defineEntity({
+  name: 'Item',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    name: p.string()
+  })
+})
+const ItemSchema = Type.Object({ id: Type.Integer(), name: Type.String() })
+const ItemInput = Type.Object({ name: Type.String() })
+
+/** A deferred: a promise and the function that resolves it. */
+function deferred (): { promise: Promise<void>, resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+t.test('works when the app registered @fastify/websocket itself, beside its own websocket routes', async (t) => {
+  const orm = await MikroORM.init({ dbName: ':memory:', entities: [Item], debug: false, allowGlobalContext: false })
+  await orm.schema.updateSchema()
+  const app = Fastify()
+  t.teardown(async () => { await app.close(); await orm.close() })
+  await app.register(websocket)
+  app.get('/echo', { websocket: true }, (socket) => {
+    socket.on('message', (data) => socket.send(data.toString()))
+  })
+  await app.register(wsRest, { orm })
+  app.wsRest.route('/items/', {
+    entity: Item,
+    schema: { create: ItemInput, response: ItemSchema },
+    actions: [mixins.create(), mixins.list()]
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+
+  const client = await connect(`${base}/items/`)
+  t.teardown(() => client.close())
+  const created = await client.request('create', { data: { name: 'a' } })
+  t.equal(created.response_status, 201)
+  t.same((await client.request('list')).data, [{ id: 1, name: 'a' }])
+})
+
+t.test('routes declared in an encapsulated plugin get that plugin\'s hooks, and its siblings do not', async (t) => {
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(wsRest)
+  const seen: string[] = []
+  await app.register(async (child) => {
+    child.addHook('onRequest', async (request) => { seen.push(`child:${request.url}`) })
+    child.wsRest.route('/inner/', { actions: [action('ping', () => ({ data: 'pong' }))] })
+  })
+  app.wsRest.route('/outer/', { actions: [action('ping', () => ({ data: 'pong' }))] })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+
+  for (const path of ['/inner/', '/outer/']) {
+    const client = await connect(`${base}${path}`)
+    t.equal((await client.request('ping')).data, 'pong')
+    client.close()
+  }
+  t.same(seen, ['child:/inner/'], 'the child context hook ran for its own route only')
+})
+
+t.test('app.close() lets an in-flight write finish and commit, then closes with 1001', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsrest-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dbName = join(dir, 'db.sqlite3')
+  const orm = await MikroORM.init({ dbName, entities: [Item], debug: false, allowGlobalContext: false })
+  await orm.schema.updateSchema()
+
+  const started = deferred()
+  const gate = deferred()
+  const app = Fastify()
+  await app.register(wsRest, { orm })
+  app.wsRest.route('/items/', {
+    entity: Item,
+    schema: { response: ItemSchema },
+    actions: [
+      action('slow_create', { transaction: true }, async (ctx) => {
+        const item = ctx.em.create(Item, { name: 'in-flight' })
+        await ctx.em.flush()
+        started.resolve()
+        await gate.promise // the server is shutting down while this write is still open
+        return { status: 201, data: { id: item.id, name: item.name } }
+      })
+    ]
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+
+  const client = await connect(`${base}/items/`)
+  client.send({ action: 'slow_create', request_id: 1 })
+  await started.promise
+  const closing = app.close()
+  gate.resolve()
+
+  const reply = await client.next()
+  t.equal(reply.response_status, 201, 'the in-flight action was answered before the close')
+  const { code } = await client.waitClose()
+  t.equal(code, 1001)
+  await closing
+  await orm.close()
+
+  // The acknowledged write is in the database: reopen it from disk.
+  const check = await MikroORM.init({ dbName, entities: [Item], debug: false, allowGlobalContext: false })
+  t.teardown(async () => await check.close())
+  const rows = await check.em.fork().find(Item, {})
+  t.same(rows.map((r) => r.name), ['in-flight'])
+})
+
+t.test('a plain HTTP GET on a websocket route is told to upgrade', async (t) => {
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(wsRest)
+  app.wsRest.route('/ws/', { actions: [action('ping', () => ({ data: 'pong' }))] })
+  const res = await app.inject({ method: 'GET', url: '/ws/' })
+  t.equal(res.statusCode, 426)
+})

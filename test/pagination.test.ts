@@ -1,0 +1,402 @@
+/**
+ * Paginated and streamed `list`: limit/offset reading, page shapes, streams page by page,
+ * concurrent streams and `list_cancel` — on a bare app and on the example server.
+ */
+import { defineEntity, type InferEntity } from '@mikro-orm/core'
+import type { MikroORM } from '@mikro-orm/sqlite'
+import { Type } from '@sinclair/typebox'
+import t, { type Test } from 'tap'
+import { mixins, type ActionContext, type RouteOptions } from '../index.js'
+import { connect, type TestClient, type WireReply } from './helpers/client.js'
+import { startApp, startExample } from './helpers/server.js'
+
+const Item = defineEntity({
+  name: 'Item',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    name: p.string(),
+    secret: p.string().default('hidden')
+  })
+})
+type Item = InferEntity<typeof Item>
+
+const ItemPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
+
+/** The public shape of items `from`..`to` (ids), as a page's results show them. */
+function items (from: number, to: number): Array<{ id: number, name: string }> {
+  const out = []
+  for (let id = from; id <= to; id++) out.push({ id, name: `item ${id}` })
+  return out
+}
+
+async function seed (orm: MikroORM, count: number): Promise<void> {
+  const em = orm.em.fork()
+  for (let id = 1; id <= count; id++) em.create(Item, { name: `item ${id}`, secret: 'hidden' })
+  await em.flush()
+}
+
+/** A bare app with `count` items and the given Item routes; returns a connector. */
+async function start (
+  t: Test,
+  count: number,
+  routes: Record<string, Omit<RouteOptions<Item>, 'entity' | 'schema'>>
+): Promise<(path: string) => Promise<TestClient>> {
+  const { orm, base } = await startApp(t, [Item], (app) => {
+    for (const [path, options] of Object.entries(routes)) {
+      app.wsRest.route(path, { entity: Item, schema: { response: ItemPublic }, ...options })
+    }
+  })
+  await seed(orm, count)
+  return async (path) => {
+    const client = await connect(`${base}${path}`)
+    t.teardown(() => client.close())
+    return client
+  }
+}
+
+/** The page fields of a reply, for one strict comparison. */
+function page (reply: WireReply): unknown {
+  return { status: reply.response_status, errors: reply.errors, action: reply.action, request_id: reply.request_id, data: reply.data }
+}
+
+function expectedPage (requestId: unknown, count: number, limit: number, offset: number, results: unknown[]): unknown {
+  return { status: 200, errors: [], action: 'list', request_id: requestId, data: { count, results, limit, offset } }
+}
+
+/**
+ * After a stream's last page, nothing more may come for it: send `list_cancel` and
+ * require the very next message to be its reply.
+ */
+async function assertNothingMore (t: Test, client: TestClient, id: string): Promise<void> {
+  client.send({ action: 'list_cancel', request_id: id })
+  const next = await client.next()
+  t.strictSame(
+    { action: next.action, request_id: next.request_id, status: next.response_status, data: next.data },
+    { action: 'list_cancel', request_id: id, status: 200, data: null },
+    'the next message after the last page is the list_cancel reply'
+  )
+}
+
+/**
+ * A gate a getQueryset can wait on: `entered` resolves when a query reaches it, and the
+ * query then waits until `open()` — so a test can hold a stream between two pages
+ * without sleeping.
+ */
+function gate (): { wait: () => Promise<void>, entered: Promise<void>, open: () => void } {
+  let open!: () => void
+  let enter!: () => void
+  const opened = new Promise<void>((resolve) => { open = resolve })
+  const entered = new Promise<void>((resolve) => { enter = resolve })
+  return {
+    wait: async () => { enter(); await opened },
+    entered,
+    open
+  }
+}
+
+// ---------------------------------------------------------------- paginated list
+
+t.test('paginatedList answers {count, results, limit, offset} with the default limit', async (t) => {
+  const open = await start(t, 7, { '/paged/': { actions: [mixins.paginatedList({ defaultLimit: 3, maxLimit: 5 })] } })
+  const client = await open('/paged/')
+
+  const first = await client.request('list')
+  t.strictSame(page(first), expectedPage(first.request_id, 7, 3, 0, items(1, 3)), 'default limit 3, offset 0, ordered by id')
+  t.strictSame(Object.keys(first.data).sort(), ['count', 'limit', 'offset', 'results'])
+  t.notMatch(JSON.stringify(first), /hidden|secret/, 'results are shaped by the response schema')
+
+  const last = await client.request('list', { offset: 6 })
+  t.strictSame(last.data, { count: 7, results: items(7, 7), limit: 3, offset: 6 }, 'a short last page')
+})
+
+t.test('paginatedList reads limit and offset as numbers or numeric strings, capped at maxLimit', async (t) => {
+  const open = await start(t, 12, { '/paged/': { actions: [mixins.paginatedList({ defaultLimit: 3, maxLimit: 5 })] } })
+  const client = await open('/paged/')
+
+  t.strictSame((await client.request('list', { limit: 2, offset: 4 })).data, { count: 12, results: items(5, 6), limit: 2, offset: 4 })
+  t.strictSame((await client.request('list', { limit: '2', offset: '4' })).data, { count: 12, results: items(5, 6), limit: 2, offset: 4 }, 'numeric strings')
+  t.strictSame((await client.request('list', { limit: 5 })).data, { count: 12, results: items(1, 5), limit: 5, offset: 0 }, 'exactly the maximum')
+  for (const limit of [6, 100, '50', 1e12]) {
+    t.strictSame((await client.request('list', { limit, offset: 1 })).data, { count: 12, results: items(2, 6), limit: 5, offset: 1 }, `limit ${JSON.stringify(limit)} capped at 5`)
+  }
+})
+
+t.test('paginatedList: limit ≤ 0 or invalid → the default; offset < 0 or invalid → 0', async (t) => {
+  const open = await start(t, 7, { '/paged/': { actions: [mixins.paginatedList({ defaultLimit: 3, maxLimit: 5 })] } })
+  const client = await open('/paged/')
+
+  for (const limit of [0, -1, '0', '-4', 'abc', '', '2.5', 2.5, null, true, [2], { n: 2 }]) {
+    const reply = await client.request('list', { limit, offset: 2 })
+    t.strictSame(reply.data, { count: 7, results: items(3, 5), limit: 3, offset: 2 }, `limit ${JSON.stringify(limit)} → default`)
+  }
+  for (const offset of [-1, '-3', 'x', '', 1.5, null, false, [3], { n: 3 }]) {
+    const reply = await client.request('list', { limit: 2, offset })
+    t.strictSame(reply.data, { count: 7, results: items(1, 2), limit: 2, offset: 0 }, `offset ${JSON.stringify(offset)} → 0`)
+  }
+})
+
+t.test('paginatedList: an offset at or past the end gives results [] and the true count', async (t) => {
+  const open = await start(t, 7, { '/paged/': { actions: [mixins.paginatedList({ defaultLimit: 3 })] } })
+  const client = await open('/paged/')
+
+  for (const offset of [7, 8, 1000, '1000']) {
+    const reply = await client.request('list', { offset })
+    t.strictSame(
+      [reply.response_status, reply.data],
+      [200, { count: 7, results: [], limit: 3, offset: Number(offset) }],
+      `offset ${JSON.stringify(offset)}`
+    )
+  }
+})
+
+t.test('paginatedList on an empty table, and scoped by getQueryset', async (t) => {
+  const open = await start(t, 0, { '/paged/': { actions: [mixins.paginatedList()] } })
+  const client = await open('/paged/')
+  t.strictSame((await client.request('list')).data, { count: 0, results: [], limit: 20, offset: 0 }, 'default limit 20 when none is configured')
+
+  const openScoped = await start(t, 9, {
+    '/odd/': { getQueryset: () => ({ id: { $in: [1, 3, 5, 7, 9] } }), actions: [mixins.paginatedList({ defaultLimit: 2 })] }
+  })
+  const scoped = await openScoped('/odd/')
+  t.strictSame((await scoped.request('list', { offset: 2 })).data, {
+    count: 5, results: [{ id: 5, name: 'item 5' }, { id: 7, name: 'item 7' }], limit: 2, offset: 2
+  }, 'count and pages only cover the scope')
+})
+
+// ---------------------------------------------------------------- streamed list
+
+t.test('streamedList sends one reply per page with the request_id, and nothing after the last', async (t) => {
+  const open = await start(t, 8, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 3, maxLimit: 4 }) } })
+  const client = await open('/stream/')
+
+  client.send({ action: 'list', request_id: 's1' })
+  const pages = await client.take(3)
+  t.strictSame(pages.map(page), [
+    expectedPage('s1', 8, 3, 0, items(1, 3)),
+    expectedPage('s1', 8, 3, 3, items(4, 6)),
+    expectedPage('s1', 8, 3, 6, items(7, 8))
+  ], 'offsets 0, 3, 6 until offset + limit >= count')
+  await assertNothingMore(t, client, 'after-s1')
+
+  // count a multiple of limit: the page with offset + limit == count is the last, no empty page after it.
+  client.send({ action: 'list', request_id: 's2', limit: '8' })
+  t.strictSame((await client.take(2)).map(page), [
+    expectedPage('s2', 8, 4, 0, items(1, 4)),
+    expectedPage('s2', 8, 4, 4, items(5, 8))
+  ], 'a limit as a numeric string, capped at maxLimit 4')
+  await assertNothingMore(t, client, 'after-s2')
+
+  client.send({ action: 'list', request_id: 's3', limit: 8, offset: 5 })
+  t.strictSame((await client.take(2)).map((r) => r.data.offset), [0, 4], 'a stream always starts at offset 0')
+  await assertNothingMore(t, client, 'after-s3')
+
+  client.send({ action: 'list', request_id: 's4', limit: -2 })
+  t.strictSame((await client.take(3)).map((r) => [r.request_id, r.data.limit, r.data.offset]), [['s4', 3, 0], ['s4', 3, 3], ['s4', 3, 6]], 'a bad limit → the default')
+  await assertNothingMore(t, client, 'after-s4')
+})
+
+t.test('streamedList over an empty table sends a single empty page', async (t) => {
+  const open = await start(t, 0, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 3 }) } })
+  const client = await open('/stream/')
+  client.send({ action: 'list', request_id: 'empty' })
+  t.strictSame(page(await client.next()), expectedPage('empty', 0, 3, 0, []))
+  await assertNothingMore(t, client, 'after-empty')
+})
+
+t.test('two streams at once on one socket: both complete, each with its own request_id', async (t) => {
+  const slow = gate()
+  let slowQueries = 0
+  const open = await start(t, 7, {
+    '/stream/': {
+      // Hold the "slow" stream before its second page, so the "fast" one must run beside it.
+      getQueryset: async (ctx: ActionContext) => {
+        if (ctx.requestId === 'slow' && ++slowQueries === 2) await slow.wait()
+        return undefined
+      },
+      actions: mixins.streamedList({ defaultLimit: 3 })
+    }
+  })
+  const client = await open('/stream/')
+
+  client.send({ action: 'list', request_id: 'slow', limit: 2 })
+  t.strictSame(page(await client.next()), expectedPage('slow', 7, 2, 0, items(1, 2)), 'slow: first page')
+  await slow.entered
+  client.send({ action: 'list', request_id: 'fast', limit: 3 })
+  t.strictSame((await client.take(3)).map(page), [
+    expectedPage('fast', 7, 3, 0, items(1, 3)),
+    expectedPage('fast', 7, 3, 3, items(4, 6)),
+    expectedPage('fast', 7, 3, 6, items(7, 7))
+  ], 'fast: all its pages while slow is held')
+  slow.open()
+  t.strictSame((await client.take(3)).map(page), [
+    expectedPage('slow', 7, 2, 2, items(3, 4)),
+    expectedPage('slow', 7, 2, 4, items(5, 6)),
+    expectedPage('slow', 7, 2, 6, items(7, 7))
+  ], 'slow: the rest of its pages')
+  await assertNothingMore(t, client, 'after-both')
+})
+
+t.test('two streams started together both complete, pages interleaved but each in order', async (t) => {
+  const open = await start(t, 9, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 3 }) } })
+  const client = await open('/stream/')
+
+  client.send({ action: 'list', request_id: 'a', limit: 2 })
+  client.send({ action: 'list', request_id: 'b', limit: 4 })
+  const all = await client.take(5 + 3)
+  const of = (id: string): unknown[] => all.filter((r) => r.request_id === id).map((r) => [r.data.offset, r.data.results.length])
+  t.strictSame(of('a'), [[0, 2], [2, 2], [4, 2], [6, 2], [8, 1]], 'a: five pages of 2')
+  t.strictSame(of('b'), [[0, 4], [4, 4], [8, 1]], 'b: three pages of 4')
+  await assertNothingMore(t, client, 'after-ab')
+})
+
+t.test('list_cancel: 200 with data null, also when nothing is streaming', async (t) => {
+  const open = await start(t, 3, { '/stream/': { actions: mixins.streamedList() } })
+  const client = await open('/stream/')
+  const reply = await client.request('list_cancel')
+  t.strictSame(
+    { errors: reply.errors, data: reply.data, action: reply.action, status: reply.response_status },
+    { errors: [], data: null, action: 'list_cancel', status: 200 }
+  )
+  // A cancel before a stream does not stop the stream that follows.
+  client.send({ action: 'list', request_id: 'later' })
+  t.strictSame(page(await client.next()), expectedPage('later', 3, 20, 0, items(1, 3)))
+  await assertNothingMore(t, client, 'after-later')
+})
+
+t.test('list_cancel stops every stream in flight: no page after its reply', async (t) => {
+  const held = gate()
+  let queries = 0
+  const open = await start(t, 10, {
+    '/stream/': {
+      // Hold both streams inside the query for their second page, then cancel them there.
+      getQueryset: async (ctx: ActionContext) => {
+        if (ctx.action === 'list' && ++queries >= 3) await held.wait()
+        return undefined
+      },
+      actions: mixins.streamedList({ defaultLimit: 2 })
+    }
+  })
+  const client = await open('/stream/')
+
+  client.send({ action: 'list', request_id: 'x' })
+  client.send({ action: 'list', request_id: 'y' })
+  const firsts = await client.take(2)
+  t.strictSame(firsts.map((r) => [r.request_id, r.data.offset]).sort(), [['x', 0], ['y', 0]], 'each stream sent its first page')
+  await held.entered
+
+  const cancel = await client.request('list_cancel')
+  t.strictSame([cancel.action, cancel.response_status, cancel.data], ['list_cancel', 200, null])
+  held.open()
+  // Had either stream gone on, its second page would come before this reply.
+  await assertNothingMore(t, client, 'after-cancel')
+  t.equal(queries, 4, 'both streams had reached their second query when cancelled')
+
+  // The socket streams again afterwards.
+  client.send({ action: 'list', request_id: 'z', limit: 5 })
+  t.strictSame((await client.take(2)).map((r) => [r.request_id, r.data.offset]), [['z', 0], ['z', 5]])
+  await assertNothingMore(t, client, 'after-z')
+})
+
+t.test('list_cancel stops a long stream running freely', async (t) => {
+  const total = 400
+  const open = await start(t, total, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 1 }) } })
+  const client = await open('/stream/')
+
+  client.send({ action: 'list', request_id: 'long' })
+  t.equal((await client.next()).request_id, 'long', 'the stream started')
+  client.send({ action: 'list_cancel', request_id: 'stop' })
+  // Pages already on the wire may arrive first; after the cancel reply nothing more may.
+  const offsets = [0]
+  let reply = await client.next()
+  while (reply.request_id === 'long') {
+    offsets.push(reply.data.offset)
+    reply = await client.next()
+  }
+  t.strictSame([reply.request_id, reply.action, reply.response_status, reply.data], ['stop', 'list_cancel', 200, null])
+  t.ok(offsets.length < total, `stopped after ${offsets.length} of ${total} pages`)
+  t.strictSame(offsets, offsets.map((_, i) => i), 'the pages before the cancel were in order')
+  await assertNothingMore(t, client, 'after-stop')
+})
+
+t.test('list_cancel on one socket does not stop a stream on another', async (t) => {
+  const held = gate()
+  let queries = 0
+  const open = await start(t, 4, {
+    '/stream/': {
+      getQueryset: async (ctx: ActionContext) => {
+        if (ctx.requestId === 'other' && ++queries === 2) await held.wait()
+        return undefined
+      },
+      actions: mixins.streamedList({ defaultLimit: 2 })
+    }
+  })
+  const one = await open('/stream/')
+  const two = await open('/stream/')
+
+  two.send({ action: 'list', request_id: 'other' })
+  t.equal((await two.next()).data.offset, 0)
+  await held.entered
+  t.equal((await one.request('list_cancel')).response_status, 200)
+  held.open()
+  t.strictSame(page(await two.next()), expectedPage('other', 4, 2, 2, items(3, 4)), 'the other socket finished its stream')
+  await assertNothingMore(t, two, 'after-other')
+})
+
+// ---------------------------------------------------------------- the example server
+
+/** Create `count` users through the example's `/ws/` route. */
+async function createUsers (base: string, count: number, t: Test): Promise<Array<{ id: number, username: string, email: string }>> {
+  const client = await connect(`${base}/ws/`)
+  t.teardown(() => client.close())
+  const users = []
+  for (let i = 1; i <= count; i++) {
+    const reply = await client.request('create', {
+      data: { username: `user${i}`, email: `user${i}@example.com`, password1: 'pw-123456', password2: 'pw-123456' }
+    })
+    t.equal(reply.response_status, 201, `user${i} created`)
+    users.push(reply.data)
+  }
+  return users
+}
+
+t.test('example /ws/paginated/: limit/offset pages of public users, default limit 2', async (t) => {
+  const { base } = await startExample(t)
+  const users = await createUsers(base, 5, t)
+  t.strictSame(users[0], { id: 1, username: 'user1', email: 'user1@example.com' })
+  const client = await connect(`${base}/ws/paginated/`)
+  t.teardown(() => client.close())
+
+  const first = await client.request('list')
+  t.strictSame(page(first), expectedPage(first.request_id, 5, 2, 0, users.slice(0, 2)))
+  t.strictSame((await client.request('list', { offset: 4 })).data, { count: 5, results: users.slice(4), limit: 2, offset: 4 })
+  t.strictSame((await client.request('list', { limit: '3', offset: '1' })).data, { count: 5, results: users.slice(1, 4), limit: 3, offset: 1 })
+  t.strictSame((await client.request('list', { limit: 0, offset: -1 })).data, { count: 5, results: users.slice(0, 2), limit: 2, offset: 0 })
+  t.strictSame((await client.request('list', { offset: 5 })).data, { count: 5, results: [], limit: 2, offset: 5 })
+  t.notMatch(JSON.stringify(first), /password|pw-123456/, 'no password in any page')
+  const other = await client.request('retrieve', { pk: 1 })
+  t.strictSame([other.response_status, other.errors], [405, ['Method "retrieve" not allowed.']], 'the route has list only')
+})
+
+t.test('example /ws/stream/: pages of 2 with the request_id, then nothing; list_cancel', async (t) => {
+  const { base } = await startExample(t)
+  const users = await createUsers(base, 5, t)
+  const client = await connect(`${base}/ws/stream/`)
+  t.teardown(() => client.close())
+
+  client.send({ action: 'list', request_id: 'users' })
+  t.strictSame((await client.take(3)).map(page), [
+    expectedPage('users', 5, 2, 0, users.slice(0, 2)),
+    expectedPage('users', 5, 2, 2, users.slice(2, 4)),
+    expectedPage('users', 5, 2, 4, users.slice(4))
+  ])
+  await assertNothingMore(t, client, 'after-users')
+
+  client.send({ action: 'list', request_id: 'big', limit: '4' })
+  t.strictSame((await client.take(2)).map((r) => [r.request_id, r.data.limit, r.data.offset, r.data.results.length]), [['big', 4, 0, 4], ['big', 4, 4, 1]])
+  await assertNothingMore(t, client, 'after-big')
+
+  // One page holding every user is the only page.
+  client.send({ action: 'list', request_id: 'all', limit: 5 })
+  t.strictSame(page(await client.next()), expectedPage('all', 5, 5, 0, users))
+  await assertNothingMore(t, client, 'after-all')
+})
