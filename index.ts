@@ -17,7 +17,11 @@ import './types/fastify.js'
 
 const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options) => {
   const resolved = resolveOptions(options)
-  const state: PluginState = { options: resolved, connections: new Set() }
+  const state: PluginState = { options: resolved, connections: new Set(), routes: [], ready: false }
+  fastify.addHook('onReady', async () => {
+    state.ready = true
+    for (const route of state.routes) route.resolveHooks()
+  })
 
   /** Let in-flight actions finish and commit, then close every wsRest socket with 1001. */
   async function drainConnections (): Promise<void> {
@@ -29,6 +33,18 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     fastify.addHook('preClose', drainConnections)
   } else {
     await fastify.register(websocket, {
+      // A client breaking the WebSocket protocol (oversized frame, invalid UTF-8) is the
+      // client's fault: ws has already closed the socket with the right code (1009, 1007),
+      // so log it quietly instead of as a server error with a stack.
+      errorHandler (error, socket, request) {
+        const code = (error as Error & { code?: unknown }).code
+        if (typeof code === 'string' && code.startsWith('WS_ERR_')) {
+          request.log.info({ code }, 'fastify-ws-rest: client protocol error, socket closed')
+          return
+        }
+        request.log.error({ err: error }, 'fastify-ws-rest: socket error')
+        socket.terminate()
+      },
       ...resolved.websocket,
       options: { maxPayload: resolved.maxPayload, ...resolved.websocket.options },
       preClose: resolved.websocket.preClose ?? async function preClose (this: FastifyInstance) {

@@ -8,7 +8,7 @@
 import type { EntityManager } from '@mikro-orm/core'
 import type { Static, TSchema } from '@sinclair/typebox'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { GenericModel } from './generic.js'
+import type { GenericModel, InputKind } from './generic.js'
 import type { Permission } from './permissions.js'
 
 /** What a handler returns: the reply's data and status (default 200, data `null`). */
@@ -69,6 +69,8 @@ export interface ActionDefinition {
   readonly stream: boolean
   /** The action uses `ctx.model`; a route without an entity refuses it at registration. */
   readonly needsModel: boolean
+  /** The input schema the action validates `data` with; a route without it refuses the action at registration. */
+  readonly input?: InputKind
   readonly permissions?: Permission[]
   readonly handler: ActionHandler<any>
 }
@@ -114,10 +116,11 @@ export function action (
 export function modelAction (
   name: string,
   handler: ActionHandler<Record<string, unknown>>,
-  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[] } = {}
+  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind } = {}
 ): ActionDefinition {
   return {
     name,
+    input: options.input,
     detached: options.detached === true,
     transaction: options.transaction === true,
     stream: options.stream === true,

@@ -8,7 +8,7 @@
 import type { MikroORM } from '@mikro-orm/core'
 import type { TSchema } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { InvalidOption } from './errors.js'
+import { HookAfterReady, InvalidOption } from './errors.js'
 import { addPreActionHook, type PreActionHook } from './hooks.js'
 import { declareRoute, type RouteOptions } from './route.js'
 import type { PluginState } from './state.js'
@@ -39,6 +39,8 @@ export function wsRestGetter (state: PluginState): (this: FastifyInstance) => Ws
         },
         addHook (name, hook) {
           if (name !== 'preAction') throw new InvalidOption('addHook', `unknown hook "${String(name)}" (only "preAction")`)
+          // As with Fastify's own hooks: routes fix their chain at ready, so a later hook would apply to none of them.
+          if (state.ready) throw new HookAfterReady()
           addPreActionHook(instance, hook)
         },
         orm: state.options.orm

@@ -44,7 +44,8 @@ function verboseName (meta: EntityMetadata | undefined): string {
 
 /** DRF's text for a taken unique value: "user with this username already exists." */
 export function uniqueMessage (meta: EntityMetadata | undefined, field: string): string {
-  return `${verboseName(meta)} with this ${field.replace(/_/g, ' ')} already exists.`
+  const fieldName = field.replace(/([a-z])([A-Z])/g, '$1 $2').replace(/_/g, ' ').toLowerCase()
+  return `${verboseName(meta)} with this ${fieldName} already exists.`
 }
 
 /**

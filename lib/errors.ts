@@ -64,6 +64,13 @@ export const DuplicateAction = createError<[string, string]>(
   500
 )
 
+/** Registration-time: a preAction hook added after the app is ready. */
+export const HookAfterReady = createError(
+  'FST_WSREST_HOOK_AFTER_READY',
+  'preAction hooks must be added before the app is ready',
+  500
+)
+
 const ValidationErrorBase = createError('FST_WSREST_VALIDATION', 'Invalid input.', 400)
 
 /**

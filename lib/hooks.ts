@@ -7,7 +7,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { ActionContext } from './action.js'
 import { InvalidOption } from './errors.js'
-import { kPreActionHooks } from './symbols.js'
+/** Own preAction hooks of one encapsulation context, behind a symbol (Fastify's lib/symbols.js pattern). */
+const kPreActionHooks = Symbol('fastify-ws-rest.preActionHooks')
 
 /** A preAction hook: runs after the permission check and before validation and the handler. */
 export type PreActionHook = (ctx: ActionContext, args: Record<string, unknown>) => void | Promise<void>

@@ -27,10 +27,18 @@ export interface PageData<T> {
   offset: number
 }
 
+/**
+ * An integer from a number or a numeric string, clamped to the safe range (a huge
+ * offset still means "past the end", a huge limit still means "the maximum"); undefined
+ * when the value is not an integer at all.
+ */
 function toInteger (value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? value : undefined
-  if (typeof value === 'string' && /^\s*-?\d{1,15}\s*$/.test(value)) return Number(value)
-  return undefined
+  let n: number
+  if (typeof value === 'number') n = value
+  else if (typeof value === 'string' && /^\s*[-+]?\d+\s*$/.test(value)) n = Number(value)
+  else return undefined
+  if (!Number.isInteger(n)) return undefined
+  return Math.max(Number.MIN_SAFE_INTEGER, Math.min(n, Number.MAX_SAFE_INTEGER))
 }
 
 /** A paginator fixed at registration: checks its options once, then resolves pages per message. */

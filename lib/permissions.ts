@@ -66,12 +66,17 @@ export function or (...perms: Permission[]): Permission {
   }
 }
 
-/** Allows what `perm` refuses. */
+/**
+ * Allows what `perm` refuses. Only the checks `perm` defines are negated: negating an
+ * omitted check (which allows) would refuse everything, e.g. `not(onlyActions('x'))`
+ * would refuse every connection.
+ */
 export function not (perm: Permission): Permission {
-  return {
-    async canConnect (request) { return !(await connectOf(perm)(request)) },
-    async hasPermission (ctx, action, args) { return !(await actionOf(perm)(ctx, action, args)) }
-  }
+  const negated: Permission = {}
+  const { canConnect: connect, hasPermission: act } = perm
+  if (connect !== undefined) negated.canConnect = async (request) => !(await connect(request))
+  if (act !== undefined) negated.hasPermission = async (ctx, action, args) => !(await act(ctx, action, args))
+  return negated
 }
 
 /** Allows only the named actions (and refuses the rest): `onlyActions('list', 'retrieve')`. */

@@ -21,7 +21,7 @@ import { DuplicateAction, InvalidOption } from './errors.js'
 import { GenericModel, type ModelOptions } from './generic.js'
 import { resolvePreActionHooks, type PreActionHook } from './hooks.js'
 import { canConnect, type Permission } from './permissions.js'
-import type { PluginState } from './state.js'
+import { positiveInteger, type PluginState } from './state.js'
 import { compileValidator, type InputValidator } from './validation.js'
 
 type Hooks<H> = H | H[]
@@ -72,11 +72,8 @@ export class CompiledRoute {
   ) {
     if (options === null || typeof options !== 'object') throw new InvalidOption('route options', 'must be an object')
     if (!Array.isArray(options.actions)) throw new InvalidOption('actions', 'must be an array of actions (mixins or action())')
-    if (options.permissions !== undefined && !Array.isArray(options.permissions)) {
-      throw new InvalidOption('permissions', 'must be an array of permission objects')
-    }
-    this.permissions = options.permissions ?? []
-    this.maxPayload = options.maxPayload ?? state.options.maxPayload
+    this.permissions = checkPermissionList('permissions', options.permissions) ?? []
+    this.maxPayload = positiveInteger('maxPayload', options.maxPayload, state.options.maxPayload)
     this.maxDepth = state.options.maxDepth
     if (options.entity !== undefined) {
       if (orm === undefined) throw new InvalidOption('orm', `is required by route ${path}, which has an entity`)
@@ -93,17 +90,37 @@ export class CompiledRoute {
     if (def.needsModel && this.model === undefined) {
       throw new InvalidOption('entity', `the "${def.name}" action of route ${this.path} needs an entity`)
     }
+    if (def.input !== undefined && this.model?.hasInput(def.input) !== true) {
+      throw new InvalidOption(`schema.${def.input === 'create' ? 'create' : 'update'}`, `is required by the "${def.name}" action of route ${this.path}`)
+    }
     this.actions.set(def.name, {
       def,
       validate: def.schema === undefined ? undefined : compileValidator(def.schema),
-      permissions: def.permissions ?? this.permissions
+      permissions: checkPermissionList(`permissions of action "${def.name}"`, def.permissions) ?? this.permissions
     })
   }
 
-  /** The preAction hooks of the route's context, resolved on first use (after every plugin has loaded). */
+  /**
+   * The preAction hooks of the route's context. Resolved when the app is ready (every
+   * plugin loaded, so hooks a parent adds after declaring a child still apply), and
+   * fixed from then on, as Fastify's own hooks are.
+   */
   get preActionHooks (): PreActionHook[] {
     return (this.hooks ??= resolvePreActionHooks(this.instance))
   }
+
+  /** Fix the hook chain now (called from the plugin's onReady). */
+  resolveHooks (): void {
+    this.hooks = resolvePreActionHooks(this.instance)
+  }
+}
+
+function checkPermissionList (name: string, perms: unknown): Permission[] | undefined {
+  if (perms === undefined) return undefined
+  if (!Array.isArray(perms) || perms.some((p) => p === null || typeof p !== 'object')) {
+    throw new InvalidOption(name, 'must be an array of permission objects')
+  }
+  return perms as Permission[]
 }
 
 function asArray<H> (hooks: Hooks<H> | undefined): H[] {
@@ -114,6 +131,7 @@ function asArray<H> (hooks: Hooks<H> | undefined): H[] {
 export function declareRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
   if (typeof path !== 'string' || !path.startsWith('/')) throw new InvalidOption('path', 'must be a string starting with "/"')
   const route = new CompiledRoute(instance, path, options, state.options.orm, state)
+  state.routes.push(route)
 
   // Connect-time permissions run after the app's own hooks (authentication sets request.user first).
   async function checkConnect (request: FastifyRequest, reply: FastifyReply): Promise<void> {

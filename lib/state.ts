@@ -4,6 +4,7 @@
 import type { MikroORM } from '@mikro-orm/core'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
 import type { Connection } from './consumer.js'
+import type { CompiledRoute } from './route.js'
 import { InvalidOption } from './errors.js'
 
 /** Options of `app.register(wsRest, options)`. */
@@ -34,9 +35,14 @@ export interface PluginState {
   readonly options: ResolvedOptions
   /** Open sockets, for graceful shutdown. */
   readonly connections: Set<Connection>
+  /** Declared routes, whose hook chains are fixed when the app is ready. */
+  readonly routes: CompiledRoute[]
+  /** Set once the app is ready: no more preAction hooks from then on. */
+  ready: boolean
 }
 
-function positiveInteger (name: string, value: unknown, fallback: number): number {
+/** A positive integer option, or `fallback` when absent; anything else fails naming the option. */
+export function positiveInteger (name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
     throw new InvalidOption(name, 'must be a positive integer')

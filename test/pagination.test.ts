@@ -14,7 +14,8 @@ const Item = defineEntity({
   name: 'Item',
   properties: (p) => ({
     id: p.integer().primary().autoincrement(),
-    name: p.string(),
+    // Indexed, so a query scoped on it may come back in name order unless ordered by id.
+    name: p.string().index(),
     secret: p.string().default('hidden')
   })
 })
@@ -64,18 +65,24 @@ function expectedPage (requestId: unknown, count: number, limit: number, offset:
 }
 
 /**
- * After a stream's last page, nothing more may come for it: send `list_cancel` and
- * require the very next message to be its reply.
+ * After a stream's last page, nothing more may come for it. Probe with a request that
+ * reads the database (`retrieve`, or a one-page `list` on the example): on the single
+ * in-memory SQLite connection its query runs after any query the stream could still
+ * have started, so a stray page would arrive before the probe's reply. (A `list_cancel`
+ * probe would not do: it would stop the very page it is meant to detect.)
  */
-async function assertNothingMore (t: Test, client: TestClient, id: string): Promise<void> {
-  client.send({ action: 'list_cancel', request_id: id })
+async function assertNothingMore (t: Test, client: TestClient, id: string, probe: Record<string, unknown> = { action: 'retrieve', pk: 1 }): Promise<void> {
+  client.send({ ...probe, request_id: id })
   const next = await client.next()
   t.strictSame(
-    { action: next.action, request_id: next.request_id, status: next.response_status, data: next.data },
-    { action: 'list_cancel', request_id: id, status: 200, data: null },
-    'the next message after the last page is the list_cancel reply'
+    { action: next.action, request_id: next.request_id },
+    { action: probe.action, request_id: id },
+    'the next message after the last page is the probe\'s reply'
   )
 }
+
+/** The example's stream route has only list and list_cancel: probe with a list that fits in one page. */
+const ONE_PAGE_LIST = { action: 'list', limit: 100 }
 
 /**
  * A gate a getQueryset can wait on: `entered` resolves when a query reaches it, and the
@@ -149,6 +156,25 @@ t.test('paginatedList: an offset at or past the end gives results [] and the tru
   }
 })
 
+t.test('paginatedList: a huge limit is capped at the maximum, a huge offset is past the end', async (t) => {
+  const open = await start(t, 7, { '/paged/': { actions: [mixins.paginatedList({ defaultLimit: 3, maxLimit: 5 })] } })
+  const client = await open('/paged/')
+
+  // Up to 15 digits the numbers are read as such.
+  t.strictSame((await client.request('list', { limit: 1e15 })).data.limit, 5, 'limit 1e15 → the maximum')
+  t.strictSame((await client.request('list', { offset: 1e15 })).data.results, [], 'offset 1e15 → past the end')
+
+  // Larger ones are still positive integers (DRF reads them with int()): the same must hold.
+  for (const limit of [1e16, '9999999999999999']) {
+    const reply = await client.request('list', { limit })
+    t.equal(reply.data.limit, 5, `limit ${JSON.stringify(limit)} → the maximum`)
+  }
+  for (const offset of [1e16, '99999999999999999999']) {
+    const reply = await client.request('list', { offset })
+    t.strictSame([reply.data.count, reply.data.results], [7, []], `offset ${JSON.stringify(offset)} → results []`)
+  }
+})
+
 t.test('paginatedList on an empty table, and scoped by getQueryset', async (t) => {
   const open = await start(t, 0, { '/paged/': { actions: [mixins.paginatedList()] } })
   const client = await open('/paged/')
@@ -163,10 +189,27 @@ t.test('paginatedList on an empty table, and scoped by getQueryset', async (t) =
   }, 'count and pages only cover the scope')
 })
 
+t.test('pages follow the primary key even when the database would return another order', async (t) => {
+  // A range on the indexed name lets SQLite scan the index: "item 1", "item 10", "item 11", "item 2", …
+  const byName = { getQueryset: () => ({ name: { $gte: 'item' } }) }
+  const open = await start(t, 12, {
+    '/paged/': { ...byName, actions: [mixins.paginatedList({ defaultLimit: 4 })] },
+    '/stream/': { ...byName, actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 4 })] }
+  })
+  const paged = await open('/paged/')
+  t.strictSame((await paged.request('list')).data.results, items(1, 4))
+  t.strictSame((await paged.request('list', { offset: 8 })).data.results, items(9, 12))
+
+  const stream = await open('/stream/')
+  stream.send({ action: 'list', request_id: 'ordered' })
+  t.strictSame((await stream.take(3)).map((r) => r.data.results), [items(1, 4), items(5, 8), items(9, 12)])
+  await assertNothingMore(t, stream, 'after-ordered')
+})
+
 // ---------------------------------------------------------------- streamed list
 
 t.test('streamedList sends one reply per page with the request_id, and nothing after the last', async (t) => {
-  const open = await start(t, 8, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 3, maxLimit: 4 }) } })
+  const open = await start(t, 8, { '/stream/': { actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 3, maxLimit: 4 })] } })
   const client = await open('/stream/')
 
   client.send({ action: 'list', request_id: 's1' })
@@ -196,7 +239,7 @@ t.test('streamedList sends one reply per page with the request_id, and nothing a
 })
 
 t.test('streamedList over an empty table sends a single empty page', async (t) => {
-  const open = await start(t, 0, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 3 }) } })
+  const open = await start(t, 0, { '/stream/': { actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 3 })] } })
   const client = await open('/stream/')
   client.send({ action: 'list', request_id: 'empty' })
   t.strictSame(page(await client.next()), expectedPage('empty', 0, 3, 0, []))
@@ -213,7 +256,7 @@ t.test('two streams at once on one socket: both complete, each with its own requ
         if (ctx.requestId === 'slow' && ++slowQueries === 2) await slow.wait()
         return undefined
       },
-      actions: mixins.streamedList({ defaultLimit: 3 })
+      actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 3 })]
     }
   })
   const client = await open('/stream/')
@@ -237,7 +280,7 @@ t.test('two streams at once on one socket: both complete, each with its own requ
 })
 
 t.test('two streams started together both complete, pages interleaved but each in order', async (t) => {
-  const open = await start(t, 9, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 3 }) } })
+  const open = await start(t, 9, { '/stream/': { actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 3 })] } })
   const client = await open('/stream/')
 
   client.send({ action: 'list', request_id: 'a', limit: 2 })
@@ -250,7 +293,7 @@ t.test('two streams started together both complete, pages interleaved but each i
 })
 
 t.test('list_cancel: 200 with data null, also when nothing is streaming', async (t) => {
-  const open = await start(t, 3, { '/stream/': { actions: mixins.streamedList() } })
+  const open = await start(t, 3, { '/stream/': { actions: [mixins.retrieve(), ...mixins.streamedList()] } })
   const client = await open('/stream/')
   const reply = await client.request('list_cancel')
   t.strictSame(
@@ -273,7 +316,7 @@ t.test('list_cancel stops every stream in flight: no page after its reply', asyn
         if (ctx.action === 'list' && ++queries >= 3) await held.wait()
         return undefined
       },
-      actions: mixins.streamedList({ defaultLimit: 2 })
+      actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 2 })]
     }
   })
   const client = await open('/stream/')
@@ -299,7 +342,7 @@ t.test('list_cancel stops every stream in flight: no page after its reply', asyn
 
 t.test('list_cancel stops a long stream running freely', async (t) => {
   const total = 400
-  const open = await start(t, total, { '/stream/': { actions: mixins.streamedList({ defaultLimit: 1 }) } })
+  const open = await start(t, total, { '/stream/': { actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 1 })] } })
   const client = await open('/stream/')
 
   client.send({ action: 'list', request_id: 'long' })
@@ -327,7 +370,7 @@ t.test('list_cancel on one socket does not stop a stream on another', async (t) 
         if (ctx.requestId === 'other' && ++queries === 2) await held.wait()
         return undefined
       },
-      actions: mixins.streamedList({ defaultLimit: 2 })
+      actions: [mixins.retrieve(), ...mixins.streamedList({ defaultLimit: 2 })]
     }
   })
   const one = await open('/stream/')
@@ -389,14 +432,17 @@ t.test('example /ws/stream/: pages of 2 with the request_id, then nothing; list_
     expectedPage('users', 5, 2, 2, users.slice(2, 4)),
     expectedPage('users', 5, 2, 4, users.slice(4))
   ])
-  await assertNothingMore(t, client, 'after-users')
+  await assertNothingMore(t, client, 'after-users', ONE_PAGE_LIST)
 
   client.send({ action: 'list', request_id: 'big', limit: '4' })
   t.strictSame((await client.take(2)).map((r) => [r.request_id, r.data.limit, r.data.offset, r.data.results.length]), [['big', 4, 0, 4], ['big', 4, 4, 1]])
-  await assertNothingMore(t, client, 'after-big')
+  await assertNothingMore(t, client, 'after-big', ONE_PAGE_LIST)
 
   // One page holding every user is the only page.
   client.send({ action: 'list', request_id: 'all', limit: 5 })
   t.strictSame(page(await client.next()), expectedPage('all', 5, 5, 0, users))
-  await assertNothingMore(t, client, 'after-all')
+  await assertNothingMore(t, client, 'after-all', ONE_PAGE_LIST)
+
+  const cancel = await client.request('list_cancel')
+  t.strictSame([cancel.action, cancel.response_status, cancel.errors, cancel.data], ['list_cancel', 200, [], null])
 })

@@ -155,6 +155,23 @@ export async function routeTyping (): Promise<void> {
     }
   })
 
+  // The entity type is inferred from `entity`: perform* hooks get it, and must return it.
+  app.wsRest.route('/ws/typed-entity/', {
+    entity: Item,
+    schema: { create: ItemCreate, response: ItemPublic },
+    actions: [mixins.create(), mixins.delete()],
+    // @ts-expect-error — performCreate must return the route's entity
+    performCreate () { return 'not an entity' },
+    performDelete (ctx, entity) {
+      expectType<number>(entity.id)
+      expectType<string>(entity.name)
+      assertEqual<Equal<typeof entity.note, string | null | undefined>>()
+      // @ts-expect-error — not a property of Item
+      void entity.password
+      ctx.em.remove(entity)
+    }
+  })
+
   // Inside a plugin the facade is the same type, and hooks are typed.
   await app.register(async (child) => {
     expectType<WsRest>(child.wsRest)

@@ -9,5 +9,5 @@ export function create (options: MixinOptions = {}): ActionDefinition {
     const data = await model.validate('create', args.data, ctx)
     const entity = await model.create(ctx, data)
     return { status: 201, data: model.serialize(entity, shaper(model)) }
-  }, { transaction: true, permissions: options.permissions })
+  }, { transaction: true, permissions: options.permissions, input: 'create' })
 }

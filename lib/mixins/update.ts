@@ -14,7 +14,7 @@ export function changeAction (name: string, kind: InputKind, options: MixinOptio
     const data = await model.validate(kind, args.data, ctx, entity)
     await model.update(ctx, entity, data)
     return { data: model.serialize(entity, shaper(model)) }
-  }, { transaction: true, permissions: options.permissions })
+  }, { transaction: true, permissions: options.permissions, input: kind })
 }
 
 /** `update {pk, data}` → 200 with the object. `data` must be the whole object (`schema.update`). */
