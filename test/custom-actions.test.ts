@@ -4,7 +4,7 @@
  * detached actions and their cancellation — and the registration errors of the plugin
  * and its routes. Real sockets, in-memory SQLite.
  */
-import { defineEntity, type EntityManager } from '@mikro-orm/core'
+import type { EntityManager } from '@mikro-orm/core'
 import type { MikroORM } from '@mikro-orm/sqlite'
 import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
@@ -19,18 +19,11 @@ import wsRest, {
   ValidationError,
   type WsRestOptions
 } from '../index.js'
+import { Item, ItemPublic } from './helpers/item.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { startApp } from './helpers/server.js'
 
-const Item = defineEntity({
-  name: 'Item',
-  properties: (p) => ({
-    id: p.integer().primary().autoincrement(),
-    name: p.string()
-  })
-})
 
-const ItemPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
 
 /** Wait bound for events that must happen promptly. */
 const BOUND = 5_000

@@ -4,9 +4,7 @@
  * finish and commit before closing sockets with 1001.
  */
 import websocket from '@fastify/websocket'
-import { defineEntity } from '@mikro-orm/core'
 import { MikroORM } from '@mikro-orm/sqlite'
-import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
 import { mkdtempSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
@@ -14,17 +12,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import wsRest, { action, mixins } from '../index.js'
+import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
 import { connect } from './helpers/client.js'
 
-const Item = defineEntity({
-  name: 'Item',
-  properties: (p) => ({
-    id: p.integer().primary().autoincrement(),
-    name: p.string()
-  })
-})
-const ItemSchema = Type.Object({ id: Type.Integer(), name: Type.String() })
-const ItemInput = Type.Object({ name: Type.String() })
 
 /** A deferred: a promise and the function that resolves it. */
 function deferred (): { promise: Promise<void>, resolve: () => void } {
@@ -45,7 +35,7 @@ t.test('works when the app registered @fastify/websocket itself, beside its own 
   await app.register(wsRest, { orm })
   app.wsRest.route('/items/', {
     entity: Item,
-    schema: { create: ItemInput, response: ItemSchema },
+    schema: { create: ItemCreate, response: ItemPublic },
     actions: [mixins.create(), mixins.list()]
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -92,7 +82,7 @@ t.test('app.close() lets an in-flight write finish and commit, then closes with 
   await app.register(wsRest, { orm })
   app.wsRest.route('/items/', {
     entity: Item,
-    schema: { response: ItemSchema },
+    schema: { response: ItemPublic },
     actions: [
       action('slow_create', { transaction: true }, async (ctx) => {
         const item = ctx.em.create(Item, { name: 'in-flight' })

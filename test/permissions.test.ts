@@ -4,7 +4,6 @@
  * and/or/not, per-action overrides), the encapsulated `preAction` hook chain, and the
  * example's `/ws/secure/` route — all over real sockets against in-memory SQLite.
  */
-import { defineEntity, type InferEntity } from '@mikro-orm/core'
 import type { MikroORM } from '@mikro-orm/sqlite'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -19,20 +18,11 @@ import {
   type Permission,
   type PreActionHook
 } from '../index.js'
+import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
 import { connect, upgradeStatus, type TestClient, type WireReply } from './helpers/client.js'
 import { startApp, startExample } from './helpers/server.js'
 
-const Item = defineEntity({
-  name: 'Item',
-  properties: (p) => ({
-    id: p.integer().primary().autoincrement(),
-    name: p.string()
-  })
-})
-type Item = InferEntity<typeof Item>
 
-const ItemCreate = Type.Object({ name: Type.String({ minLength: 1 }) })
-const ItemPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
 const itemModel = { entity: Item, schema: { create: ItemCreate, response: ItemPublic } }
 
 const DENIED = ['You do not have permission to perform this action.']
