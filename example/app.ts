@@ -79,6 +79,10 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
 
   app.wsRest.route('/ws/', {
     ...userModel,
+    // list takes {"filter": {...}}, {"ordering": "-id"} and {"search": "..."} on these fields only.
+    filterFields: ['id', 'username', 'email'],
+    orderingFields: ['id', 'username'],
+    searchFields: ['username', 'email'],
     actions: [
       mixins.create(), mixins.list(), mixins.retrieve(),
       mixins.update(), mixins.patch(), mixins.delete()

@@ -11,6 +11,7 @@ import { Type } from '@sinclair/typebox'
 import type { ActionContext } from './action.js'
 import { translateDatabaseError, uniqueMessage } from './database-errors.js'
 import { InvalidOption, NotFound, ValidationError } from './errors.js'
+import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
 import type { Page } from './pagination.js'
 import { compileShaper, type Shaper } from './shape.js'
 import { compileValidator, type CrossFieldCheck, type InputValidator } from './validation.js'
@@ -21,7 +22,7 @@ export interface ModelOptions<
   C extends TSchema = TSchema,
   U extends TSchema = TSchema,
   R extends TSchema = TSchema
-> {
+> extends QueryOptions {
   /** The MikroORM entity (a `defineEntity` / `EntitySchema` result, or a class). */
   entity: EntityName<E>
   schema: {
@@ -87,6 +88,8 @@ export class GenericModel<E extends object = any> {
   private readonly coerceLookup: LookupCoercer
   private readonly validators: Partial<Record<InputKind, InputValidator<any>>>
   private readonly options: ModelOptions<E>
+  /** What lists may be filtered, ordered and searched by. */
+  readonly query: QueryRules
   /** Properties with a single-column unique constraint. */
   private readonly uniqueProps: string[]
 
@@ -106,6 +109,7 @@ export class GenericModel<E extends object = any> {
     this.lookupArg = options.lookupArg ?? (this.lookupField === this.primaryKey ? 'pk' : this.lookupField)
     this.coerceLookup = lookupCoercer(lookupProp.runtimeType)
     this.serializer = compileShaper(options.schema.response)
+    this.query = new QueryRules(meta as EntityMetadata, orm.em.getPlatform(), options)
     this.uniqueProps = meta.props.filter((p) => p.unique !== undefined && p.unique !== false).map((p) => p.name)
     const { create, update } = options.schema
     this.validators = {
@@ -127,6 +131,7 @@ export class GenericModel<E extends object = any> {
 
   /** `condition` narrowed by the connection's scope. */
   async where (ctx: ActionContext, condition: FilterQuery<E> = {} as FilterQuery<E>): Promise<FilterQuery<E>> {
+    // A client's filter only ever narrows the scope: both must hold.
     const scope = await this.queryset(ctx)
     if (scope === undefined || Object.keys(scope).length === 0) return condition
     if (Object.keys(condition).length === 0) return scope
@@ -145,21 +150,24 @@ export class GenericModel<E extends object = any> {
     return found
   }
 
-  /** Every object in scope, ordered by primary key. */
-  async list (ctx: ActionContext): Promise<E[]> {
-    return await ctx.em.find(this.entity, await this.where(ctx), { orderBy: this.orderBy() } as object)
+  /** The `filter` / `ordering` / `search` of a list message: 400 keyed by the argument when invalid. */
+  listQuery (args: Record<string, unknown>): ListQuery {
+    return this.query.parse(args)
   }
 
-  /** One page of the objects in scope, and how many there are in all. */
-  async page (ctx: ActionContext, page: Page): Promise<{ results: E[], count: number }> {
-    const [results, count] = await ctx.em.findAndCount(this.entity, await this.where(ctx), {
-      orderBy: this.orderBy(), limit: page.limit, offset: page.offset
+  /** Every object in scope that matches `query`, in its order. */
+  async list (ctx: ActionContext, query: ListQuery): Promise<E[]> {
+    return await ctx.em.find(this.entity, await this.where(ctx, query.where), {
+      orderBy: this.query.orderBy(query.order)
+    } as object)
+  }
+
+  /** One page of the objects in scope that match `query`, and how many match in all. */
+  async page (ctx: ActionContext, query: ListQuery, page: Page): Promise<{ results: E[], count: number }> {
+    const [results, count] = await ctx.em.findAndCount(this.entity, await this.where(ctx, query.where), {
+      orderBy: this.query.orderBy(query.order), limit: page.limit, offset: page.offset
     } as object)
     return { results, count }
-  }
-
-  private orderBy (): Record<string, 'asc'> {
-    return { [this.primaryKey]: 'asc' }
   }
 
   /**

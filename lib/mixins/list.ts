@@ -1,11 +1,12 @@
 import { modelAction, type ActionDefinition } from '../action.js'
 import { modelOf, shaperOf, type MixinOptions } from './common.js'
 
-/** `list` → 200 with every object the connection may see, ordered by primary key. */
+/** `list {filter?, ordering?, search?}` → 200 with every matching object the connection may see (default order: primary key). */
 export function list (options: MixinOptions = {}): ActionDefinition {
   const shaper = shaperOf(options)
-  return modelAction('list', async (ctx) => {
+  return modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
-    return { data: model.serialize(await model.list(ctx), shaper(model)) }
+    const query = model.listQuery(args)
+    return { data: model.serialize(await model.list(ctx, query), shaper(model)) }
   }, { permissions: options.permissions })
 }

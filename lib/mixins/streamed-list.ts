@@ -17,9 +17,10 @@ export function streamedList (options: MixinOptions & PaginationOptions = {}): A
   const stream = modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
     const signal = ctx.cancellable(STREAM_SCOPE)
+    const query = model.listQuery(args)
     const { limit } = paginator.page(args)
     for (let offset = 0; !signal.aborted; offset += limit) {
-      const { results, count } = await model.page(ctx, { limit, offset })
+      const { results, count } = await model.page(ctx, query, { limit, offset })
       // A cancel that arrived during the query wins: no page after list_cancel's reply.
       if (signal.aborted) break
       ctx.reply({ count, results: model.serialize(results, shaper(model)), limit, offset })
