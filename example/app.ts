@@ -94,6 +94,11 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
     actions: [mixins.paginatedList({ defaultLimit: 2 })]
   })
 
+  app.wsRest.route('/ws/cursor/', {
+    ...userModel,
+    actions: [mixins.cursorList({ defaultLimit: 2 })]
+  })
+
   app.wsRest.route('/ws/stream/', {
     ...userModel,
     actions: [mixins.streamedList({ defaultLimit: 2 })]

@@ -85,6 +85,7 @@ export class QueryRules {
   /** The route's default ordering, with the primary key tie-break. */
   readonly defaultOrder: OrderStep[]
   private readonly position: string
+  private readonly dateFields = new Set<string>()
 
   constructor (
     private readonly meta: EntityMetadata,
@@ -98,6 +99,7 @@ export class QueryRules {
       }
       if (prop.kind !== 'scalar') throw new InvalidOption(option, `"${name}" is a relation; only scalar properties can be used`)
       const { schema, typeName } = valueSchema(prop.runtimeType, String(prop.columnTypes?.[0] ?? prop.type ?? ''))
+      if (prop.runtimeType === 'Date') this.dateFields.add(name)
       return {
         name,
         column: prop.fieldNames[0],
@@ -169,6 +171,19 @@ export class QueryRules {
     // Ties broken by primary key, so every ordering is total (pages never overlap).
     if (!steps.some((s) => s.field === this.primaryKey)) steps.push({ field: this.primaryKey, desc: false })
     return steps
+  }
+
+  /** `steps` if every field may be ordered by (a cursor's ordering, checked again); else 400 keyed `cursor`. */
+  checkOrder (steps: OrderStep[]): OrderStep[] {
+    if (!steps.every((s) => this.orderable.has(s.field)) || steps[steps.length - 1]?.field !== this.primaryKey) {
+      throw ValidationError.field('cursor', 'Invalid cursor.')
+    }
+    return steps
+  }
+
+  /** A value of `field` as the database wants it (date fields: a Date from its ISO string). */
+  fieldValue (field: string, value: unknown): unknown {
+    return this.dateFields.has(field) && typeof value === 'string' ? new Date(value) : value
   }
 
   /** MikroORM's orderBy for `steps`. */

@@ -5,12 +5,14 @@ import { modelOf, shaperOf, type MixinOptions } from './common.js'
 /**
  * The shared body of update and patch: look up, validate `data` as a whole object
  * (update) or any subset of it (patch), apply, reply with the object — in one transaction.
+ * A `version` argument that is not the current one is a 409.
  */
 export function changeAction (name: string, kind: InputKind, options: MixinOptions): ActionDefinition {
   const shaper = shaperOf(options)
   return modelAction(name, async (ctx, args) => {
     const model = modelOf(ctx)
     const entity = await model.getObject(ctx, args)
+    model.checkVersion(entity, args)
     const data = await model.validate(kind, args.data, ctx, entity)
     await model.update(ctx, entity, data)
     return { data: model.serialize(entity, shaper(model)) }

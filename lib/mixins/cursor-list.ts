@@ -1,0 +1,61 @@
+import type { FilterQuery } from '@mikro-orm/core'
+import { modelAction, type ActionDefinition } from '../action.js'
+import { CursorCodec, keysetCondition, type CursorOptions, type CursorPosition } from '../cursor.js'
+import type { OrderStep } from '../filtering.js'
+import { LimitOffsetPaginator } from '../pagination.js'
+import { modelOf, shaperOf, type MixinOptions } from './common.js'
+
+/**
+ * `list {cursor?, limit?, filter?, ordering?, search?}` → 200 with `{results, next, previous}`,
+ * cursors opaque strings or null. A cursor carries its ordering, so later pages keep the
+ * first page's order; the filter and search are applied again from each message.
+ */
+export function cursorList (options: MixinOptions & CursorOptions = {}): ActionDefinition {
+  const shaper = shaperOf(options)
+  const paginator = new LimitOffsetPaginator(options)
+  const codec = new CursorCodec(options.secret)
+  return modelAction('list', async (ctx, args) => {
+    const model = modelOf(ctx)
+    const query = model.listQuery(args)
+    const { limit } = paginator.page(args)
+    const from: CursorPosition | undefined = args.cursor === undefined || args.cursor === null ? undefined : codec.decode(args.cursor)
+    const order: OrderStep[] = from === undefined ? query.order : model.query.checkOrder(from.order)
+    const back = from?.back === true
+
+    const conditions: Array<FilterQuery<any>> = []
+    if (query.where !== undefined) conditions.push(query.where)
+    if (from !== undefined) conditions.push(keysetCondition(from, (f, v) => model.query.fieldValue(f, v)))
+    // Going back, read the rows before the position nearest-first, then restore the order.
+    const readOrder = back ? order.map((s) => ({ field: s.field, desc: !s.desc })) : order
+    const rows = await ctx.em.find(model.entity, await model.where(ctx, conditions.length <= 1 ? conditions[0] : { $and: conditions }), {
+      orderBy: model.query.orderBy(readOrder), limit: limit + 1
+    } as object)
+    const more = rows.length > limit
+    const page = rows.slice(0, limit)
+    if (back) page.reverse()
+
+    const at = (row: object | undefined, where: 'after' | 'before', inclusive = false): string =>
+      codec.encode({
+        order,
+        values: row === undefined ? from!.values : order.map((s) => (row as Record<string, unknown>)[s.field]),
+        back: where === 'before',
+        inclusive
+      })
+    const first = page[0]
+    const last = page[page.length - 1]
+    let next: string | null
+    let previous: string | null
+    if (from === undefined) {
+      next = more ? at(last, 'after') : null
+      previous = null
+    } else if (!back) {
+      next = more ? at(last, 'after') : null
+      // An empty page (its rows were deleted) points back at its own position, inclusive.
+      previous = first !== undefined ? at(first, 'before') : at(undefined, 'before', true)
+    } else {
+      previous = more ? at(first, 'before') : null
+      next = last !== undefined ? at(last, 'after') : at(undefined, 'after', true)
+    }
+    return { data: { results: model.serialize(page, shaper(model)), next, previous } }
+  }, { permissions: options.permissions })
+}
