@@ -96,14 +96,35 @@ export class ValidationError extends ValidationErrorBase {
  */
 export const BadFrame = createError<[string]>('FST_WSREST_BAD_FRAME', '%s', 400)
 
+const HttpRouteErrorBase = createError<[number]>('FST_WSREST_HTTP_ROUTE', 'The HTTP route answered %s', 500)
+
+/**
+ * An error answer of an HTTP route relayed by `httpAction`: the route's own status and the
+ * `errors` to send. A 5xx always carries only `"Internal server error"` — the route has
+ * logged its cause, and its body (a stack, SQL) must never reach the socket.
+ */
+export class HttpRouteError extends HttpRouteErrorBase {
+  readonly errors: unknown[]
+  constructor (statusCode: number, errors: unknown[]) {
+    super(statusCode)
+    this.statusCode = statusCode
+    this.errors = statusCode >= 500 ? [new InternalError().message] : errors
+  }
+}
+
 /** The `errors` array of the reply for any error raised while handling a frame. */
 export function wireErrors (err: { statusCode?: number, message: string }): unknown[] {
   if (err instanceof ValidationError) return [err.fields]
+  if (err instanceof HttpRouteError) return err.errors
   return [err.message]
 }
 
-/** True when the error is one of ours and meant for the client (anything else is a 500). */
+/**
+ * True when the error is one of ours and meant for the client (anything else is a 500).
+ * A relayed HTTP route answer is sent with its own status, 5xx included: its `errors` are already safe.
+ */
 export function isClientError (err: unknown): err is Error & { statusCode: number, code: string } {
+  if (err instanceof HttpRouteError) return true
   if (!(err instanceof Error)) return false
   const { code, statusCode } = err as Error & { code?: unknown, statusCode?: unknown }
   return typeof code === 'string' && code.startsWith('FST_WSREST_') &&
