@@ -34,7 +34,13 @@ export interface OrderStep {
 
 /** A parsed list query. */
 export interface ListQuery {
-  where: FilterQuery<any> | undefined
+  /**
+   * A fresh MikroORM condition for one query, or undefined for no filter. A function, not
+   * a value: MikroORM forgets a raw() fragment (used by `$contains` / `search`) once a
+   * query has used it, so each query of a streamed or cursor list needs its own, and a
+   * request refused by validation must not have registered any.
+   */
+  where: () => FilterQuery<any> | undefined
   order: OrderStep[]
 }
 
@@ -131,7 +137,7 @@ export class QueryRules {
   /** Parse `filter`, `ordering` and `search` from a message's arguments; one 400 with every problem. */
   parse (args: Record<string, unknown>): ListQuery {
     const errors: Record<string, string[]> = {}
-    const conditions: Array<FilterQuery<any>> = []
+    const conditions: Condition[] = []
 
     if (args.filter !== undefined) {
       const messages: string[] = []
@@ -142,7 +148,8 @@ export class QueryRules {
       if (typeof args.search !== 'string') errors.search = ['Expected a string.']
       else if (this.searchable.length === 0) errors.search = ['Search is not available on this route.']
       else if (args.search.trim() !== '') {
-        conditions.push({ $or: this.searchable.map((f) => this.contains(f, args.search as string)) })
+        const needle = args.search
+        conditions.push(() => ({ $or: this.searchable.map((f) => this.contains(f, needle)) }))
       }
     }
     let order = this.defaultOrder
@@ -152,7 +159,8 @@ export class QueryRules {
       else order = parsed
     }
     if (Object.keys(errors).length > 0) throw new ValidationError(errors)
-    const where = conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0] : { $and: conditions }
+    const where = (): FilterQuery<any> | undefined =>
+      conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0]() : { $and: conditions.map((c) => c()) }
     return { where, order }
   }
 
@@ -191,7 +199,7 @@ export class QueryRules {
     return steps.map((s) => ({ [s.field]: s.desc ? 'desc' : 'asc' }))
   }
 
-  private parseFilter (filter: unknown, out: Array<FilterQuery<any>>, messages: string[]): void {
+  private parseFilter (filter: unknown, out: Condition[], messages: string[]): void {
     if (!isPlainObject(filter)) {
       messages.push('Expected an object of field filters.')
       return
@@ -204,7 +212,7 @@ export class QueryRules {
       }
       if (!isPlainObject(condition)) {
         const value = this.value(info, condition, messages)
-        if (value !== INVALID) out.push({ [name]: value })
+        if (value !== INVALID) out.push(() => ({ [name]: value }))
         continue
       }
       const operators = Object.entries(condition)
@@ -216,7 +224,7 @@ export class QueryRules {
         } else if (op === '$contains') {
           if (!info.isString) messages.push(`Operator "$contains" needs a string field; "${name}" is not one.`)
           else if (typeof operand !== 'string') messages.push(`Invalid value for "${name}": $contains expects a string.`)
-          else out.push(this.contains(info, operand))
+          else out.push(() => this.contains(info, operand))
         } else if (op === '$in' || op === '$nin') {
           if (!Array.isArray(operand) || operand.length > MAX_LIST) {
             messages.push(`Invalid value for "${name}": ${op} expects a list of at most ${MAX_LIST} values.`)
@@ -229,7 +237,7 @@ export class QueryRules {
           if (value !== INVALID) ops[op] = value
         }
       }
-      if (Object.keys(ops).length > 0) out.push({ [name]: ops })
+      if (Object.keys(ops).length > 0) out.push(() => ({ [name]: ops }))
     }
   }
 
@@ -253,6 +261,9 @@ export class QueryRules {
     return { [raw((alias: string) => `${fn}(lower(${alias === '' ? '' : `${alias}.`}${column}), lower(?))`, [needle])]: { $gt: 0 } }
   }
 }
+
+/** Builds one part of a list's condition, freshly for each query. */
+type Condition = () => FilterQuery<any>
 
 /** Marks a value that failed its check (undefined and null are legitimate values). */
 const INVALID = Symbol('invalid')

@@ -150,13 +150,17 @@ export class GenericModel<E extends object = any> {
     return this.options.getQueryset === undefined ? undefined : await this.options.getQueryset(ctx)
   }
 
-  /** `condition` narrowed by the connection's scope. */
-  async where (ctx: ActionContext, condition: FilterQuery<E> = {} as FilterQuery<E>): Promise<FilterQuery<E>> {
+  /**
+   * `condition` narrowed by the connection's scope. A condition given as a function is
+   * built only once the scope is known, so a scope that throws leaves no raw() fragment behind.
+   */
+  async where (ctx: ActionContext, condition?: FilterQuery<E> | (() => FilterQuery<E> | undefined)): Promise<FilterQuery<E>> {
     // A client's filter only ever narrows the scope: both must hold.
     const scope = await this.queryset(ctx)
-    if (scope === undefined || Object.keys(scope).length === 0) return condition
-    if (Object.keys(condition).length === 0) return scope
-    return { $and: [scope, condition] } as FilterQuery<E>
+    const own = (typeof condition === 'function' ? (condition as () => FilterQuery<E> | undefined)() : condition) ?? {} as FilterQuery<E>
+    if (scope === undefined || Object.keys(scope).length === 0) return own
+    if (Object.keys(own).length === 0 && Object.getOwnPropertySymbols(own).length === 0) return scope
+    return { $and: [scope, own] } as FilterQuery<E>
   }
 
   /** The object a detail action names, within the scope: 400 keyed by the lookup argument if absent, 404 if not found. */

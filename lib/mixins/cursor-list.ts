@@ -22,12 +22,14 @@ export function cursorList (options: MixinOptions & CursorOptions = {}): ActionD
     const order: OrderStep[] = from === undefined ? query.order : model.query.checkOrder(from.order)
     const back = from?.back === true
 
-    const conditions: Array<FilterQuery<any>> = []
-    if (query.where !== undefined) conditions.push(query.where)
-    if (from !== undefined) conditions.push(keysetCondition(from, (f, v) => model.query.fieldValue(f, v)))
+    const keyset = from === undefined ? undefined : keysetCondition(from, (f, v) => model.query.fieldValue(f, v))
+    const condition = (): FilterQuery<any> | undefined => {
+      const parts = [query.where(), keyset].filter((c) => c !== undefined)
+      return parts.length <= 1 ? parts[0] : { $and: parts }
+    }
     // Going back, read the rows before the position nearest-first, then restore the order.
     const readOrder = back ? order.map((s) => ({ field: s.field, desc: !s.desc })) : order
-    const rows = await ctx.em.find(model.entity, await model.where(ctx, conditions.length <= 1 ? conditions[0] : { $and: conditions }), {
+    const rows = await ctx.em.find(model.entity, await model.where(ctx, condition), {
       orderBy: model.query.orderBy(readOrder), limit: limit + 1
     } as object)
     const more = rows.length > limit
