@@ -4,7 +4,8 @@
  *
  * Read it top to bottom as the walkthrough of the README.
  */
-import { MikroORM } from '@mikro-orm/sqlite'
+import type { MikroORM } from '@mikro-orm/core'
+import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { mixins, permissions, type ModelOptions, type Permission } from '../index.js'
 import { hashPassword } from './password.js'
@@ -21,8 +22,10 @@ declare module 'fastify' {
 }
 
 export interface ExampleOptions {
-  /** SQLite file path, or ':memory:'. Default `example.sqlite3`. */
+  /** SQLite file path, or ':memory:'. Default `example.sqlite3`. Ignored when `databaseUrl` is set. */
   db?: string
+  /** A `postgresql://…` URL: use PostgreSQL (the database is created if missing) instead of SQLite. */
+  databaseUrl?: string
   /** Fastify server options (logger, …). */
   fastify?: FastifyServerOptions
 }
@@ -61,14 +64,24 @@ const adminMayDelete: Permission = {
   hasPermission: (ctx, action) => action !== 'delete' || ctx.request.user?.role === 'admin'
 }
 
+/** The ORM on PostgreSQL when a `databaseUrl` is given, else on the SQLite file `db`. */
+async function initOrm (options: ExampleOptions): Promise<MikroORM> {
+  const common = { entities: [User], debug: false, allowGlobalContext: false }
+  const url = options.databaseUrl
+  if (url === undefined || url === '') {
+    return await SqliteORM.init({ ...common, dbName: options.db ?? 'example.sqlite3' })
+  }
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new Error('databaseUrl must be a postgresql:// URL')
+  }
+  // Loaded only here, so a SQLite-only setup does not need the PostgreSQL driver.
+  const { MikroORM: PostgreSqlORM } = await import('@mikro-orm/postgresql')
+  return await PostgreSqlORM.init({ ...common, clientUrl: url })
+}
+
 /** Build the example app (not listening). Closing the app closes the ORM. */
 export async function buildApp (options: ExampleOptions = {}): Promise<{ app: FastifyInstance, orm: MikroORM }> {
-  const orm = await MikroORM.init({
-    dbName: options.db ?? 'example.sqlite3',
-    entities: [User],
-    debug: false,
-    allowGlobalContext: false
-  })
+  const orm = await initOrm(options)
   await orm.schema.updateSchema()
 
   const app = Fastify(options.fastify ?? { logger: false })

@@ -2,8 +2,9 @@
  * `npm run example`: the example server of EXAMPLE.md.
  *
  * HOST (127.0.0.1), PORT (8000), DB (SQLite file, default example.sqlite3; ':memory:' for
- * a fresh one). Logs `listening on ws://HOST:PORT` once ready; SIGINT/SIGTERM close it
- * gracefully (in-flight writes finish, sockets close with 1001).
+ * a fresh one), DATABASE_URL (a postgresql://… URL: PostgreSQL instead of SQLite). Logs
+ * `listening on ws://HOST:PORT` once ready; SIGINT/SIGTERM close it gracefully (in-flight
+ * writes finish, sockets close with 1001).
  */
 import { buildApp } from './app.js'
 
@@ -12,6 +13,7 @@ const port = Number(process.env.PORT ?? 8000)
 
 const { app } = await buildApp({
   db: process.env.DB ?? 'example.sqlite3',
+  databaseUrl: process.env.DATABASE_URL,
   fastify: { logger: { level: process.env.LOG_LEVEL ?? 'info' } }
 })
 

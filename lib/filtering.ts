@@ -86,7 +86,8 @@ function positionFunction (platform: Platform): string {
 /** The compiled query rules of one route. */
 export class QueryRules {
   private readonly filterable = new Map<string, FieldInfo>()
-  private readonly orderable = new Set<string>()
+  /** Orderable fields with their value checkers (cursor positions are checked against them). */
+  private readonly orderable = new Map<string, FieldInfo>()
   private readonly searchable: FieldInfo[] = []
   /** The route's default ordering, with the primary key tie-break. */
   readonly defaultOrder: OrderStep[]
@@ -117,7 +118,7 @@ export class QueryRules {
       }
     }
     for (const name of options.filterFields ?? []) this.filterable.set(name, field('filterFields', name))
-    for (const name of options.orderingFields ?? []) this.orderable.add(field('orderingFields', name).name)
+    for (const name of options.orderingFields ?? []) this.orderable.set(name, field('orderingFields', name))
     for (const name of options.searchFields ?? []) {
       const info = field('searchFields', name)
       if (!info.isString) throw new InvalidOption('searchFields', `"${name}" is not a string property`)
@@ -125,7 +126,7 @@ export class QueryRules {
     }
     this.position = positionFunction(platform)
     const primaryKey = meta.primaryKeys[0]
-    this.orderable.add(primaryKey)
+    this.orderable.set(primaryKey, field('ordering', primaryKey))
     const defaults = this.parseOrdering(options.ordering ?? primaryKey)
     if (typeof defaults === 'string') throw new InvalidOption('ordering', defaults)
     this.defaultOrder = defaults
@@ -181,12 +182,30 @@ export class QueryRules {
     return steps
   }
 
-  /** `steps` if every field may be ordered by (a cursor's ordering, checked again); else 400 keyed `cursor`. */
-  checkOrder (steps: OrderStep[]): OrderStep[] {
-    if (!steps.every((s) => this.orderable.has(s.field)) || steps[steps.length - 1]?.field !== this.primaryKey) {
-      throw ValidationError.field('cursor', 'Invalid cursor.')
-    }
+  /**
+   * Check a cursor's ordering and position: every field orderable, the primary key last,
+   * each value of its field's type; else 400 keyed `cursor`. The cursor is signed, but a
+   * cursor of another route sharing the secret must still not reach the database as a
+   * wrongly typed value.
+   */
+  checkCursor (steps: OrderStep[], values: unknown[]): OrderStep[] {
+    const fits = steps.every((s, i) => {
+      const info = this.orderable.get(s.field)
+      return info !== undefined && (values[i] === null ? info.nullable : info.check.Check(values[i]))
+    })
+    if (!fits || steps[steps.length - 1]?.field !== this.primaryKey) throw ValidationError.field('cursor', 'Invalid cursor.')
     return steps
+  }
+
+  /**
+   * Keyset pages compare with `<` / `>`, which never match NULL: ordering a cursor list by a
+   * nullable field would silently skip rows, so it is refused (400 keyed `ordering`).
+   */
+  checkKeysetOrder (steps: OrderStep[]): void {
+    const nullable = steps.find((s) => this.orderable.get(s.field)?.nullable === true)
+    if (nullable !== undefined) {
+      throw ValidationError.field('ordering', `Cannot page by cursor on "${nullable.field}": it may be null.`)
+    }
   }
 
   /** A value of `field` as the database wants it (date fields: a Date from its ISO string). */

@@ -248,10 +248,29 @@ export class GenericModel<E extends object = any> {
     await ctx.em.flush()
   }
 
-  /** Remove and flush (or the route's performDelete). */
-  async delete (ctx: ActionContext, entity: E): Promise<void> {
-    if (this.options.performDelete !== undefined) await this.options.performDelete(ctx, entity)
-    else ctx.em.remove(entity)
+  /**
+   * Remove and flush (or the route's performDelete). With `version` (the client's,
+   * already checked against the row read), the default delete is conditional on it: a
+   * concurrent update that committed in between makes it delete nothing → 409, where
+   * MikroORM's own delete would not look at the version.
+   */
+  async delete (ctx: ActionContext, entity: E, version?: unknown): Promise<void> {
+    if (this.options.performDelete !== undefined) {
+      await this.options.performDelete(ctx, entity)
+      await ctx.em.flush()
+      return
+    }
+    const versionProperty = this.meta.versionProperty as string | undefined
+    if (version !== undefined && versionProperty !== undefined) {
+      const record = entity as Record<string, unknown>
+      const deleted = await ctx.em.nativeDelete(this.entity, {
+        [this.primaryKey]: record[this.primaryKey], [versionProperty]: record[versionProperty]
+      } as FilterQuery<E>)
+      if (deleted === 0) throw new Conflict()
+      ctx.em.getUnitOfWork().unsetIdentity(entity as object)
+      return
+    }
+    ctx.em.remove(entity)
     await ctx.em.flush()
   }
 

@@ -4,8 +4,7 @@
  * detached actions and their cancellation — and the registration errors of the plugin
  * and its routes. Real sockets, in-memory SQLite.
  */
-import type { EntityManager } from '@mikro-orm/core'
-import type { MikroORM } from '@mikro-orm/sqlite'
+import type { EntityManager, MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { AddressInfo } from 'node:net'
@@ -21,6 +20,7 @@ import wsRest, {
 } from '../index.js'
 import { Item, ItemPublic } from './helpers/item.js'
 import { connect, type TestClient } from './helpers/client.js'
+import { initOrm } from './helpers/database.js'
 import { startApp } from './helpers/server.js'
 
 
@@ -510,9 +510,7 @@ t.test('duplicate action names on one route fail at declaration with FST_WSREST_
 })
 
 t.test('duplicate mixin names, declared inside a plugin, fail the app at ready', async (t) => {
-  const { MikroORM } = await import('@mikro-orm/sqlite')
-  const orm = await MikroORM.init({ dbName: ':memory:', entities: [Item], debug: false, allowGlobalContext: false })
-  t.teardown(async () => await orm.close())
+  const orm = await initOrm(t, [Item])
   const app = Fastify({ logger: false })
   t.teardown(async () => await app.close().catch(() => {}))
   await app.register(wsRest, { orm })

@@ -4,16 +4,13 @@
  * finish and commit before closing sockets with 1001.
  */
 import websocket from '@fastify/websocket'
-import { MikroORM } from '@mikro-orm/sqlite'
 import Fastify from 'fastify'
-import { mkdtempSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import wsRest, { action, mixins } from '../index.js'
 import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
 import { connect } from './helpers/client.js'
+import { createDatabase, initOrm } from './helpers/database.js'
 
 
 /** A deferred: a promise and the function that resolves it. */
@@ -24,8 +21,7 @@ function deferred (): { promise: Promise<void>, resolve: () => void } {
 }
 
 t.test('works when the app registered @fastify/websocket itself, beside its own websocket routes', async (t) => {
-  const orm = await MikroORM.init({ dbName: ':memory:', entities: [Item], debug: false, allowGlobalContext: false })
-  await orm.schema.updateSchema()
+  const orm = await initOrm(t, [Item])
   const app = Fastify()
   t.teardown(async () => { await app.close(); await orm.close() })
   await app.register(websocket)
@@ -70,10 +66,9 @@ t.test('routes declared in an encapsulated plugin get that plugin\'s hooks, and 
 })
 
 t.test('app.close() lets an in-flight write finish and commit, then closes with 1001', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsrest-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const dbName = join(dir, 'db.sqlite3')
-  const orm = await MikroORM.init({ dbName, entities: [Item], debug: false, allowGlobalContext: false })
+  // A database that outlives its ORM (a SQLite file, or a PostgreSQL database).
+  const database = await createDatabase(t, { reopenable: true })
+  const orm = await database.open([Item])
   await orm.schema.updateSchema()
 
   const started = deferred()
@@ -109,9 +104,8 @@ t.test('app.close() lets an in-flight write finish and commit, then closes with 
   await closing
   await orm.close()
 
-  // The acknowledged write is in the database: reopen it from disk.
-  const check = await MikroORM.init({ dbName, entities: [Item], debug: false, allowGlobalContext: false })
-  t.teardown(async () => await check.close())
+  // The acknowledged write is in the database: reopen it with a new ORM.
+  const check = await database.open([Item])
   const rows = await check.em.fork().find(Item, {})
   t.same(rows.map((r) => r.name), ['in-flight'])
 })

@@ -2,8 +2,7 @@
  * The action mixins (create, list, retrieve, update, patch, delete): each alone on its
  * own route and all together, over a real socket to a bare app on in-memory SQLite.
  */
-import { defineEntity, type InferEntity } from '@mikro-orm/core'
-import type { MikroORM } from '@mikro-orm/sqlite'
+import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { mixins, type RouteOptions } from '../index.js'

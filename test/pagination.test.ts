@@ -2,11 +2,11 @@
  * Paginated and streamed `list`: limit/offset reading, page shapes, streams page by page,
  * concurrent streams and `list_cancel` — on a bare app and on the example server.
  */
-import { defineEntity, type InferEntity } from '@mikro-orm/core'
-import type { MikroORM } from '@mikro-orm/sqlite'
+import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
+import type { SqlEntityManager } from '@mikro-orm/sqlite' // @mikro-orm/knex's, shared by both SQL drivers
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
-import { mixins, type ActionContext, type RouteOptions } from '../index.js'
+import { mixins, type ActionContext, type ActionDefinition, type RouteOptions } from '../index.js'
 import { connect, type TestClient, type WireReply } from './helpers/client.js'
 import { startApp, startExample } from './helpers/server.js'
 
@@ -36,21 +36,87 @@ async function seed (orm: MikroORM, count: number): Promise<void> {
   await em.flush()
 }
 
+/**
+ * How to wait, for a client, until no stream can send it anything more (see
+ * assertNothingMore): set when the client is opened.
+ */
+const settledFor = new WeakMap<TestClient, () => Promise<void>>()
+
+/** `promise`, or a rejection naming `what` after `ms` (a bound on a wait, never a sleep). */
+async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, limit])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Counts the running handlers of streamed actions, and tells when none is left. */
+function streamTracker (): { wrap: (actions: RouteOptions<Item>['actions']) => ActionDefinition[], idle: () => Promise<void> } {
+  let running = 0
+  let waiters: Array<() => void> = []
+  return {
+    wrap: (actions) => actions.flat().map((def): ActionDefinition => !def.stream
+      ? def
+      : {
+          ...def,
+          handler: async (ctx, args) => {
+            running++
+            try {
+              return await def.handler(ctx, args)
+            } finally {
+              if (--running === 0) for (const resolve of waiters.splice(0)) resolve()
+            }
+          }
+        }),
+    idle: async () => {
+      if (running > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 5_000, 'a stream still running')
+    }
+  }
+}
+
+/**
+ * Counts the app's database reads in flight (knex's query events; BEGIN/COMMIT, which
+ * report no response, are not reads), and tells when none is left.
+ */
+function readTracker (orm: MikroORM): () => Promise<void> {
+  const knex = (orm.em as SqlEntityManager).getKnex()
+  const inFlight = new Set<string>()
+  let waiters: Array<() => void> = []
+  const done = (query: { __knexQueryUid?: string }): void => {
+    if (inFlight.delete(query.__knexQueryUid ?? '') && inFlight.size === 0) for (const resolve of waiters.splice(0)) resolve()
+  }
+  knex.on('query', (query: { sql: string, __knexQueryUid?: string }) => {
+    if (/^\s*select\b/i.test(query.sql) && query.__knexQueryUid !== undefined) inFlight.add(query.__knexQueryUid)
+  })
+  knex.on('query-response', (_response: unknown, query: { __knexQueryUid?: string }) => done(query))
+  knex.on('query-error', (_error: unknown, query: { __knexQueryUid?: string }) => done(query))
+  return async () => {
+    if (inFlight.size > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 5_000, 'a read still running')
+  }
+}
+
 /** A bare app with `count` items and the given Item routes; returns a connector. */
 async function start (
   t: Test,
   count: number,
   routes: Record<string, Omit<RouteOptions<Item>, 'entity' | 'schema'>>
 ): Promise<(path: string) => Promise<TestClient>> {
+  const streams = streamTracker()
   const { orm, base } = await startApp(t, [Item], (app) => {
     for (const [path, options] of Object.entries(routes)) {
-      app.wsRest.route(path, { entity: Item, schema: { response: ItemPublic }, ...options })
+      app.wsRest.route(path, { entity: Item, schema: { response: ItemPublic }, ...options, actions: streams.wrap(options.actions) })
     }
   })
   await seed(orm, count)
   return async (path) => {
     const client = await connect(`${base}${path}`)
     t.teardown(() => client.close())
+    settledFor.set(client, streams.idle)
     return client
   }
 }
@@ -65,13 +131,19 @@ function expectedPage (requestId: unknown, count: number, limit: number, offset:
 }
 
 /**
- * After a stream's last page, nothing more may come for it. Probe with a request that
- * reads the database (`retrieve`, or a one-page `list` on the example): on the single
- * in-memory SQLite connection its query runs after any query the stream could still
- * have started, so a stray page would arrive before the probe's reply. (A `list_cancel`
- * probe would not do: it would stop the very page it is meant to detect.)
+ * After a stream's last page, nothing more may come for it. Streams send no final reply,
+ * so first wait until no stream can still send (every streamed handler on a bare app has
+ * returned; on the example, whose handlers cannot be wrapped, every query the stream
+ * could have started after its last page has completed — that query is issued before
+ * the client can even read the page). Any stray page is then already on the wire, ahead
+ * of the reply to a probe sent now (`retrieve`, or a one-page `list` on the example).
+ * This does not depend on how many connections the database gives the app. (A
+ * `list_cancel` probe would not do: it would stop the very page it is meant to detect.)
  */
 async function assertNothingMore (t: Test, client: TestClient, id: string, probe: Record<string, unknown> = { action: 'retrieve', pk: 1 }): Promise<void> {
+  const settled = settledFor.get(client)
+  if (settled === undefined) throw new Error('assertNothingMore needs a client from start() or a tracked example client')
+  await settled()
   client.send({ ...probe, request_id: id })
   const next = await client.next()
   t.strictSame(
@@ -421,10 +493,12 @@ t.test('example /ws/paginated/: limit/offset pages of public users, default limi
 })
 
 t.test('example /ws/stream/: pages of 2 with the request_id, then nothing; list_cancel', async (t) => {
-  const { base } = await startExample(t)
+  const { base, orm } = await startExample(t)
+  const queriesDone = readTracker(orm)
   const users = await createUsers(base, 5, t)
   const client = await connect(`${base}/ws/stream/`)
   t.teardown(() => client.close())
+  settledFor.set(client, queriesDone)
 
   client.send({ action: 'list', request_id: 'users' })
   t.strictSame((await client.take(3)).map(page), [

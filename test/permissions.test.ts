@@ -4,7 +4,7 @@
  * and/or/not, per-action overrides), the encapsulated `preAction` hook chain, and the
  * example's `/ws/secure/` route — all over real sockets against in-memory SQLite.
  */
-import type { MikroORM } from '@mikro-orm/sqlite'
+import type { MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import t from 'tap'

@@ -19,7 +19,8 @@ export function cursorList (options: MixinOptions & CursorOptions = {}): ActionD
     const query = model.listQuery(args)
     const { limit } = paginator.page(args)
     const from: CursorPosition | undefined = args.cursor === undefined || args.cursor === null ? undefined : codec.decode(args.cursor)
-    const order: OrderStep[] = from === undefined ? query.order : model.query.checkOrder(from.order)
+    const order: OrderStep[] = from === undefined ? query.order : model.query.checkCursor(from.order, from.values)
+    model.query.checkKeysetOrder(order)
     const back = from?.back === true
 
     const keyset = from === undefined ? undefined : keysetCondition(from, (f, v) => model.query.fieldValue(f, v))

@@ -8,7 +8,7 @@ export function destroy (options: Pick<MixinOptions, 'permissions'> = {}): Actio
     const model = modelOf(ctx)
     const entity = await model.getObject(ctx, args)
     model.checkVersion(entity, args)
-    await model.delete(ctx, entity)
+    await model.delete(ctx, entity, args.version)
     return { status: 204, data: null }
   }, { transaction: true, permissions: options.permissions })
 }
