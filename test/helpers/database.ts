@@ -27,8 +27,13 @@ const url = process.env.DATABASE_URL === '' ? undefined : process.env.DATABASE_U
 /** Which database the tests run on. */
 export const dialect: 'sqlite' | 'postgresql' = url === undefined ? 'sqlite' : 'postgresql'
 
+/** `url` with any password masked, for messages. */
+function shown (url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+}
+
 if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
-  throw new Error(`DATABASE_URL must be a postgresql:// URL (or unset for SQLite), got ${JSON.stringify(url)}`)
+  throw new Error(`DATABASE_URL must be a postgresql:// URL (or unset for SQLite), got ${shown(url)}`)
 }
 
 /** Options every test ORM shares. */
@@ -48,11 +53,11 @@ async function admin (sql: string): Promise<void> {
 if (url !== undefined) {
   const problem = await admin('select 1').then(() => undefined, (err: Error) => err.message)
   if (problem !== undefined) {
-    const reason = `PostgreSQL at ${url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')} is unreachable (${problem})`
+    const reason = `PostgreSQL at ${shown(url)} is not available (${problem})`
     if (process.env.REQUIRE_SERVICES === '1') {
       throw new Error(`${reason}; REQUIRE_SERVICES=1 makes this a failure`)
     }
-    tap.plan(0, `skip: ${reason}; unset DATABASE_URL to run on SQLite, or set REQUIRE_SERVICES=1 to fail instead`)
+    tap.plan(0, `${reason}; unset DATABASE_URL to run on SQLite, or set REQUIRE_SERVICES=1 to fail instead`)
     process.exit(0)
   }
 }
@@ -95,7 +100,7 @@ export async function createDatabase (t: Teardown, options: { reopenable?: boole
   }
 
   const name = `wsrest_${randomBytes(6).toString('hex')}`
-  await admin(`CREATE DATABASE "${name}" STRATEGY FILE_COPY`)
+  await admin(`CREATE DATABASE "${name}"`)
   // Runs after the teardowns the test registers later (tap runs them last-in, first-out),
   // so the app and its ORM are closed before the database goes.
   t.teardown(async () => {
