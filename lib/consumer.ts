@@ -193,7 +193,7 @@ export class Connection {
   /** A client error as it is; a database error the client caused, translated; anything else logged and hidden behind a 500. */
   private toProtocolError (err: unknown, action: string): Error & { statusCode?: number } {
     if (isClientError(err)) return err
-    const translated = this.route.model?.translateError(err) ?? translateDatabaseError(err)
+    const translated = translateDatabaseError(err, this.route.model?.meta)
     if (translated !== undefined) return translated
     this.request.log.error({ err, action, route: this.route.path }, 'fastify-ws-rest: action failed')
     return new InternalError()

@@ -8,6 +8,11 @@
  */
 import createError from '@fastify/error'
 
+/** An error that carries the `errors` array of its reply itself, already safe to send. */
+export interface WireErrors {
+  readonly wire: unknown[]
+}
+
 /** Detail of a DRF-style validation error: field name → messages, nested for nested fields. */
 export interface FieldErrors {
   [field: string]: string[] | FieldErrors
@@ -77,12 +82,14 @@ const ValidationErrorBase = createError('FST_WSREST_VALIDATION', 'Invalid input.
  * 400 with DRF-shaped details: `errors` on the wire is `[fields]`, every failing field
  * at once, e.g. `[{"password2": ["Passwords do not match."]}]`.
  */
-export class ValidationError extends ValidationErrorBase {
+export class ValidationError extends ValidationErrorBase implements WireErrors {
   readonly fields: FieldErrors
   constructor (fields: FieldErrors) {
     super()
     this.fields = fields
   }
+
+  get wire (): unknown[] { return [this.fields] }
 
   /** Shorthand for the common single-field case: `ValidationError.field('pk', 'This field is required.')`. */
   static field (name: string, message: string): ValidationError {
@@ -103,30 +110,28 @@ const HttpRouteErrorBase = createError<[number]>('FST_WSREST_HTTP_ROUTE', 'The H
  * `errors` to send. A 5xx always carries only `"Internal server error"` — the route has
  * logged its cause, and its body (a stack, SQL) must never reach the socket.
  */
-export class HttpRouteError extends HttpRouteErrorBase {
-  readonly errors: unknown[]
+export class HttpRouteError extends HttpRouteErrorBase implements WireErrors {
+  readonly wire: unknown[]
   constructor (statusCode: number, errors: unknown[]) {
     super(statusCode)
     this.statusCode = statusCode
-    this.errors = statusCode >= 500 ? [new InternalError().message] : errors
+    this.wire = statusCode >= 500 ? [new InternalError().message] : errors
   }
 }
 
 /** The `errors` array of the reply for any error raised while handling a frame. */
-export function wireErrors (err: { statusCode?: number, message: string }): unknown[] {
-  if (err instanceof ValidationError) return [err.fields]
-  if (err instanceof HttpRouteError) return err.errors
-  return [err.message]
+export function wireErrors (err: Error & Partial<WireErrors>): unknown[] {
+  return err.wire ?? [err.message]
 }
 
 /**
- * True when the error is one of ours and meant for the client (anything else is a 500).
- * A relayed HTTP route answer is sent with its own status, 5xx included: its `errors` are already safe.
+ * True when the error is one of ours and meant for the client, to be sent with its own
+ * status: a coded 4xx, or any error carrying its own (already safe) wire errors.
+ * Anything else is logged and answered 500.
  */
 export function isClientError (err: unknown): err is Error & { statusCode: number, code: string } {
-  if (err instanceof HttpRouteError) return true
   if (!(err instanceof Error)) return false
   const { code, statusCode } = err as Error & { code?: unknown, statusCode?: unknown }
-  return typeof code === 'string' && code.startsWith('FST_WSREST_') &&
-    typeof statusCode === 'number' && statusCode < 500
+  return typeof code === 'string' && code.startsWith('FST_WSREST_') && typeof statusCode === 'number' &&
+    (statusCode < 500 || Array.isArray((err as Partial<WireErrors>).wire))
 }

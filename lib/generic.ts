@@ -9,7 +9,7 @@ import type { EntityManager, EntityMetadata, EntityName, FilterQuery, MikroORM }
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Type } from '@sinclair/typebox'
 import type { ActionContext } from './action.js'
-import { translateDatabaseError, uniqueMessage } from './database-errors.js'
+import { uniqueMessage } from './database-errors.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
 import type { Page } from './pagination.js'
@@ -278,10 +278,5 @@ export class GenericModel<E extends object = any> {
   serialize (value: E | E[] | null, shaper: Shaper = this.serializer): unknown {
     if (value === null) return null
     return Array.isArray(value) ? value.map(shaper) : shaper(value)
-  }
-
-  /** The protocol error for a database error on this model, or undefined when it is a server fault. */
-  translateError (err: unknown): Error | undefined {
-    return translateDatabaseError(err, this.meta as EntityMetadata)
   }
 }

@@ -13,7 +13,7 @@
  */
 import { STATUS_CODES } from 'node:http'
 import type { FastifyRequest } from 'fastify'
-import type { ActionContext, ActionDefinition, ActionResult } from './action.js'
+import { action, type ActionContext, type ActionDefinition, type ActionResult } from './action.js'
 import { HttpRouteError, InvalidOption, ValidationError, type FieldErrors } from './errors.js'
 import type { Permission } from './permissions.js'
 
@@ -242,9 +242,6 @@ export function httpAction (name: string, options: HttpActionOptions): ActionDef
   const parts = compileUrl(options.url)
   const forward = checkForwardHeaders(options.forwardHeaders)
   const sendsBody = BODY_METHODS.has(method)
-  if (options.permissions !== undefined && !Array.isArray(options.permissions)) {
-    throw new InvalidOption('permissions', `of httpAction("${name}") must be an array of permission objects`)
-  }
 
   async function handler (ctx: ActionContext, args: Record<string, unknown>): Promise<ActionResult> {
     const url = buildPath(parts, args)
@@ -280,14 +277,5 @@ export function httpAction (name: string, options: HttpActionOptions): ActionDef
     return { status, data: body }
   }
 
-  return {
-    name,
-    schema: undefined,
-    detached: options.detached === true,
-    transaction: false,
-    stream: false,
-    needsModel: false,
-    permissions: options.permissions,
-    handler
-  }
+  return action(name, { detached: options.detached, permissions: options.permissions }, handler)
 }

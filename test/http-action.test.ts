@@ -455,7 +455,6 @@ t.test('declaration: bad options fail fast with a coded error naming the option'
     ['an unclosed parameter regex', () => httpAction('retrieve', { url: '/items/:id(^\\d+' }), /"url"/],
     ['forwardHeaders not an array', () => httpAction('retrieve', { url: '/x', forwardHeaders: 'authorization' as never }), /"forwardHeaders"/],
     ['a forwarded body header', () => httpAction('retrieve', { url: '/x', forwardHeaders: ['Content-Type'] }), /"forwardHeaders"/],
-    ['permissions not an array', () => httpAction('retrieve', { url: '/x', permissions: {} as never }), /"permissions"/],
     ['no options', () => httpAction('retrieve', undefined as never), /"options"/]
   ]
   for (const [what, fn, names] of cases) {
@@ -472,4 +471,11 @@ t.test('declaration: bad options fail fast with a coded error naming the option'
   t.teardown(async () => await app.close())
   await app.register(wsRest)
   t.doesNotThrow(() => app.wsRest.route('/ws/', { actions: [def] }))
+
+  // Its permissions are checked where every action's are: when the route is declared.
+  const badPermissions = thrownBy(() => app.wsRest.route('/ws/p/', {
+    actions: [httpAction('retrieve', { url: '/x', permissions: {} as never })]
+  }))
+  t.equal(badPermissions.code, 'FST_WSREST_INVALID_OPTION', 'permissions not an array: coded error')
+  t.match(badPermissions.message, /permissions/, 'permissions not an array: names the option')
 })
