@@ -7,7 +7,7 @@
 import t from 'tap'
 import { mixins } from '../index.js'
 import { User, UserPublic } from '../example/user.js'
-import { connect, type TestClient, type WireReply } from './helpers/client.js'
+import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { startApp, startExample, type Running } from './helpers/server.js'
 
 /** A subtest, as tap passes it to a `t.test` callback. */
@@ -46,9 +46,7 @@ async function checkAlive (t: Test, client: TestClient, what: string, expectedCo
 }
 
 async function open (t: Test, base: string, path = '/ws/'): Promise<TestClient> {
-  const client = await connect(`${base}${path}`)
-  t.teardown(() => client.close())
-  return client
+  return await openClient(t, `${base}${path}`)
 }
 
 /** Create users through the socket (the real path, passwords hashed) and return them. */

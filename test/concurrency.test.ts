@@ -14,6 +14,7 @@ import type { MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { mixins } from '../index.js'
+import { gate, type Gate } from './helpers/async.js'
 import { connect, type TestClient, type WireReply } from './helpers/client.js'
 import { dialect } from './helpers/database.js'
 import { startApp, startExample } from './helpers/server.js'
@@ -46,16 +47,6 @@ interface Started {
  * A gate a write can be held at: `entered` resolves when the write reaches it (after its
  * lookup and version check, before it writes), and the write waits there until `open()`.
  */
-interface Gate { wait: () => Promise<void>, entered: Promise<void>, open: () => void }
-
-function gate (): Gate {
-  let open!: () => void
-  let enter!: () => void
-  const opened = new Promise<void>((resolve) => { open = resolve })
-  const entered = new Promise<void>((resolve) => { enter = resolve })
-  return { wait: async () => { enter(); await opened }, entered, open }
-}
-
 /**
  * A bare app with `/docs/`: create, retrieve, update, patch, delete on the versioned Doc.
  * A write whose request_id is a key of `gates` is held at that gate (in performUpdate /

@@ -19,42 +19,11 @@ import wsRest, {
   type WsRestOptions
 } from '../index.js'
 import { Item, ItemPublic } from './helpers/item.js'
-import { connect, type TestClient } from './helpers/client.js'
+import { deferred, within, type Teardown } from './helpers/async.js'
+import { openClient as open } from './helpers/client.js'
 import { initOrm } from './helpers/database.js'
+import { thrownBy } from './helpers/throws.js'
 import { startApp } from './helpers/server.js'
-
-
-
-/** Wait bound for events that must happen promptly. */
-const BOUND = 5_000
-
-interface Teardown { teardown: (fn: () => unknown) => void }
-
-async function open (t: Teardown, url: string): Promise<TestClient> {
-  const client = await connect(url)
-  t.teardown(() => client.close())
-  return client
-}
-
-/** A promise with its resolve handle: lets one handler release another without sleeping. */
-function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => { resolve = r })
-  return { promise, resolve }
-}
-
-/** `promise`, or a rejection naming `what` after `ms` — every wait in this file is bounded. */
-async function within<T> (promise: Promise<T>, what: string, ms = BOUND): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, limit])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** An app with the plugin but no ORM at all, listening on an ephemeral port. */
 async function startBare (
@@ -73,16 +42,6 @@ async function startBare (
 
 async function countItems (orm: MikroORM): Promise<number> {
   return await orm.em.fork().count(Item, {})
-}
-
-/** Run `fn` and return what it throws (or fail the test if it does not). */
-function thrownBy (fn: () => unknown): { code?: string, message: string } {
-  try {
-    fn()
-  } catch (err) {
-    return err as { code?: string, message: string }
-  }
-  throw new Error('expected a throw')
 }
 
 // ---------------------------------------------------------------------------

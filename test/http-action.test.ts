@@ -8,46 +8,16 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, 
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import wsRest, { action, httpAction, type ActionDefinition } from '../index.js'
-import { connect, type TestClient } from './helpers/client.js'
+import { deferred, within, type Teardown } from './helpers/async.js'
+import { openClient, type TestClient } from './helpers/client.js'
+import { thrownBy } from './helpers/throws.js'
 
-const BOUND = 5_000
-const FIVE_KEYS = ['errors', 'data', 'action', 'response_status', 'request_id']
-
-interface Teardown { teardown: (fn: () => unknown) => void }
-
+/** A client whose upgrade request carries `headers` (identity forwarded to the HTTP routes). */
 async function open (t: Teardown, url: string, headers: Record<string, string> = {}): Promise<TestClient> {
-  const client = await connect(url, { headers })
-  t.teardown(() => client.close())
-  return client
+  return await openClient(t, url, { headers })
 }
 
-function deferred<T = void> (): { promise: Promise<T>, resolve: (value: T) => void } {
-  let resolve!: (value: T) => void
-  const promise = new Promise<T>((r) => { resolve = r })
-  return { promise, resolve }
-}
-
-async function within<T> (promise: Promise<T>, what: string, ms = BOUND): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, limit])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Run `fn` and return what it throws (or fail the test if it does not). */
-function thrownBy (fn: () => unknown): { code?: string, message: string } {
-  try {
-    fn()
-  } catch (err) {
-    return err as { code?: string, message: string }
-  }
-  throw new Error('expected a throw')
-}
+const FIVE_KEYS = ['errors', 'data', 'action', 'response_status', 'request_id']
 
 // ---------------------------------------------------------------------------
 // The HTTP API the socket exposes
@@ -424,8 +394,7 @@ t.test('shutdown: an HTTP action still queued once the app is closing gets 503, 
     ]
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
-  const client = await connect(`ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws/`)
-  t.teardown(() => client.close())
+  const client = await openClient(t, `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws/`)
 
   t.equal((await client.request('health')).response_status, 200, 'control: 200 while the app runs')
   client.send({ action: 'wait_for_close', request_id: 'w' })

@@ -9,16 +9,10 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import wsRest, { action, mixins } from '../index.js'
 import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
+import { deferred } from './helpers/async.js'
 import { connect } from './helpers/client.js'
 import { createDatabase, initOrm } from './helpers/database.js'
 
-
-/** A deferred: a promise and the function that resolves it. */
-function deferred (): { promise: Promise<void>, resolve: () => void } {
-  let resolve!: () => void
-  const promise = new Promise<void>((r) => { resolve = r })
-  return { promise, resolve }
-}
 
 t.test('works when the app registered @fastify/websocket itself, beside its own websocket routes', async (t) => {
   const orm = await initOrm(t, [Item])

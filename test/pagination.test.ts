@@ -7,6 +7,7 @@ import type { SqlEntityManager } from '@mikro-orm/sqlite' // @mikro-orm/knex's, 
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { mixins, type ActionContext, type ActionDefinition, type RouteOptions } from '../index.js'
+import { gate, within } from './helpers/async.js'
 import { connect, type TestClient, type WireReply } from './helpers/client.js'
 import { startApp, startExample } from './helpers/server.js'
 
@@ -42,19 +43,6 @@ async function seed (orm: MikroORM, count: number): Promise<void> {
  */
 const settledFor = new WeakMap<TestClient, () => Promise<void>>()
 
-/** `promise`, or a rejection naming `what` after `ms` (a bound on a wait, never a sleep). */
-async function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)
-  })
-  try {
-    return await Promise.race([promise, limit])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
 /** Counts the running handlers of streamed actions, and tells when none is left. */
 function streamTracker (): { wrap: (actions: RouteOptions<Item>['actions']) => ActionDefinition[], idle: () => Promise<void> } {
   let running = 0
@@ -74,7 +62,7 @@ function streamTracker (): { wrap: (actions: RouteOptions<Item>['actions']) => A
           }
         }),
     idle: async () => {
-      if (running > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 5_000, 'a stream still running')
+      if (running > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 'a stream still running')
     }
   }
 }
@@ -96,7 +84,7 @@ function readTracker (orm: MikroORM): () => Promise<void> {
   knex.on('query-response', (_response: unknown, query: { __knexQueryUid?: string }) => done(query))
   knex.on('query-error', (_error: unknown, query: { __knexQueryUid?: string }) => done(query))
   return async () => {
-    if (inFlight.size > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 5_000, 'a read still running')
+    if (inFlight.size > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 'a read still running')
   }
 }
 
@@ -161,18 +149,6 @@ const ONE_PAGE_LIST = { action: 'list', limit: 100 }
  * query then waits until `open()` — so a test can hold a stream between two pages
  * without sleeping.
  */
-function gate (): { wait: () => Promise<void>, entered: Promise<void>, open: () => void } {
-  let open!: () => void
-  let enter!: () => void
-  const opened = new Promise<void>((resolve) => { open = resolve })
-  const entered = new Promise<void>((resolve) => { enter = resolve })
-  return {
-    wait: async () => { enter(); await opened },
-    entered,
-    open
-  }
-}
-
 // ---------------------------------------------------------------- paginated list
 
 t.test('paginatedList answers {count, results, limit, offset} with the default limit', async (t) => {

@@ -19,22 +19,13 @@ import {
   type PreActionHook
 } from '../index.js'
 import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
-import { connect, upgradeStatus, type TestClient, type WireReply } from './helpers/client.js'
+import { connect, openClient as open, upgradeStatus, type WireReply } from './helpers/client.js'
 import { startApp, startExample } from './helpers/server.js'
 
 
 const itemModel = { entity: Item, schema: { create: ItemCreate, response: ItemPublic } }
 
 const DENIED = ['You do not have permission to perform this action.']
-
-interface Teardown { teardown: (fn: () => unknown) => void }
-
-/** Connect and close the client when the test ends. */
-async function open (t: Teardown, url: string, options: Parameters<typeof connect>[1] = {}): Promise<TestClient> {
-  const client = await connect(url, options)
-  t.teardown(() => client.close())
-  return client
-}
 
 /** A permission that refuses every action (and lets every socket connect). */
 const denyActions: Permission = { hasPermission: () => false }

@@ -7,7 +7,7 @@
 import t from 'tap'
 import { verifyPassword } from '../example/password.js'
 import { User } from '../example/user.js'
-import { connect, type TestClient, type WireReply } from './helpers/client.js'
+import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { startExample, type Running } from './helpers/server.js'
 
 /** A subtest, as tap passes it to a `t.test` callback. */
@@ -36,9 +36,7 @@ function checkUser (t: Test, user: Record<string, unknown>, what: string): void 
 }
 
 async function open (t: Test, base: string): Promise<TestClient> {
-  const client = await connect(`${base}/ws/`)
-  t.teardown(() => client.close())
-  return client
+  return await openClient(t, `${base}/ws/`)
 }
 
 const valid = (username: string, password = 'correct horse'): Record<string, unknown> =>

@@ -3,6 +3,7 @@
  * order, await the close — every wait bounded by a timeout, never a sleep.
  */
 import WebSocket from 'ws'
+import { BOUND, within, type Teardown } from './async.js'
 
 /** A reply or event as it arrives. */
 export interface WireReply {
@@ -13,7 +14,7 @@ export interface WireReply {
   request_id: unknown
 }
 
-const DEFAULT_TIMEOUT = 5_000
+const DEFAULT_TIMEOUT = BOUND
 
 /** A connected client. */
 export class TestClient {
@@ -76,15 +77,7 @@ export class TestClient {
 
   /** Await the socket's close (code and reason). */
   async waitClose (timeout = DEFAULT_TIMEOUT): Promise<{ code: number, reason: string }> {
-    let timer: NodeJS.Timeout | undefined
-    const limit = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`socket not closed within ${timeout} ms`)), timeout)
-    })
-    try {
-      return await Promise.race([this.closed, limit])
-    } finally {
-      clearTimeout(timer)
-    }
+    return await within(this.closed, 'socket close', timeout)
   }
 
   close (): void {
@@ -100,6 +93,13 @@ export async function connect (url: string, options: WebSocket.ClientOptions = {
     socket.once('open', () => resolve())
     socket.once('error', reject)
   })
+  return client
+}
+
+/** Open a WebSocket to `url`, closed when the test ends. */
+export async function openClient (t: Teardown, url: string, options: WebSocket.ClientOptions = {}): Promise<TestClient> {
+  const client = await connect(url, options)
+  t.teardown(() => client.close())
   return client
 }
 

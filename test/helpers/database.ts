@@ -11,6 +11,7 @@
  * module fails to load when `REQUIRE_SERVICES=1` (CI), and is skipped with the reason
  * otherwise.
  */
+import type { Teardown } from './async.js'
 import type { MikroORM } from '@mikro-orm/core'
 import { MikroORM as PostgreSqlORM, knex } from '@mikro-orm/postgresql'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
@@ -20,7 +21,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tap from 'tap'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 const url = process.env.DATABASE_URL === '' ? undefined : process.env.DATABASE_URL
 

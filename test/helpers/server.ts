@@ -4,6 +4,7 @@
  * (in-memory SQLite, or PostgreSQL when DATABASE_URL is set: see database.ts), closed in
  * teardown.
  */
+import type { Teardown } from './async.js'
 import type { MikroORM } from '@mikro-orm/core'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
@@ -19,7 +20,6 @@ export interface Running {
   base: string
 }
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 async function listen (app: FastifyInstance): Promise<string> {
   await app.listen({ host: '127.0.0.1', port: 0 })
