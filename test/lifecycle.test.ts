@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import wsRest, { action, mixins } from '../index.js'
 import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
-import { deferred } from './helpers/async.js'
-import { connect } from './helpers/client.js'
+import { deferred, within } from './helpers/async.js'
+import { connect, openClient } from './helpers/client.js'
 import { createDatabase, initOrm } from './helpers/database.js'
 
 
@@ -31,11 +31,15 @@ t.test('works when the app registered @fastify/websocket itself, beside its own 
   await app.listen({ port: 0, host: '127.0.0.1' })
   const base = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 
-  const client = await connect(`${base}/items/`)
-  t.teardown(() => client.close())
+  const client = await openClient(t, `${base}/items/`)
   const created = await client.request('create', { data: { name: 'a' } })
   t.equal(created.response_status, 201)
   t.same((await client.request('list')).data, [{ id: 1, name: 'a' }])
+
+  // The app's own websocket route still works beside the plugin's.
+  const echo = await openClient(t, `${base}/echo`)
+  echo.send({ hello: 'echo' })
+  t.same(await echo.next(), { hello: 'echo' })
 })
 
 t.test('routes declared in an encapsulated plugin get that plugin\'s hooks, and its siblings do not', async (t) => {
@@ -102,6 +106,25 @@ t.test('app.close() lets an in-flight write finish and commit, then closes with 
   const check = await database.open([Item])
   const rows = await check.em.fork().find(Item, {})
   t.same(rows.map((r) => r.name), ['in-flight'])
+})
+
+t.test('app.close() waits for in-flight actions at most closeTimeout, then closes with 1001 anyway', async (t) => {
+  const started = deferred()
+  const app = Fastify()
+  await app.register(wsRest, { closeTimeout: 200 })
+  app.wsRest.route('/ws/', {
+    actions: [action('stuck', async () => {
+      started.resolve()
+      return await new Promise(() => {}) // never settles: a handler that hangs must not hang shutdown
+    })]
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = await openClient(t, `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws/`)
+  client.send({ action: 'stuck', request_id: 1 })
+  await started.promise
+  const closing = app.close()
+  t.equal((await client.waitClose()).code, 1001)
+  await within(closing, 'app.close()')
 })
 
 t.test('a plain HTTP GET on a websocket route is told to upgrade', async (t) => {
