@@ -3,10 +3,12 @@
  *
  * A unique violation is a 400 keyed by the field in DRF's wording ("user with this
  * username already exists."), never a 500; a stale version, deadlock or lock timeout is
- * a 409. The driver's message (SQL, constraint names) never reaches the reply.
+ * a 409 (the client may retry). A lost connection or anything else is the caller's 500.
+ * The driver's message (SQL, constraint names) never reaches the reply.
  */
 import {
   DeadlockException,
+  DriverException,
   LockWaitTimeoutException,
   NotNullConstraintViolationException,
   OptimisticLockError,
@@ -14,6 +16,9 @@ import {
   type EntityMetadata
 } from '@mikro-orm/core'
 import { Conflict, ValidationError } from './errors.js'
+
+/** SQLSTATE of a lock wait that gave up (lock_timeout, NOWAIT). */
+const PG_LOCK_NOT_AVAILABLE = '55P03'
 
 /** Column names named by a unique-violation message of SQLite or PostgreSQL. */
 function violatedColumns (err: Error & { detail?: string, column?: string }): string[] {
@@ -65,7 +70,10 @@ export function translateDatabaseError (err: unknown, meta?: EntityMetadata): Er
     const [column] = violatedColumns(err)
     return ValidationError.field(column === undefined ? 'non_field_errors' : propertyOf(meta, column), 'This field may not be null.')
   }
-  if (err instanceof OptimisticLockError || err instanceof DeadlockException || err instanceof LockWaitTimeoutException) {
+  if (err instanceof OptimisticLockError || err instanceof DeadlockException || err instanceof LockWaitTimeoutException ||
+      // PostgreSQL's lock_not_available (lock_timeout expired), which MikroORM leaves unconverted;
+      // SQLite's "database is locked" arrives as LockWaitTimeoutException.
+      (err instanceof DriverException && err.code === PG_LOCK_NOT_AVAILABLE)) {
     return new Conflict()
   }
   return undefined
