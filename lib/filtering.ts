@@ -12,6 +12,7 @@
 import { raw, type EntityMetadata, type FilterQuery, type Platform } from '@mikro-orm/core'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import { dialectOf } from './dialect.js'
 import { InvalidOption, ValidationError } from './errors.js'
 
 /** What a route lets clients filter, order and search by. */
@@ -78,11 +79,6 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** The SQL function giving the 1-based position of a substring, per database. */
-function positionFunction (platform: Platform): string {
-  return /postgre/i.test(platform.constructor.name) ? 'strpos' : 'instr'
-}
-
 /** The compiled query rules of one route. */
 export class QueryRules {
   private readonly filterable = new Map<string, FieldInfo>()
@@ -124,7 +120,7 @@ export class QueryRules {
       if (!info.isString) throw new InvalidOption('searchFields', `"${name}" is not a string property`)
       this.searchable.push(info)
     }
-    this.position = positionFunction(platform)
+    this.position = dialectOf(platform).position
     const primaryKey = meta.primaryKeys[0]
     this.orderable.set(primaryKey, field('ordering', primaryKey))
     const defaults = this.parseOrdering(options.ordering ?? primaryKey)

@@ -5,11 +5,12 @@
  * override. Everything schema- and metadata-related is resolved once, when the route
  * is declared.
  */
-import type { EntityManager, EntityMetadata, EntityName, FilterQuery, MikroORM } from '@mikro-orm/core'
+import { LockMode, type EntityMetadata, type EntityName, type FilterQuery, type MikroORM } from '@mikro-orm/core'
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Type } from '@sinclair/typebox'
 import type { ActionContext } from './action.js'
 import { uniqueMessage } from './database-errors.js'
+import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
 import type { Page } from './pagination.js'
@@ -88,6 +89,8 @@ export class GenericModel<E extends object = any> {
   private readonly coerceLookup: LookupCoercer
   private readonly validators: Partial<Record<InputKind, InputValidator<any>>>
   private readonly options: ModelOptions<E>
+  /** Whether the database locks rows (`SELECT … FOR UPDATE`). */
+  private readonly rowLocks: boolean
   /** What lists may be filtered, ordered and searched by. */
   readonly query: QueryRules
   /** Properties with a single-column unique constraint. */
@@ -110,6 +113,7 @@ export class GenericModel<E extends object = any> {
     this.coerceLookup = lookupCoercer(lookupProp.runtimeType)
     this.serializer = compileShaper(options.schema.response)
     this.query = new QueryRules(meta as EntityMetadata, orm.em.getPlatform(), options)
+    this.rowLocks = dialectOf(orm.em.getPlatform()).rowLocks
     this.uniqueProps = meta.props.filter((p) => p.unique !== undefined && p.unique !== false).map((p) => p.name)
     const { create, update } = options.schema
     this.validators = {
@@ -163,14 +167,24 @@ export class GenericModel<E extends object = any> {
     return { $and: [scope, own] } as FilterQuery<E>
   }
 
-  /** The object a detail action names, within the scope: 400 keyed by the lookup argument if absent, 404 if not found. */
-  async getObject (ctx: ActionContext, args: Record<string, unknown>, em: EntityManager = ctx.em): Promise<E> {
+  /**
+   * The object a detail action names, within the scope: 400 keyed by the lookup argument
+   * if absent, 404 if not found.
+   *
+   * `forWrite` with a client `version` (optimistic concurrency) reads the row with
+   * `SELECT … FOR UPDATE` where the database has row locks, so the version checked is the
+   * one the write replaces: a concurrent writer waits for this transaction, and one that
+   * committed first is seen (→ 409). Without it a delete, which MikroORM does not
+   * version-check, could remove a row updated since the check.
+   */
+  async getObject (ctx: ActionContext, args: Record<string, unknown>, options: { forWrite?: boolean } = {}): Promise<E> {
     const raw = args[this.lookupArg]
     if (raw === undefined || raw === null) throw ValidationError.field(this.lookupArg, 'This field is required.')
     const value = this.coerceLookup(raw)
     if (value === undefined) throw new NotFound()
     const where = await this.where(ctx, { [this.lookupField]: value } as FilterQuery<E>)
-    const found = await em.findOne(this.entity, where)
+    const lock = options.forWrite === true && this.rowLocks && args.version !== undefined && this.meta.versionProperty !== undefined
+    const found = await ctx.em.findOne(this.entity, where, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {})
     if (found === null) throw new NotFound()
     return found
   }
@@ -248,29 +262,10 @@ export class GenericModel<E extends object = any> {
     await ctx.em.flush()
   }
 
-  /**
-   * Remove and flush (or the route's performDelete). With `version` (the client's,
-   * already checked against the row read), the default delete is conditional on it: a
-   * concurrent update that committed in between makes it delete nothing → 409, where
-   * MikroORM's own delete would not look at the version.
-   */
-  async delete (ctx: ActionContext, entity: E, version?: unknown): Promise<void> {
-    if (this.options.performDelete !== undefined) {
-      await this.options.performDelete(ctx, entity)
-      await ctx.em.flush()
-      return
-    }
-    const versionProperty = this.meta.versionProperty as string | undefined
-    if (version !== undefined && versionProperty !== undefined) {
-      const record = entity as Record<string, unknown>
-      const deleted = await ctx.em.nativeDelete(this.entity, {
-        [this.primaryKey]: record[this.primaryKey], [versionProperty]: record[versionProperty]
-      } as FilterQuery<E>)
-      if (deleted === 0) throw new Conflict()
-      ctx.em.getUnitOfWork().unsetIdentity(entity as object)
-      return
-    }
-    ctx.em.remove(entity)
+  /** Remove and flush (or the route's performDelete). */
+  async delete (ctx: ActionContext, entity: E): Promise<void> {
+    if (this.options.performDelete !== undefined) await this.options.performDelete(ctx, entity)
+    else ctx.em.remove(entity)
     await ctx.em.flush()
   }
 

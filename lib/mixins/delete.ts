@@ -6,9 +6,9 @@ import { modelOf } from './common.js'
 export function destroy (options: Pick<MixinOptions, 'permissions'> = {}): ActionDefinition {
   return modelAction('delete', async (ctx, args) => {
     const model = modelOf(ctx)
-    const entity = await model.getObject(ctx, args)
+    const entity = await model.getObject(ctx, args, { forWrite: true })
     model.checkVersion(entity, args)
-    await model.delete(ctx, entity, args.version)
+    await model.delete(ctx, entity)
     return { status: 204, data: null }
   }, { transaction: true, permissions: options.permissions })
 }

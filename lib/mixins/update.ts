@@ -11,7 +11,7 @@ export function changeAction (name: string, kind: InputKind, options: MixinOptio
   const shaper = shaperOf(options)
   return modelAction(name, async (ctx, args) => {
     const model = modelOf(ctx)
-    const entity = await model.getObject(ctx, args)
+    const entity = await model.getObject(ctx, args, { forWrite: true })
     model.checkVersion(entity, args)
     const data = await model.validate(kind, args.data, ctx, entity)
     await model.update(ctx, entity, data)

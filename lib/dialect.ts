@@ -1,0 +1,25 @@
+/**
+ * What differs between the databases behind MikroORM, decided once from its platform
+ * (at route registration), so no module sniffs the driver on its own.
+ */
+import type { Platform } from '@mikro-orm/core'
+
+/** The database features the plugin adapts to. */
+export interface Dialect {
+  /** SQL function giving the 1-based position of a substring: `strpos` (PostgreSQL) or `instr` (SQLite, MySQL). */
+  readonly position: 'strpos' | 'instr'
+  /**
+   * Whether `SELECT … FOR UPDATE` locks rows. SQLite has no row locks (a writer locks the
+   * whole database), and knex only warns and ignores the clause there.
+   */
+  readonly rowLocks: boolean
+}
+
+/** The dialect of a MikroORM platform. */
+export function dialectOf (platform: Platform): Dialect {
+  const name = platform.constructor.name
+  return {
+    position: /postgre/i.test(name) ? 'strpos' : 'instr',
+    rowLocks: !/sqlite/i.test(name)
+  }
+}
