@@ -11,21 +11,69 @@ import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { wsRestGetter } from './lib/api.js'
-import { CLOSE_GOING_AWAY } from './lib/consumer.js'
+import { InvalidOption } from './lib/errors.js'
+import { entityName, groups, type ModelMessage } from './lib/observer/changes.js'
+import { Hub } from './lib/observer/hub.js'
+import { ModelObserver } from './lib/observer/model-observer.js'
+import { CLOSE_GOING_AWAY } from './lib/session.js'
 import { resolveOptions, type PluginState, type WsRestOptions } from './lib/state.js'
 import './types/fastify.js'
 
 const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options) => {
   const resolved = resolveOptions(options)
-  const state: PluginState = { options: resolved, connections: new Set(), routes: [], ready: false }
+  const layer = resolved.broadcast
+  await layer.init?.(fastify.log)
+  const hub = new Hub(layer, fastify.log)
+  /** The app's own groups for an entity's changes (`app.wsRest.observe(entity, { groups })`). */
+  const extraGroups = new Map<string, Array<(change: ModelMessage) => Iterable<string>>>()
+
+  /** Every committed change goes to its row's group, its entity's group, and the app's own. */
+  function publishChange (message: ModelMessage): void {
+    hub.publish(groups.model(message.entity), message)
+    hub.publish(groups.instance(message.entity, message.pk), message)
+    for (const groupsOf of extraGroups.get(message.entity) ?? []) {
+      for (const group of groupsOf(message)) hub.publish(group, message)
+    }
+  }
+  const orm = resolved.orm
+  const observer = orm === undefined ? undefined : new ModelObserver(orm, publishChange, fastify.log)
+
+  const state: PluginState = {
+    options: resolved,
+    sessions: new Set(),
+    routes: [],
+    ready: false,
+    hub,
+    observe: (className) => observer?.observe(className),
+    observeEntity (entity, groupsOf) {
+      if (orm === undefined || observer === undefined) throw new InvalidOption('orm', 'is needed to observe an entity')
+      let name: string
+      try {
+        name = entityName(orm, entity as never)
+      } catch {
+        throw new InvalidOption('entity', 'is not an entity known to the MikroORM instance')
+      }
+      observer.observe(name)
+      if (groupsOf !== undefined) {
+        let list = extraGroups.get(name)
+        if (list === undefined) extraGroups.set(name, (list = []))
+        list.push(groupsOf)
+      }
+    }
+  }
   fastify.addHook('onReady', async () => {
     state.ready = true
     for (const route of state.routes) route.resolveHooks()
   })
+  fastify.addHook('onClose', async () => {
+    observer?.stop()
+    hub.clear()
+    await layer.close()
+  })
 
   /** Let in-flight actions finish and commit, then close every wsRest socket with 1001. */
   async function drainConnections (): Promise<void> {
-    await Promise.all([...state.connections].map(async (c) => await c.shutdown(resolved.closeTimeout)))
+    await Promise.all([...state.sessions].map(async (s) => await s.shutdown(resolved.closeTimeout)))
   }
 
   if (fastify.hasDecorator('websocketServer')) {
@@ -65,7 +113,14 @@ export default wsRest
 export { wsRest }
 
 export type { WsRestOptions } from './lib/state.js'
-export type { WsRest } from './lib/api.js'
+export type { WsRest, ModelChange, ObserveOptions, PublishOptions } from './lib/api.js'
+export type { MultiplexOptions } from './lib/multiplexer.js'
+export type { SubscribeOptions, UnsubscribeOptions } from './lib/action.js'
+export { MemoryLayer } from './lib/layers/memory.js'
+export { RedisLayer, type RedisLayerOptions } from './lib/layers/redis.js'
+export type { BroadcastLayer, BroadcastMessage, GroupListener } from './lib/layers/layer.js'
+export { groups } from './lib/observer/changes.js'
+export type { Row, ChangeKind } from './lib/observer/changes.js'
 export type { RouteOptions } from './lib/route.js'
 export type { ModelOptions, InputKind } from './lib/generic.js'
 export { GenericModel } from './lib/generic.js'

@@ -7,7 +7,7 @@
 import type { MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import wsRest, { mixins, permissions, type ModelOptions, type Permission } from '../index.js'
+import wsRest, { mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission, type RouteOptions } from '../index.js'
 import { hashPassword } from './password.js'
 import { User, UserCreate, UserPublic, UserUpdate } from './user.js'
 
@@ -28,6 +28,10 @@ export interface ExampleOptions {
   databaseUrl?: string
   /** Fastify server options (logger, …). */
   fastify?: FastifyServerOptions
+  /** A `redis://…` URL: share subscriptions with every example process using the same Redis (default: in-process). */
+  redisUrl?: string
+  /** The Redis channel prefix (default `wsrest:`); processes share subscriptions only with the same prefix. */
+  redisPrefix?: string
 }
 
 /** The model part shared by every route: entity, schemas, and how a user is created. */
@@ -79,6 +83,12 @@ async function initOrm (options: ExampleOptions): Promise<MikroORM> {
   return await PostgreSqlORM.init({ ...common, clientUrl: url })
 }
 
+/** The Redis layer when a URL is given (several example processes then share subscriptions), else in-process. */
+function broadcastLayer (options: ExampleOptions): BroadcastLayer | undefined {
+  if (options.redisUrl === undefined || options.redisUrl === '') return undefined
+  return new RedisLayer({ url: options.redisUrl, prefix: options.redisPrefix === '' ? undefined : options.redisPrefix })
+}
+
 /** Build the example app (not listening). Closing the app closes the ORM. */
 export async function buildApp (options: ExampleOptions = {}): Promise<{ app: FastifyInstance, orm: MikroORM }> {
   const orm = await initOrm(options)
@@ -88,19 +98,25 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   app.decorateRequest('user', null)
   app.addHook('onClose', async () => { await orm.close() })
 
-  await app.register(wsRest, { orm })
+  await app.register(wsRest, { orm, broadcast: broadcastLayer(options) })
 
-  app.wsRest.route('/ws/', {
+  /** The full user API: CRUD, filtered lists, and live subscriptions to a row or to a filtered list. */
+  const users: RouteOptions<User, typeof UserCreate, typeof UserUpdate, typeof UserPublic> = {
     ...userModel,
-    // list takes {"filter": {...}}, {"ordering": "-id"} and {"search": "..."} on these fields only.
+    // list and subscribe_list take {"filter": {...}} and {"search": "..."} on these fields only.
     filterFields: ['id', 'username', 'email'],
     orderingFields: ['id', 'username'],
     searchFields: ['username', 'email'],
     actions: [
       mixins.create(), mixins.list(), mixins.retrieve(),
-      mixins.update(), mixins.patch(), mixins.delete()
+      mixins.update(), mixins.patch(), mixins.delete(),
+      mixins.subscribeInstance(), mixins.subscribeList()
     ]
-  })
+  }
+  app.wsRest.route('/ws/', users)
+
+  // The same API as stream "users" of a multiplexed socket, as DCRF front ends (dcrf-client) use it.
+  app.wsRest.multiplex('/ws/multiplex/', { streams: { users } })
 
   app.wsRest.route('/ws/paginated/', {
     ...userModel,

@@ -2,7 +2,9 @@
  * `npm run example`: the example server of EXAMPLE.md.
  *
  * HOST (127.0.0.1), PORT (8000), DB (SQLite file, default example.sqlite3; ':memory:' for
- * a fresh one), DATABASE_URL (a postgresql://… URL: PostgreSQL instead of SQLite). Logs
+ * a fresh one), DATABASE_URL (a postgresql://… URL: PostgreSQL instead of SQLite),
+ * REDIS_URL (share subscriptions with every example process on that Redis; REDIS_PREFIX
+ * keeps groups of processes apart, default `wsrest:`). Logs
  * `listening on ws://HOST:PORT` once ready; SIGINT/SIGTERM close it gracefully (in-flight
  * writes finish, sockets close with 1001).
  */
@@ -14,6 +16,8 @@ const port = Number(process.env.PORT ?? 8000)
 const { app } = await buildApp({
   db: process.env.DB ?? 'example.sqlite3',
   databaseUrl: process.env.DATABASE_URL,
+  redisUrl: process.env.REDIS_URL,
+  redisPrefix: process.env.REDIS_PREFIX,
   fastify: { logger: { level: process.env.LOG_LEVEL ?? 'info' } }
 })
 

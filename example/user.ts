@@ -13,7 +13,8 @@ export const User = defineEntity({
     id: p.integer().primary().autoincrement(),
     username: p.string().length(150).unique(),
     email: p.string().length(254).default(''),
-    password: p.string().length(255)
+    // Hidden: MikroORM's serialization and fastify-ws-rest's change events leave it out.
+    password: p.string().length(255).hidden()
   })
 })
 export type User = InferEntity<typeof User>

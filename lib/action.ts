@@ -42,6 +42,30 @@ export interface ActionContext {
   cancellable: (scope: string) => AbortSignal
   /** Abort every signal handed out by `cancellable(scope)` on this socket. */
   cancel: (scope: string) => void
+  /**
+   * Subscribe this socket to `groups`: every message published to one of them
+   * (`app.wsRest.publish`, or a model change routed there by `app.wsRest.observe`)
+   * reaches it as an event carrying `requestId` (default: this message's request_id),
+   * after this action's permissions are checked again. Subscribing again to the same
+   * groups with the same request_id adds nothing (resolves `false`).
+   */
+  subscribe: (groups: string | string[], options?: SubscribeOptions) => Promise<boolean>
+  /** Remove this socket's group subscriptions: those with `requestId`, or listening to one of `groups`, or all. How many were removed. */
+  unsubscribe: (options?: UnsubscribeOptions) => number
+}
+
+/** Options of `ctx.subscribe`. */
+export interface SubscribeOptions {
+  /** The request_id events carry. Default: the subscribing message's. */
+  requestId?: unknown
+  /** The arguments the subscriber's permissions are re-checked with before each event. Default `{}`. */
+  args?: Record<string, unknown>
+}
+
+/** Options of `ctx.unsubscribe`; all given must match. */
+export interface UnsubscribeOptions {
+  groups?: string | string[]
+  requestId?: unknown
 }
 
 /** The handler of an action. */
@@ -72,6 +96,8 @@ export interface ActionDefinition {
   /** The input schema the action validates `data` with; a route without it refuses the action at registration. */
   readonly input?: InputKind
   readonly permissions?: Permission[]
+  /** The action subscribes to the route entity's changes: the plugin observes that entity. */
+  readonly observes?: boolean
   readonly handler: ActionHandler<any>
 }
 
@@ -116,11 +142,12 @@ export function action (
 export function modelAction (
   name: string,
   handler: ActionHandler<Record<string, unknown>>,
-  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind } = {}
+  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind, observes?: boolean } = {}
 ): ActionDefinition {
   return {
     name,
     input: options.input,
+    observes: options.observes === true,
     detached: options.detached === true,
     transaction: options.transaction === true,
     stream: options.stream === true,

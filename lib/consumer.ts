@@ -1,19 +1,19 @@
 /**
- * One WebSocket connection: frames in, dispatch, permission check, error → reply.
+ * One route's consumer on one socket: requests in, dispatch, permission check, error →
+ * reply; and the socket's subscriptions to that route's events.
  *
- * Actions of one socket run one after another, in arrival order, as DCRF's consumer
+ * Actions of one consumer run one after another, in arrival order, as DCRF's consumer
  * does; detached actions (streamed lists, long custom actions) run beside them and are
  * cancelled when the socket closes. All per-connection state lives on this object —
  * never in module or class state, which once made DCRF reply to the wrong client.
+ * A plain route has one consumer per socket; a multiplexed route one per stream.
  */
 import type { EntityManager } from '@mikro-orm/core'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { RawData, WebSocket } from 'ws'
-import type { ActionContext } from './action.js'
+import type { ActionContext, SubscribeOptions, UnsubscribeOptions } from './action.js'
 import { translateDatabaseError } from './database-errors.js'
 import {
   ActionMissing,
-  BadFrame,
   InternalError,
   InvalidOption,
   MethodNotAllowed,
@@ -21,45 +21,41 @@ import {
   wireErrors
 } from './errors.js'
 import type { GenericModel } from './generic.js'
+import type { GroupMessage } from './observer/changes.js'
+import { groupRenderer, Subscription, type EventSink, type ModelView } from './observer/subscription.js'
 import { checkPermissions } from './permissions.js'
-import { encodeReply, FrameError, parseFrame, type ActionRequest, type Reply } from './protocol.js'
+import {
+  encodeEnvelope,
+  encodeEvent,
+  encodeReply,
+  FrameError,
+  parseFrame,
+  type ActionRequest,
+  type Reply
+} from './protocol.js'
 import type { CompiledAction, CompiledRoute } from './route.js'
+import type { FrameReceiver, Session } from './session.js'
 import type { PluginState } from './state.js'
-
-/** Close code sent to every socket when the server shuts down. */
-export const CLOSE_GOING_AWAY = 1001
-/** Close code for a frame over the size limit. */
-export const CLOSE_TOO_BIG = 1009
-
-function byteLength (data: RawData): number {
-  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0)
-  return data instanceof ArrayBuffer ? data.byteLength : data.length
-}
-
-function toText (data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8')
-  return Buffer.from(data as ArrayBuffer).toString('utf8')
-}
+import { kConnection } from './symbols.js'
 
 /** The context of one message. The EntityManager is forked on first use, so actions that never touch the database pay nothing. */
-class MessageContext implements ActionContext {
+export class MessageContext implements ActionContext {
   private forked: EntityManager | undefined
   private scoped: AbortController[] | undefined
+  readonly [kConnection]: Connection
 
-  constructor (
-    private readonly connection: Connection,
-    readonly action: string,
-    readonly requestId: unknown
-  ) {}
+  constructor (connection: Connection, readonly action: string, readonly requestId: unknown) {
+    this[kConnection] = connection
+  }
 
-  get request (): FastifyRequest { return this.connection.request }
-  get log (): FastifyBaseLogger { return this.connection.request.log }
-  get model (): GenericModel | undefined { return this.connection.route.model }
-  get signal (): AbortSignal { return this.connection.signal }
+  get request (): FastifyRequest { return this[kConnection].request }
+  get log (): FastifyBaseLogger { return this[kConnection].request.log }
+  get model (): GenericModel | undefined { return this[kConnection].route.model }
+  get signal (): AbortSignal { return this[kConnection].signal }
 
   get em (): EntityManager {
     if (this.forked === undefined) {
-      const orm = this.connection.route.orm
+      const orm = this[kConnection].route.orm
       if (orm === undefined) throw new InvalidOption('orm', 'is needed by an action that uses ctx.em')
       this.forked = orm.em.fork()
     }
@@ -80,60 +76,67 @@ class MessageContext implements ActionContext {
   }
 
   reply (data: unknown, status = 200): boolean {
-    return this.connection.send({ action: this.action, status, data, errors: [], requestId: this.requestId })
+    return this[kConnection].send({ action: this.action, status, data, errors: [], requestId: this.requestId })
   }
 
   cancellable (scope: string): AbortSignal {
-    const controller = this.connection.cancellable(scope)
+    const controller = this[kConnection].cancellable(scope)
     ;(this.scoped ??= []).push(controller)
     return controller.signal
   }
 
   cancel (scope: string): void {
-    this.connection.cancel(scope)
+    this[kConnection].cancel(scope)
+  }
+
+  async subscribe (groups: string | string[], options: SubscribeOptions = {}): Promise<boolean> {
+    return await this[kConnection].subscribeGroups(this, groups, options)
+  }
+
+  unsubscribe (options: UnsubscribeOptions = {}): number {
+    return this[kConnection].unsubscribeGroups(options)
   }
 
   /** Forget this message's cancellation scopes once it is done, so a long-lived socket does not accumulate them. */
   release (): void {
-    if (this.scoped !== undefined) for (const c of this.scoped) this.connection.forget(c)
+    if (this.scoped !== undefined) for (const c of this.scoped) this[kConnection].forget(c)
   }
 }
 
-/** One open socket on a wsRest route. */
-export class Connection {
+/** One route's consumer on one socket. */
+export class Connection implements FrameReceiver, EventSink {
   private tail: Promise<void> = Promise.resolve()
   private readonly pending = new Set<Promise<void>>()
-  private readonly closed = new AbortController()
   private readonly scopes = new Map<string, Set<AbortController>>()
-  private draining = false
+  private readonly subscriptions = new Map<string, Subscription>()
+  /** Events wait here while an earlier one's permission check runs, so they arrive in publish order. */
+  private eventTail: Promise<void> = Promise.resolve()
+  private eventsQueued = 0
 
   constructor (
-    readonly socket: WebSocket,
-    readonly request: FastifyRequest,
+    readonly session: Session,
     readonly route: CompiledRoute,
-    private readonly state: PluginState
-  ) {
-    // Attached synchronously, before anything awaits, or the client's first frames are lost.
-    socket.on('message', (data, isBinary) => this.onFrame(data, isBinary))
-    socket.on('close', () => this.onClose())
-    state.connections.add(this)
-  }
+    private readonly state: PluginState,
+    /** The stream this consumer answers on, on a multiplexed route. */
+    readonly stream?: string
+  ) {}
+
+  get request (): FastifyRequest { return this.session.request }
 
   /** Aborted when the socket closes or the server shuts down. */
-  get signal (): AbortSignal { return this.closed.signal }
+  get signal (): AbortSignal { return this.session.signal }
 
-  private onFrame (data: RawData, isBinary: boolean): void {
-    // During shutdown the socket is about to close with 1001; new work would only delay it.
-    if (this.draining) return
-    if (byteLength(data) > this.route.maxPayload) {
-      this.socket.close(CLOSE_TOO_BIG, 'Message too big')
-      return
-    }
-    if (isBinary) {
-      this.inOrder(new FrameError(new BadFrame('Binary frames are not supported; send JSON text frames.')))
-      return
-    }
-    const request = parseFrame(toText(data), this.route.maxDepth)
+  /** A text frame of a plain route. */
+  receive (text: string): void {
+    this.dispatch(parseFrame(text, this.route.maxDepth))
+  }
+
+  refuse (error: FrameError): void {
+    this.inOrder(error)
+  }
+
+  /** Run a parsed request, or answer the frame error in its place. */
+  dispatch (request: ActionRequest | FrameError): void {
     if (request instanceof FrameError) {
       this.inOrder(request)
       return
@@ -205,7 +208,7 @@ export class Connection {
 
   /** Encode and send one reply; false when the socket is no longer open (the reply is dropped). */
   send (reply: Reply): boolean {
-    if (this.socket.readyState !== this.socket.OPEN) return false
+    if (!this.session.open) return false
     let text: string
     try {
       text = encodeReply(reply)
@@ -214,14 +217,126 @@ export class Connection {
       this.request.log.error({ err, action: reply.action }, 'fastify-ws-rest: reply could not be encoded')
       text = encodeReply({ ...reply, status: 500, data: null, errors: wireErrors(new InternalError()) })
     }
-    this.socket.send(text)
+    return this.sendText(text)
+  }
+
+  private sendText (text: string): boolean {
+    return this.session.send(this.stream === undefined ? text : encodeEnvelope(this.stream, text))
+  }
+
+  // ------------------------------------------------------------------ subscriptions
+
+  /**
+   * Add a subscription. One with the same key already there is kept and this one is not
+   * added (`false`): subscribing twice never doubles events. `replace` swaps it instead.
+   */
+  addSubscription (subscription: Subscription, replace = false): boolean {
+    if (!this.session.open) return false
+    const existing = this.subscriptions.get(subscription.key)
+    if (existing !== undefined) {
+      if (!replace) return false
+      this.dropSubscription(existing)
+    }
+    this.subscriptions.set(subscription.key, subscription)
+    this.state.hub.add(subscription)
     return true
   }
+
+  /** Remove the subscriptions `match` selects; how many were removed. */
+  removeSubscriptions (match: (subscription: Subscription) => boolean): number {
+    let removed = 0
+    for (const subscription of [...this.subscriptions.values()]) {
+      if (!match(subscription)) continue
+      this.dropSubscription(subscription)
+      removed++
+    }
+    return removed
+  }
+
+  private dropSubscription (subscription: Subscription): void {
+    // Inactive first: a delivery already waiting on a permission check is dropped, not sent after the unsubscribe reply.
+    subscription.active = false
+    this.subscriptions.delete(subscription.key)
+    this.state.hub.remove(subscription)
+  }
+
+  /** How many subscriptions this consumer holds. */
+  get subscriptionCount (): number {
+    return this.subscriptions.size
+  }
+
+  /** A subscription's event, sent in publish order after its permission check. */
+  deliverEvent (subscription: Subscription, message: GroupMessage): void {
+    if (!this.session.open) return
+    const rendered = subscription.render(message)
+    if (rendered === undefined) return
+    const frame = encodeEvent(rendered.action, rendered.status, rendered.dataJson, subscription.requestIdJson)
+    if (subscription.permit === undefined && this.eventsQueued === 0) {
+      this.sendText(frame)
+      return
+    }
+    this.eventsQueued++
+    this.eventTail = this.eventTail.then(async () => {
+      try {
+        if (subscription.permit !== undefined && !(await subscription.permit())) return
+        if (subscription.active) this.sendText(frame)
+      } catch (err) {
+        this.request.log.error({ err, route: this.route.path }, 'fastify-ws-rest: permission check of an event failed; event not sent')
+      } finally {
+        this.eventsQueued--
+      }
+    })
+  }
+
+  /** `ctx.subscribe`: this socket joins `groups` under a request_id. */
+  async subscribeGroups (ctx: MessageContext, groups: string | string[], options: SubscribeOptions): Promise<boolean> {
+    const list = typeof groups === 'string' ? [groups] : [...groups]
+    if (list.length === 0 || list.some((g) => typeof g !== 'string')) throw new TypeError('ctx.subscribe needs one or more group names')
+    const requestId = options.requestId === undefined ? ctx.requestId : options.requestId
+    const model = this.route.model
+    const view: ModelView | undefined = model === undefined ? undefined : await model.view(ctx)
+    const key = `group:${JSON.stringify(list)}:${JSON.stringify(requestId)}`
+    const permit = this.permitFor(ctx, options.args ?? {})
+    return this.addSubscription(new Subscription(this, key, list, requestId, groupRenderer(view), permit))
+  }
+
+  /**
+   * The check run before each event of a subscription made by `ctx`'s action: that
+   * action's permissions, with the subscription's arguments (so a permission reading
+   * `ctx.request.user` sees the user as it is at delivery time).
+   * Undefined when there is nothing to check.
+   */
+  permitFor (ctx: MessageContext, args: Record<string, unknown>): (() => Promise<boolean>) | undefined {
+    const permissions = this.route.actions.get(ctx.action)?.permissions ?? this.route.permissions
+    if (permissions.length === 0) return undefined
+    const { action, requestId } = ctx
+    return async () => {
+      try {
+        // A fresh context per event: a permission that queries through ctx.em must not read a stale identity map.
+        await checkPermissions(permissions, new MessageContext(this, action, requestId), args)
+        return true
+      } catch (err) {
+        if (isClientError(err)) return false
+        throw err
+      }
+    }
+  }
+
+  /** `ctx.unsubscribe`: remove group subscriptions by groups and/or request_id. */
+  unsubscribeGroups (options: UnsubscribeOptions): number {
+    const groups = options.groups === undefined ? undefined : new Set(typeof options.groups === 'string' ? [options.groups] : options.groups)
+    const requestIdJson = options.requestId === undefined ? undefined : JSON.stringify(options.requestId)
+    return this.removeSubscriptions((s) => s.key.startsWith('group:') &&
+      (requestIdJson === undefined || s.requestIdJson === requestIdJson) &&
+      (groups === undefined || s.groups.some((g) => groups.has(g))))
+  }
+
+  // ------------------------------------------------------------------ cancellation and lifetime
 
   /** A controller aborted by `cancel(scope)` or by the socket closing. */
   cancellable (scope: string): AbortController {
     const controller = new AbortController()
-    if (this.closed.signal.aborted) controller.abort()
+    if (this.signal.aborted) controller.abort()
     let set = this.scopes.get(scope)
     if (set === undefined) this.scopes.set(scope, (set = new Set()))
     set.add(controller)
@@ -242,29 +357,22 @@ export class Connection {
   }
 
   private abortAll (): void {
-    this.closed.abort()
     for (const set of this.scopes.values()) for (const c of set) c.abort()
     this.scopes.clear()
   }
 
-  private onClose (): void {
+  /** The socket is gone: cancel detached work, release every subscription. */
+  release (): void {
     this.abortAll()
-    this.state.connections.delete(this)
+    this.removeSubscriptions(() => true)
   }
 
-  /**
-   * Graceful close: take no new frames, cancel detached work, let in-flight actions finish
-   * (and commit) up to `timeoutMs`, then close with 1001.
-   */
-  async shutdown (timeoutMs: number): Promise<void> {
-    this.draining = true
+  /** Shutdown: cancel detached work, let in-flight actions finish (and commit) up to `timeoutMs`. */
+  async drain (timeoutMs: number): Promise<void> {
     this.abortAll()
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
     await Promise.race([Promise.allSettled([...this.pending]), timeout])
     clearTimeout(timer)
-    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
-      this.socket.close(CLOSE_GOING_AWAY, 'Server shutting down')
-    }
   }
 }

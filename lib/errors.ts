@@ -49,6 +49,9 @@ export const Conflict = createError(
   409
 )
 
+/** 404 on a multiplexed route: the envelope names a stream the route does not map. */
+export const UnknownStream = createError<[string]>('FST_WSREST_UNKNOWN_STREAM', 'Stream "%s" is not mapped.', 404)
+
 /** 429: the connection exceeded its action rate. */
 export const Throttled = createError('FST_WSREST_THROTTLED', 'Request was throttled.', 429)
 

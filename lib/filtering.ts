@@ -6,14 +6,17 @@
  * checkers built from the entity's metadata, once at registration. Anything undeclared,
  * an unknown operator or a wrongly typed value is a 400 keyed `filter` / `ordering` /
  * `search`, and never reaches the database. The result is a MikroORM FilterQuery and
- * orderBy, used by plain, paginated, streamed and cursor lists alike (and, later, by
- * filtered-list subscriptions to test single rows).
+ * orderBy, used by plain, paginated, streamed and cursor lists alike, and an in-memory
+ * predicate with the same meaning, which filtered-list subscriptions test each changed
+ * row with.
  */
 import { raw, type EntityMetadata, type FilterQuery, type Platform } from '@mikro-orm/core'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { dialectOf } from './dialect.js'
 import { InvalidOption, ValidationError } from './errors.js'
+import type { Row } from './observer/changes.js'
+import { anyRow, compare, containsText, type RowPredicate } from './observer/matcher.js'
 
 /** What a route lets clients filter, order and search by. */
 export interface QueryOptions {
@@ -43,6 +46,8 @@ export interface ListQuery {
    */
   where: () => FilterQuery<any> | undefined
   order: OrderStep[]
+  /** The same filter and search, decided on one row in memory (for subscriptions). */
+  matches: RowPredicate
 }
 
 const COMPARISON_OPERATORS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte'] as const
@@ -146,7 +151,10 @@ export class QueryRules {
       else if (this.searchable.length === 0) errors.search = ['Search is not available on this route.']
       else if (args.search.trim() !== '') {
         const needle = args.search
-        conditions.push(() => ({ $or: this.searchable.map((f) => this.contains(f, needle)) }))
+        conditions.push({
+          build: () => ({ $or: this.searchable.map((f) => this.contains(f, needle)) }),
+          test: (row) => this.searchable.some((f) => containsText(row[f.name], needle))
+        })
       }
     }
     let order = this.defaultOrder
@@ -157,8 +165,9 @@ export class QueryRules {
     }
     if (Object.keys(errors).length > 0) throw new ValidationError(errors)
     const where = (): FilterQuery<any> | undefined =>
-      conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0]() : { $and: conditions.map((c) => c()) }
-    return { where, order }
+      conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0].build() : { $and: conditions.map((c) => c.build()) }
+    const matches: RowPredicate = conditions.length === 0 ? anyRow : (row) => conditions.every((c) => c.test(row))
+    return { where, order, matches }
   }
 
   /** `"username"`, `"-id"` or an array of such → steps ending with the primary key; or an error message. */
@@ -227,7 +236,7 @@ export class QueryRules {
       }
       if (!isPlainObject(condition)) {
         const value = this.value(info, condition, messages)
-        if (value !== INVALID) out.push(() => ({ [name]: value }))
+        if (value !== INVALID) out.push({ build: () => ({ [name]: value }), test: (row) => compare('$eq', row[name], value, info.isDate) === true })
         continue
       }
       const operators = Object.entries(condition)
@@ -239,7 +248,7 @@ export class QueryRules {
         } else if (op === '$contains') {
           if (!info.isString) messages.push(`Operator "$contains" needs a string field; "${name}" is not one.`)
           else if (typeof operand !== 'string') messages.push(`Invalid value for "${name}": $contains expects a string.`)
-          else out.push(() => this.contains(info, operand))
+          else out.push({ build: () => this.contains(info, operand), test: (row) => containsText(row[name], operand) })
         } else if (op === '$in' || op === '$nin') {
           if (!Array.isArray(operand) || operand.length > MAX_LIST) {
             messages.push(`Invalid value for "${name}": ${op} expects a list of at most ${MAX_LIST} values.`)
@@ -252,7 +261,13 @@ export class QueryRules {
           if (value !== INVALID) ops[op] = value
         }
       }
-      if (Object.keys(ops).length > 0) out.push(() => ({ [name]: ops }))
+      if (Object.keys(ops).length > 0) {
+        const entries = Object.entries(ops)
+        out.push({
+          build: () => ({ [name]: ops }),
+          test: (row) => entries.every(([op, operand]) => compare(op, row[name], operand, info.isDate) === true)
+        })
+      }
     }
   }
 
@@ -277,8 +292,11 @@ export class QueryRules {
   }
 }
 
-/** Builds one part of a list's condition, freshly for each query. */
-type Condition = () => FilterQuery<any>
+/** One part of a list's condition: built freshly for each query, and tested on a row in memory. */
+interface Condition {
+  build: () => FilterQuery<any>
+  test: (row: Row) => boolean
+}
 
 /** Marks a value that failed its check (undefined and null are legitimate values). */
 const INVALID = Symbol('invalid')

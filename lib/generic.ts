@@ -13,6 +13,8 @@ import { uniqueMessage } from './database-errors.js'
 import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
+import { anyRow, compileCondition, noRow, type RowPredicate } from './observer/matcher.js'
+import type { ModelView } from './observer/subscription.js'
 import type { Page } from './pagination.js'
 import { compileShaper, type Shaper } from './shape.js'
 import { compileValidator, type CrossFieldCheck, type InputValidator } from './validation.js'
@@ -123,6 +125,45 @@ export class GenericModel<E extends object = any> {
     }
   }
 
+  /** The entity's class name: the name its changes are published under. */
+  get entityName (): string {
+    return this.meta.className
+  }
+
+  /**
+   * The lookup value a detail message names, of the lookup property's type: 400 keyed by
+   * the lookup argument if absent, 404 if it cannot be one (never an object reaching the ORM).
+   */
+  lookupValue (args: Record<string, unknown>): unknown {
+    const raw = args[this.lookupArg]
+    if (raw === undefined || raw === null) throw ValidationError.field(this.lookupArg, 'This field is required.')
+    const value = this.coerceLookup(raw)
+    if (value === undefined) throw new NotFound()
+    return value
+  }
+
+  /**
+   * How this connection sees changed rows, for a subscription: its scope (`getQueryset`,
+   * evaluated now, at subscribe time) as a row predicate, and the given filter and shape.
+   * A scope too rich to decide in memory (relation paths, raw SQL) lets no event through,
+   * and says so in the log: failing closed never shows a row the subscriber could not list.
+   */
+  async view (ctx: ActionContext, options: { shaper?: Shaper, filter?: RowPredicate, creates?: boolean } = {}): Promise<ModelView> {
+    const condition = await this.queryset(ctx)
+    let scope = compileCondition(this.meta as EntityMetadata, condition)
+    if (scope === undefined) {
+      ctx.log.warn({ entity: this.entityName }, 'fastify-ws-rest: getQueryset returns a condition events cannot be checked against in memory; this subscription receives no events')
+      scope = noRow
+    }
+    return {
+      entity: this.entityName,
+      shaper: options.shaper ?? this.serializer,
+      scope,
+      filter: options.filter ?? anyRow,
+      creates: options.creates ?? true
+    }
+  }
+
   /** Whether an input schema exists for `kind` (mixins check at registration). */
   hasInput (kind: InputKind): boolean {
     return this.validators[kind] !== undefined
@@ -178,10 +219,7 @@ export class GenericModel<E extends object = any> {
    * version-check, could remove a row updated since the check.
    */
   async getObject (ctx: ActionContext, args: Record<string, unknown>, options: { forWrite?: boolean } = {}): Promise<E> {
-    const raw = args[this.lookupArg]
-    if (raw === undefined || raw === null) throw ValidationError.field(this.lookupArg, 'This field is required.')
-    const value = this.coerceLookup(raw)
-    if (value === undefined) throw new NotFound()
+    const value = this.lookupValue(args)
     const where = await this.where(ctx, { [this.lookupField]: value } as FilterQuery<E>)
     const lock = options.forWrite === true && this.rowLocks && args.version !== undefined && this.meta.versionProperty !== undefined
     const found = await ctx.em.findOne(this.entity, where, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {})

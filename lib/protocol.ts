@@ -31,7 +31,9 @@ export class FrameError {
   constructor (
     readonly error: Error & { statusCode?: number },
     readonly action: unknown = null,
-    readonly requestId: unknown = null
+    readonly requestId: unknown = null,
+    /** The parsed frame, when it parsed (a too-deep frame): a multiplexer reads its stream from it. */
+    readonly value?: unknown
   ) {}
 }
 
@@ -78,35 +80,88 @@ function echoable (value: unknown): unknown {
 }
 
 /**
- * Parse one text frame into a request, or a {@link FrameError} to answer with.
+ * Parse one text frame as JSON, or a {@link FrameError} to answer with.
  *
  * `maxDepth` bounds nesting anywhere in the frame. A frame can only be that deep if
  * it is at least twice as long, so short frames skip the scan.
  */
-export function parseFrame (text: string, maxDepth: number): ActionRequest | FrameError {
+export function parseJson (text: string, maxDepth: number): unknown {
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch {
     return new FrameError(new BadFrame('Invalid JSON.'))
   }
-  if (!isPlainObject(value)) {
-    return new FrameError(new BadFrame(`Invalid message. Expected a JSON object, but got ${jsonTypeName(value)}.`))
-  }
-  if (text.length > maxDepth * 2 && exceedsDepth(text, maxDepth)) {
-    const action = typeof value.action === 'string' ? value.action : null
+  // Only an object can become a request; anything else is refused by its type, unscanned.
+  if (isPlainObject(value) && text.length > maxDepth * 2 && exceedsDepth(text, maxDepth)) {
     return new FrameError(
       new BadFrame(`Message nested too deeply (more than ${maxDepth} levels).`),
-      action,
-      echoable(value.request_id)
+      typeof value.action === 'string' ? value.action : null,
+      echoable(value.request_id),
+      value
     )
+  }
+  return value
+}
+
+/** A parsed JSON value as a request, or a {@link FrameError} when it is not an object. */
+export function toRequest (value: unknown): ActionRequest | FrameError {
+  if (!isPlainObject(value)) {
+    return new FrameError(new BadFrame(`Invalid message. Expected a JSON object, but got ${jsonTypeName(value)}.`))
   }
   const { action, request_id: requestId, ...args } = value
   return { action, requestId: requestId === undefined ? null : requestId, args }
 }
 
+/** Parse one text frame into a request, or a {@link FrameError} to answer with. */
+export function parseFrame (text: string, maxDepth: number): ActionRequest | FrameError {
+  const value = parseJson(text, maxDepth)
+  return value instanceof FrameError ? value : toRequest(value)
+}
+
+/** A multiplexed frame: the stream it is for, and its payload (a request). */
+export interface Envelope {
+  stream: string
+  payload: unknown
+}
+
+/**
+ * A parsed JSON value as a multiplexed envelope `{"stream", "payload"}`, or a
+ * {@link FrameError} naming what is wrong (its reply goes out with stream `null`).
+ */
+export function toEnvelope (value: unknown): Envelope | FrameError {
+  if (!isPlainObject(value)) {
+    return new FrameError(new BadFrame(`Invalid message. Expected a JSON object, but got ${jsonTypeName(value)}.`))
+  }
+  if (typeof value.stream !== 'string') {
+    return new FrameError(new BadFrame('Invalid message. Expected {"stream": <name>, "payload": <request>}.'))
+  }
+  return { stream: value.stream, payload: value.payload }
+}
+
+/**
+ * Where a multiplexed frame's error goes: to the stream the envelope names, echoing its
+ * payload's action and request_id, when the frame parsed that far (a too-deep payload);
+ * otherwise to stream `null`, as it is.
+ */
+export function envelopeError (error: FrameError): { stream: string | null, error: FrameError } {
+  const value = error.value
+  if (!isPlainObject(value) || typeof value.stream !== 'string') return { stream: null, error }
+  const payload = isPlainObject(value.payload) ? value.payload : {}
+  return {
+    stream: value.stream,
+    error: new FrameError(error.error, typeof payload.action === 'string' ? payload.action : null, echoable(payload.request_id))
+  }
+}
+
+/** Wrap an encoded reply in the multiplexed envelope of `stream` (`null` for a frame with no stream). */
+export function encodeEnvelope (stream: string | null, payloadText: string): string {
+  return `{"stream":${JSON.stringify(stream)},"payload":${payloadText}}`
+}
+
 /** The name a client would use for a JSON value's type, for error messages. */
 export function jsonTypeName (value: unknown): string {
+  if (value === undefined) return 'nothing'
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'array'
   return typeof value
@@ -125,4 +180,13 @@ export function encodeReply (reply: Reply): string {
     response_status: reply.status,
     request_id: reply.requestId
   })
+}
+
+/**
+ * Encode an event from pieces already JSON-encoded: the data is encoded once per event
+ * and shared by every subscriber, and each subscription encodes its request_id once.
+ * Same five keys, same order as {@link encodeReply}.
+ */
+export function encodeEvent (action: string, status: number, dataJson: string, requestIdJson: string): string {
+  return `{"errors":[],"data":${dataJson},"action":${JSON.stringify(action)},"response_status":${status},"request_id":${requestIdJson}}`
 }

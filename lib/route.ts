@@ -16,11 +16,13 @@ import type {
   preValidationHookHandler
 } from 'fastify'
 import type { ActionDefinition } from './action.js'
+import type { WebSocket } from 'ws'
 import { Connection } from './consumer.js'
 import { DuplicateAction, InvalidOption } from './errors.js'
 import { GenericModel, type ModelOptions } from './generic.js'
 import { resolvePreActionHooks, type PreActionHook } from './hooks.js'
 import { canConnect, type Permission } from './permissions.js'
+import { Session } from './session.js'
 import { positiveInteger, type PluginState } from './state.js'
 import { compileValidator, type InputValidator } from './validation.js'
 
@@ -127,35 +129,68 @@ function asArray<H> (hooks: Hooks<H> | undefined): H[] {
   return hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]
 }
 
-/** Compile `options` and register the route on `instance` (the caller's encapsulation context). */
-export function declareRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
-  if (typeof path !== 'string' || !path.startsWith('/')) throw new InvalidOption('path', 'must be a string starting with "/"')
-  const route = new CompiledRoute(instance, path, options, state.options.orm, state)
-  state.routes.push(route)
+/** The Fastify-hook part of a route's options: what applies to its upgrade request. */
+export interface UpgradeOptions {
+  onRequest?: Hooks<onRequestHookHandler>
+  preValidation?: Hooks<preValidationHookHandler>
+  preHandler?: Hooks<preHandlerHookHandler>
+  config?: FastifyContextConfig
+}
 
-  // Connect-time permissions run after the app's own hooks (authentication sets request.user first).
-  async function checkConnect (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!(await canConnect(route.permissions, request))) {
-      await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'You do not have permission to connect.' })
-    }
-  }
-
+/**
+ * Register `path` as a GET route in `instance`'s context whose upgrade runs the app's
+ * hooks, then `checkConnect`; a plain HTTP GET gets 426.
+ */
+export function registerUpgrade (
+  instance: FastifyInstance,
+  path: string,
+  options: UpgradeOptions,
+  checkConnect: (request: FastifyRequest, reply: FastifyReply) => Promise<void>,
+  onSocket: (socket: WebSocket, request: FastifyRequest) => void
+): void {
   instance.route({
     method: 'GET',
     url: path,
     onRequest: asArray(options.onRequest),
     preValidation: asArray(options.preValidation),
+    // Connect-time permissions run after the app's own hooks (authentication sets request.user first).
     preHandler: [...asArray(options.preHandler), checkConnect],
     config: options.config,
-    wsHandler: (socket, request) => {
-      // Synchronous: the Connection attaches its message listener before anything awaits.
-      new Connection(socket, request, route, state) // eslint-disable-line no-new
-    },
+    wsHandler: onSocket,
     handler: async (_request, reply) => {
       await reply.code(426).header('upgrade', 'websocket').send({
         statusCode: 426, error: 'Upgrade Required', message: 'This route speaks WebSocket only.'
       })
     }
+  })
+}
+
+/** Refuse the upgrade with 403 (the socket never opens). */
+export async function refuseConnect (reply: FastifyReply): Promise<void> {
+  await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'You do not have permission to connect.' })
+}
+
+/** Compile a route's options (checks, action table) and note the entities it observes. */
+export function compileRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
+  const route = new CompiledRoute(instance, path, options, state.options.orm, state)
+  state.routes.push(route)
+  if (route.model !== undefined && [...route.actions.values()].some((a) => a.def.observes === true)) {
+    state.observe(route.model.entityName)
+  }
+  return route
+}
+
+/** Compile `options` and register the route on `instance` (the caller's encapsulation context). */
+export function declareRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new InvalidOption('path', 'must be a string starting with "/"')
+  const route = compileRoute(instance, state, path, options)
+  const limits = { maxPayload: route.maxPayload, maxOutbound: state.options.maxOutbound }
+  registerUpgrade(instance, path, options, async (request, reply) => {
+    if (!(await canConnect(route.permissions, request))) await refuseConnect(reply)
+  }, (socket, request) => {
+    // Synchronous: the session attaches its message listener before anything awaits.
+    const session = new Session(socket, request, limits, state)
+    session.attach(new Connection(session, route, state))
   })
   return route
 }

@@ -3,8 +3,11 @@
  */
 import type { MikroORM } from '@mikro-orm/core'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
-import type { Connection } from './consumer.js'
+import type { BroadcastLayer } from './layers/layer.js'
+import { MemoryLayer } from './layers/memory.js'
+import type { Hub } from './observer/hub.js'
 import type { CompiledRoute } from './route.js'
+import type { Session } from './session.js'
 import { InvalidOption } from './errors.js'
 
 /** Options of `app.register(wsRest, options)`. */
@@ -19,6 +22,16 @@ export interface WsRestOptions {
   closeTimeout?: number
   /** Options for @fastify/websocket, used only when the plugin registers it (the app has not). */
   websocket?: WebsocketPluginOptions
+  /**
+   * How events reach subscribers: in this process (default, a new `MemoryLayer`), or
+   * across every instance sharing a `RedisLayer`. The plugin closes it with the app.
+   */
+  broadcast?: BroadcastLayer
+  /**
+   * Bytes a socket may have waiting to be sent before the client is judged not to be
+   * reading and is closed with 1013 (its subscriptions released). Default 4 MiB.
+   */
+  maxOutbound?: number
 }
 
 /** Options after defaults. */
@@ -28,13 +41,21 @@ export interface ResolvedOptions {
   maxDepth: number
   closeTimeout: number
   websocket: WebsocketPluginOptions
+  broadcast: BroadcastLayer
+  maxOutbound: number
 }
 
 /** State shared by every route of one registration. */
 export interface PluginState {
   readonly options: ResolvedOptions
   /** Open sockets, for graceful shutdown. */
-  readonly connections: Set<Connection>
+  readonly sessions: Set<Session>
+  /** Subscriptions, by group, on the broadcast layer. */
+  readonly hub: Hub
+  /** Start publishing the changes of an entity (by class name). */
+  observe: (className: string) => void
+  /** `app.wsRest.observe`: publish an entity's changes, also to the groups `groups` names. */
+  observeEntity: (entity: unknown, groups?: (change: any) => Iterable<string>) => void
   /** Declared routes, whose hook chains are fixed when the app is ready. */
   readonly routes: CompiledRoute[]
   /** Set once the app is ready: no more preAction hooks from then on. */
@@ -72,6 +93,19 @@ export function resolveOptions (options: WsRestOptions | undefined): ResolvedOpt
     maxPayload: positiveInteger('maxPayload', opts.maxPayload, 1024 * 1024),
     maxDepth: positiveInteger('maxDepth', opts.maxDepth, 64),
     closeTimeout: positiveInteger('closeTimeout', opts.closeTimeout, 10_000),
-    websocket: websocket as WebsocketPluginOptions
+    websocket: websocket as WebsocketPluginOptions,
+    broadcast: checkLayer(opts.broadcast),
+    maxOutbound: positiveInteger('maxOutbound', opts.maxOutbound, 4 * 1024 * 1024)
   }
+}
+
+/** A broadcast layer, or a new in-process one. */
+function checkLayer (layer: unknown): BroadcastLayer {
+  if (layer === undefined) return new MemoryLayer()
+  const candidate = layer as Partial<BroadcastLayer> | null
+  if (candidate === null || typeof candidate !== 'object' ||
+      !(['publish', 'listen', 'unlisten', 'groups', 'close'] as const).every((m) => typeof candidate[m] === 'function')) {
+    throw new InvalidOption('broadcast', 'must be a broadcast layer (MemoryLayer, RedisLayer, or an object with publish/listen/unlisten/groups/close)')
+  }
+  return layer as BroadcastLayer
 }

@@ -259,9 +259,8 @@ t.test('subscribe_instance without request_id → 400 keyed request_id', async (
   const [alice] = await seed(t, client, ['alice'])
   client.send({ action: 'subscribe_instance', pk: alice.id })
   const reply = await client.next()
-  const todo = 'example /ws/ has no subscribe_instance action yet (EXAMPLE.md lists it)'
-  t.equal(reply.response_status, 400, 'status 400', { todo })
-  t.same(reply.errors, [{ request_id: ['This field is required.'] }], 'keyed request_id', { todo })
+  t.equal(reply.response_status, 400, 'status 400')
+  t.same(reply.errors, [{ request_id: ['This field is required.'] }], 'keyed request_id')
   t.same(Object.keys(reply).sort(), REPLY_KEYS, 'exactly the five keys')
   await checkAlive(t, client, 'after subscribe_instance without request_id', 1)
 })

@@ -40,3 +40,16 @@ export function gate (): Gate {
   const entered = deferred()
   return { wait: async () => { entered.resolve(); await opened.promise }, entered: entered.promise, open: opened.resolve }
 }
+
+/**
+ * Wait until `check()` holds, re-checking as the event loop turns, for state that changes
+ * with no event to await (the server noticing a socket's close; Redis's subscription
+ * list). Bounded like every wait: fails naming `what` after `ms`.
+ */
+export async function eventually (check: () => boolean | Promise<boolean>, what: string, ms = BOUND): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The hub: which of this app's subscriptions listen to which group, and the one place
+ * where messages enter (publish) and leave (deliver) the broadcast layer.
+ *
+ * The hub listens to a group on the layer only while at least one local subscription
+ * needs it, so a socket that closes leaves no group behind here or in Redis.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { BroadcastLayer, BroadcastMessage } from '../layers/layer.js'
+import type { GroupMessage } from './changes.js'
+
+/** A subscription as the hub sees it: the groups it listens to, and where their messages go. */
+export interface Listening {
+  readonly groups: readonly string[]
+  deliver: (message: GroupMessage) => void
+}
+
+/** One app's subscriptions on a broadcast layer. */
+export class Hub {
+  private readonly byGroup = new Map<string, Set<Listening>>()
+  private readonly listener = (group: string, message: BroadcastMessage): void => {
+    const set = this.byGroup.get(group)
+    if (set === undefined) return
+    for (const subscription of set) {
+      try {
+        subscription.deliver(message as GroupMessage)
+      } catch (err) {
+        this.log.error({ err, group }, 'fastify-ws-rest: delivering an event failed')
+      }
+    }
+  }
+
+  constructor (readonly layer: BroadcastLayer, private readonly log: FastifyBaseLogger) {}
+
+  /** Publish to `group` on the layer: this app's subscribers and, on a shared layer, other instances'. */
+  publish (group: string, message: GroupMessage): void {
+    this.layer.publish(group, message)
+  }
+
+  add (subscription: Listening): void {
+    for (const group of subscription.groups) {
+      let set = this.byGroup.get(group)
+      if (set === undefined) {
+        this.byGroup.set(group, (set = new Set()))
+        this.layer.listen(group, this.listener)
+      }
+      set.add(subscription)
+    }
+  }
+
+  remove (subscription: Listening): void {
+    for (const group of subscription.groups) {
+      const set = this.byGroup.get(group)
+      if (set === undefined || !set.delete(subscription) || set.size > 0) continue
+      this.byGroup.delete(group)
+      this.layer.unlisten(group, this.listener)
+    }
+  }
+
+  /** How many subscriptions listen, over all groups (for tests and diagnostics). */
+  get size (): number {
+    const all = new Set<Listening>()
+    for (const set of this.byGroup.values()) for (const s of set) all.add(s)
+    return all.size
+  }
+
+  /** The groups this app listens to. */
+  groups (): string[] {
+    return [...this.byGroup.keys()]
+  }
+
+  /** Stop listening to everything (the app is closing). */
+  clear (): void {
+    for (const group of this.byGroup.keys()) this.layer.unlisten(group, this.listener)
+    this.byGroup.clear()
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The subscription mixins: `subscribeInstance` (DCRF's `subscribe_instance` /
+ * `unsubscribe_instance`) and `subscribeList` (filtered-list subscriptions, beyond DCRF).
+ */
+import { modelAction, type ActionContext, type ActionDefinition } from '../action.js'
+import { MessageContext } from '../consumer.js'
+import { ValidationError } from '../errors.js'
+import { modelOf, shaperOf, type MixinOptions } from '../mixins/common.js'
+import { kConnection } from '../symbols.js'
+import { groups } from './changes.js'
+import { Subscription, modelRenderer } from './subscription.js'
+
+/** Events carry the subscription's request_id, so subscribing without one is refused (PROTOCOL.md: 400 keyed `request_id`). */
+function requireRequestId (ctx: ActionContext): void {
+  if (ctx.requestId === null || ctx.requestId === undefined) throw ValidationError.field('request_id', 'This field is required.')
+}
+
+function consumerOf (ctx: ActionContext): MessageContext {
+  if (!(ctx instanceof MessageContext)) throw new TypeError('subscription actions run only inside a wsRest connection')
+  return ctx
+}
+
+/** A primary key as it appears in published rows (bigints as strings), so group names agree. */
+function plainKey (value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value
+}
+
+/**
+ * `subscribe_instance {pk}` → 201; then the row's changes, with the subscription's
+ * request_id: `update` (200, the object) and `delete` (204, `{"pk": …}`); no creates.
+ * `unsubscribe_instance {pk}` → 204, removing that request_id's subscription, or without a
+ * request_id every subscription to that row on the socket — the socket's other
+ * subscriptions keep working (DCRF drops them).
+ *
+ * The object must exist and be in the connection's scope (else 404). Each event is
+ * checked against the scope and the action's permissions again before it is sent; a row
+ * that leaves the scope arrives as a delete.
+ */
+export function subscribeInstance (options: MixinOptions = {}): ActionDefinition[] {
+  const shaper = shaperOf(options)
+  const subscribe = modelAction('subscribe_instance', async (ctx, args) => {
+    requireRequestId(ctx)
+    const message = consumerOf(ctx)
+    const model = modelOf(ctx)
+    const lookup = model.lookupValue(args)
+    const entity = await model.getObject(ctx, args) as Record<string, unknown>
+    const view = await model.view(ctx, { shaper: shaper(model), creates: false })
+    const connection = message[kConnection]
+    const key = `instance:${JSON.stringify(lookup)}:${JSON.stringify(ctx.requestId)}`
+    const group = groups.instance(model.entityName, plainKey(entity[model.primaryKey]))
+    const permit = connection.permitFor(message, { [model.lookupArg]: lookup })
+    connection.addSubscription(new Subscription(connection, key, [group], ctx.requestId, modelRenderer(view), permit))
+    return { status: 201, data: null }
+  }, { permissions: options.permissions, observes: true })
+
+  const unsubscribe = modelAction('unsubscribe_instance', (ctx, args) => {
+    const model = modelOf(ctx)
+    const prefix = `instance:${JSON.stringify(model.lookupValue(args))}:`
+    const only = ctx.requestId === null || ctx.requestId === undefined ? undefined : prefix + JSON.stringify(ctx.requestId)
+    consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith(prefix) : s.key === only)
+    return { status: 204, data: null }
+  }, { permissions: options.permissions })
+
+  return [subscribe, unsubscribe]
+}
+
+/**
+ * `subscribe_list {filter?, search?}` → 201; then, with the subscription's request_id, a
+ * row that comes to match (created, or changed into the filter) as `create` (201), a
+ * matching row changed as `update` (200), and one deleted or changed out of the filter
+ * as `delete` (204, `{"pk": …}`). The filter has the syntax and checks of `list`; only
+ * rows within the connection's scope are ever sent. `unsubscribe_list` → 204, removing
+ * that request_id's subscription (or, without one, all of the socket's list subscriptions).
+ * Subscribing again with the same request_id replaces the filter.
+ */
+export function subscribeList (options: MixinOptions = {}): ActionDefinition[] {
+  const shaper = shaperOf(options)
+  const subscribe = modelAction('subscribe_list', async (ctx, args) => {
+    requireRequestId(ctx)
+    const message = consumerOf(ctx)
+    const model = modelOf(ctx)
+    const query = model.listQuery(args)
+    const view = await model.view(ctx, { shaper: shaper(model), filter: query.matches, creates: true })
+    const connection = message[kConnection]
+    const key = `list:${JSON.stringify(ctx.requestId)}`
+    const permit = connection.permitFor(message, { filter: args.filter, search: args.search })
+    connection.addSubscription(
+      new Subscription(connection, key, [groups.model(model.entityName)], ctx.requestId, modelRenderer(view), permit),
+      true
+    )
+    return { status: 201, data: null }
+  }, { permissions: options.permissions, observes: true })
+
+  const unsubscribe = modelAction('unsubscribe_list', (ctx) => {
+    const only = ctx.requestId === null || ctx.requestId === undefined ? undefined : `list:${JSON.stringify(ctx.requestId)}`
+    consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith('list:') : s.key === only)
+    return { status: 204, data: null }
+  }, { permissions: options.permissions })
+
+  return [subscribe, unsubscribe]
+}

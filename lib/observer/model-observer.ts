@@ -1,0 +1,163 @@
+/**
+ * The model observer: a MikroORM event subscriber that turns committed changes of
+ * observed entities into {@link ModelMessage}s.
+ *
+ * When is a change committed? Measured, not assumed (see test/observers.test.ts):
+ * - a flush outside any transaction runs in an implicit transaction that has already
+ *   committed when `afterFlush` fires → published at once;
+ * - a flush inside `em.transactional` / `em.begin()` fires `afterFlush` while the
+ *   transaction is open → held until `afterTransactionCommit` of the root transaction,
+ *   dropped on `afterTransactionRollback`;
+ * - a nested `transactional` is a savepoint, for which MikroORM fires neither hook: its
+ *   changes are held with the root's, and dropped if the savepoint was rolled back.
+ * Changes made through the ORM by any code of the app are seen, not only this plugin's
+ * actions; `nativeUpdate` / `nativeDelete` / raw queries bypass the unit of work and are not.
+ */
+import {
+  ChangeSetType,
+  type ChangeSet,
+  type EventSubscriber,
+  type FlushEventArgs,
+  type MikroORM,
+  type TransactionEventArgs
+} from '@mikro-orm/core'
+import type { FastifyBaseLogger } from 'fastify'
+import { RowReader, type ChangeKind, type ModelMessage } from './changes.js'
+
+/** A knex transaction as MikroORM hands it around: nested ones point at their parent. */
+interface Transaction {
+  parentTransaction?: Transaction
+  rollback?: (...args: unknown[]) => unknown
+}
+
+/** Changes flushed inside a transaction, waiting for its root to commit. */
+interface Held {
+  /** The (possibly nested) transaction they were flushed in, and its ancestors below the root. */
+  chain: Transaction[]
+  messages: ModelMessage[]
+}
+
+function kindOf (type: ChangeSetType): ChangeKind | undefined {
+  switch (type) {
+    case ChangeSetType.CREATE: return 'create'
+    case ChangeSetType.UPDATE: return 'update'
+    case ChangeSetType.DELETE:
+    case ChangeSetType.DELETE_EARLY: return 'delete'
+    default: return undefined
+  }
+}
+
+/** Observes the entities it is told to, on one MikroORM instance, and hands committed changes to `publish`. */
+export class ModelObserver implements EventSubscriber {
+  private readonly readers = new Map<string, RowReader>()
+  /** By root transaction; weak, so a transaction that ends without either hook (a crashed connection) leaks nothing. */
+  private readonly held = new WeakMap<object, Held[]>()
+  /** Nested transactions (savepoints) that were rolled back. */
+  private readonly rolledBack = new WeakSet<object>()
+  private active = true
+
+  constructor (
+    private readonly orm: MikroORM,
+    private readonly publish: (message: ModelMessage) => void,
+    private readonly log: FastifyBaseLogger
+  ) {
+    // MikroORM has no way to unregister a subscriber: `stop()` turns this one off instead.
+    orm.em.getEventManager().registerSubscriber(this)
+  }
+
+  /** Observe `className` from now on. */
+  observe (className: string): void {
+    if (this.readers.has(className)) return
+    const meta = this.orm.getMetadata().find(className)
+    if (meta !== undefined) this.readers.set(className, new RowReader(meta))
+  }
+
+  /** Stop publishing (the app is closing). */
+  stop (): void {
+    this.active = false
+  }
+
+  afterFlush (args: FlushEventArgs): void {
+    if (!this.active || this.readers.size === 0) return
+    const messages = this.collect(args.uow.getChangeSets())
+    if (messages.length === 0) return
+    const em = args.em
+    if (!em.isInTransaction()) {
+      // The flush's own implicit transaction has committed already.
+      this.emit(messages)
+      return
+    }
+    const trx = em.getTransactionContext<Transaction>() as Transaction
+    const chain: Transaction[] = []
+    let root = trx
+    while (root.parentTransaction !== undefined) {
+      chain.push(root)
+      this.watchRollback(root)
+      root = root.parentTransaction
+    }
+    let list = this.held.get(root)
+    if (list === undefined) this.held.set(root, (list = []))
+    list.push({ chain, messages })
+  }
+
+  afterTransactionCommit (args: TransactionEventArgs): void {
+    const trx = args.transaction as object | undefined
+    if (trx === undefined) return
+    const list = this.held.get(trx)
+    if (list === undefined) return
+    this.held.delete(trx)
+    for (const { chain, messages } of list) {
+      // A savepoint rolled back inside a transaction that committed: its changes never happened.
+      if (chain.some((t) => this.rolledBack.has(t))) continue
+      this.emit(messages)
+    }
+  }
+
+  afterTransactionRollback (args: TransactionEventArgs): void {
+    const trx = args.transaction as object | undefined
+    if (trx !== undefined) this.held.delete(trx)
+  }
+
+  /**
+   * MikroORM fires no hook when a savepoint is rolled back, but it rolls back by calling
+   * the nested transaction's own `rollback()`; wrapping that one method of that one
+   * object is the only way to tell its changes from those of a savepoint that was released.
+   */
+  private watchRollback (trx: Transaction): void {
+    const original = trx.rollback
+    if (typeof original !== 'function' || (original as { wsRestWatched?: true }).wsRestWatched === true) return
+    const rolledBack = this.rolledBack
+    const watched = Object.assign(function (this: unknown, ...args: unknown[]) {
+      rolledBack.add(trx)
+      return original.apply(this, args)
+    }, { wsRestWatched: true as const })
+    trx.rollback = watched
+  }
+
+  private collect (changeSets: Array<ChangeSet<any>>): ModelMessage[] {
+    const messages: ModelMessage[] = []
+    for (const cs of changeSets) {
+      const reader = this.readers.get(cs.meta.className)
+      const change = kindOf(cs.type)
+      if (reader === undefined || change === undefined) continue
+      const entity = cs.entity as Record<string, unknown>
+      // A delete's change set has no original data: the entity object still holds the row as it was.
+      const before = change === 'create' ? null : reader.read(change === 'delete' ? entity : (cs.originalEntity ?? entity) as Record<string, unknown>)
+      const after = change === 'delete' ? null : reader.read(entity)
+      const pk = (after ?? before)?.[cs.meta.primaryKeys[0]]
+      messages.push({ kind: 'model', entity: cs.meta.className, change, pk, before, after })
+    }
+    return messages
+  }
+
+  private emit (messages: ModelMessage[]): void {
+    for (const message of messages) {
+      try {
+        this.publish(message)
+      } catch (err) {
+        // A failure to publish must never fail the write that has already committed.
+        this.log.error({ err, entity: message.entity }, 'fastify-ws-rest: publishing a change failed')
+      }
+    }
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * One subscription of one socket: the groups it listens to, how a message becomes the
+ * event its subscriber sees (or nothing), and the permission check run on every delivery.
+ */
+import type { Shaper } from '../shape.js'
+import type { GroupMessage, ModelMessage, Row } from './changes.js'
+import type { Listening } from './hub.js'
+import type { RowPredicate } from './matcher.js'
+
+/** An event ready to send: its action, status and already-encoded data. */
+export interface Rendered {
+  action: string
+  status: number
+  dataJson: string
+}
+
+/** Turns a group message into the subscriber's event, or `undefined` for none. */
+export type Renderer = (message: GroupMessage) => Rendered | undefined
+
+/** Where a subscription's events go: the socket's consumer, which orders and sends them. */
+export interface EventSink {
+  deliverEvent: (subscription: Subscription, message: GroupMessage) => void
+}
+
+/** One subscription. Inactive once removed: a delivery already under way is then dropped. */
+export class Subscription implements Listening {
+  /** Cleared when unsubscribed or the socket closed; checked again just before sending. */
+  active = true
+  /** The request_id, encoded once for every event of this subscription. */
+  readonly requestIdJson: string
+
+  constructor (
+    private readonly sink: EventSink,
+    /** Identifies the subscription on its socket: subscribing again with the same key does not duplicate it. */
+    readonly key: string,
+    readonly groups: readonly string[],
+    readonly requestId: unknown,
+    readonly render: Renderer,
+    /** Re-checks the subscriber's permissions before each event; absent = nothing to check. */
+    readonly permit?: () => Promise<boolean>
+  ) {
+    this.requestIdJson = JSON.stringify(requestId) ?? 'null'
+  }
+
+  deliver (message: GroupMessage): void {
+    if (this.active) this.sink.deliverEvent(this, message)
+  }
+}
+
+/**
+ * Encoded data by message and shaper: a change is shaped and encoded once, however many
+ * subscribers (of however many routes sharing a response schema) receive it.
+ */
+const encoded = new WeakMap<object, Map<unknown, string>>()
+
+function encodeOnce (message: object, by: unknown, make: () => unknown): string {
+  let forMessage = encoded.get(message)
+  if (forMessage === undefined) encoded.set(message, (forMessage = new Map()))
+  let json = forMessage.get(by)
+  if (json === undefined) forMessage.set(by, (json = JSON.stringify(make()) ?? 'null'))
+  return json
+}
+
+const PK_ONLY = Symbol('pk only')
+const AS_IS = Symbol('as is')
+
+/** How a model subscription sees rows. */
+export interface ModelView {
+  entity: string
+  shaper: Shaper
+  /** The subscriber's scope (`getQueryset`), decided on a row. */
+  scope: RowPredicate
+  /** The subscription's own filter (a filtered list), decided on a row. */
+  filter: RowPredicate
+  /** Whether rows that come into view arrive as `create` (lists) or as `update` (instances, which get no creates). */
+  creates: boolean
+}
+
+/**
+ * A model change as the subscriber sees it: a row that comes into view is a create
+ * (201), one that stays in view an update (200), one that leaves it — deleted or changed
+ * out of the filter or scope — a delete (204) with `{"pk": …}`; nothing for a row never in view.
+ */
+export function renderModel (view: ModelView, message: ModelMessage): Rendered | undefined {
+  if (message.entity !== view.entity) return undefined
+  const visible = (row: Row | null): boolean => row !== null && view.scope(row) && view.filter(row)
+  const before = visible(message.before)
+  const after = visible(message.after)
+  if (after) {
+    const dataJson = encodeOnce(message, view.shaper, () => view.shaper(message.after))
+    if (before) return { action: 'update', status: 200, dataJson }
+    if (view.creates) return { action: 'create', status: 201, dataJson }
+    return message.change === 'create' ? undefined : { action: 'update', status: 200, dataJson }
+  }
+  if (before) return { action: 'delete', status: 204, dataJson: encodeOnce(message, PK_ONLY, () => ({ pk: message.pk })) }
+  return undefined
+}
+
+/** A model subscription's renderer: model changes only. */
+export function modelRenderer (view: ModelView): Renderer {
+  return (message) => message.kind === 'model' ? renderModel(view, message) : undefined
+}
+
+/**
+ * A group subscription's renderer (`ctx.subscribe`): an app's own events as published;
+ * changes of the route's entity as a list subscription sees them (scope applies);
+ * changes of other entities as `{"pk": …}` only, since this route has no shape for them.
+ */
+export function groupRenderer (view: ModelView | undefined): Renderer {
+  return (message) => {
+    if (message.kind === 'custom') {
+      return { action: message.action, status: message.status, dataJson: encodeOnce(message, AS_IS, () => message.data) }
+    }
+    if (view !== undefined && message.entity === view.entity) return renderModel(view, message)
+    const status = message.change === 'create' ? 201 : message.change === 'update' ? 200 : 204
+    return { action: message.change, status, dataJson: encodeOnce(message, PK_ONLY, () => ({ pk: message.pk })) }
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * One WebSocket: what belongs to the socket rather than to a route — the frame size
+ * limit, binary frames, the bounded outbound buffer, the close, and graceful shutdown.
+ *
+ * A plain route has one consumer ({@link Connection}) per session; a multiplexed route
+ * has one per stream, all sharing this socket.
+ */
+import type { FastifyRequest } from 'fastify'
+import type { RawData, WebSocket } from 'ws'
+import { BadFrame } from './errors.js'
+import { FrameError } from './protocol.js'
+import type { PluginState } from './state.js'
+
+/** Close code sent to every socket when the server shuts down. */
+export const CLOSE_GOING_AWAY = 1001
+/** Close code for a frame over the size limit. */
+export const CLOSE_TOO_BIG = 1009
+/** Close code for a client that does not read what it is sent (its outbound buffer is full). */
+export const CLOSE_SLOW_CONSUMER = 1013
+
+function byteLength (data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0)
+  return data instanceof ArrayBuffer ? data.byteLength : data.length
+}
+
+function toText (data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8')
+  return Buffer.from(data as ArrayBuffer).toString('utf8')
+}
+
+/** What a session hands frames to, and tells about the end. */
+export interface FrameReceiver {
+  /** A text frame within the size limit. */
+  receive: (text: string) => void
+  /** A frame that is not text (answered with an error, never parsed). */
+  refuse: (error: FrameError) => void
+  /** The socket closed (or is being dropped): release everything. */
+  release: () => void
+  /** Let in-flight actions finish, within `timeoutMs`. */
+  drain: (timeoutMs: number) => Promise<void>
+}
+
+/** Limits of one session, resolved from the route and the plugin options. */
+export interface SessionLimits {
+  maxPayload: number
+  maxOutbound: number
+}
+
+/** One open socket on a wsRest route. */
+export class Session {
+  private receiver: FrameReceiver | undefined
+  private draining = false
+  private released = false
+  private readonly closed = new AbortController()
+
+  constructor (
+    readonly socket: WebSocket,
+    readonly request: FastifyRequest,
+    private readonly limits: SessionLimits,
+    private readonly state: PluginState
+  ) {
+    // Attached synchronously, before anything awaits, or the client's first frames are lost.
+    socket.on('message', (data, isBinary) => this.onFrame(data, isBinary))
+    socket.on('close', () => this.release())
+    state.sessions.add(this)
+  }
+
+  /** Attach what handles this socket's frames (right after construction, before any frame is read). */
+  attach (receiver: FrameReceiver): void {
+    this.receiver = receiver
+  }
+
+  /** Aborted when the socket closes, is dropped, or the server shuts down. */
+  get signal (): AbortSignal { return this.closed.signal }
+
+  /** Whether replies can still be sent. */
+  get open (): boolean {
+    return !this.released && this.socket.readyState === this.socket.OPEN
+  }
+
+  private onFrame (data: RawData, isBinary: boolean): void {
+    // During shutdown the socket is about to close with 1001; new work would only delay it.
+    if (this.draining || this.released || this.receiver === undefined) return
+    if (byteLength(data) > this.limits.maxPayload) {
+      this.socket.close(CLOSE_TOO_BIG, 'Message too big')
+      return
+    }
+    if (isBinary) {
+      this.receiver.refuse(new FrameError(new BadFrame('Binary frames are not supported; send JSON text frames.')))
+      return
+    }
+    this.receiver.receive(toText(data))
+  }
+
+  /**
+   * Send one encoded frame; false when the socket is gone (the frame is dropped).
+   *
+   * A client that stops reading makes ws buffer everything sent to it. Past
+   * `maxOutbound` bytes the session is dropped at once (subscriptions released, nothing
+   * more queued) and closed with 1013, so one stalled subscriber cannot grow the
+   * server's memory without bound.
+   */
+  send (text: string): boolean {
+    if (!this.open) return false
+    if (this.socket.bufferedAmount > this.limits.maxOutbound) {
+      this.request.log.warn({ buffered: this.socket.bufferedAmount }, 'fastify-ws-rest: client is not reading; socket closed (1013)')
+      this.release()
+      this.socket.close(CLOSE_SLOW_CONSUMER, 'Client too slow: outbound buffer full')
+      return false
+    }
+    this.socket.send(text)
+    return true
+  }
+
+  private release (): void {
+    if (this.released) return
+    this.released = true
+    this.closed.abort()
+    this.receiver?.release()
+    this.state.sessions.delete(this)
+  }
+
+  /**
+   * Graceful close: take no new frames, let in-flight actions finish (and commit) up to
+   * `timeoutMs`, then close with 1001.
+   */
+  async shutdown (timeoutMs: number): Promise<void> {
+    this.draining = true
+    this.closed.abort()
+    await this.receiver?.drain(timeoutMs)
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
+      this.socket.close(CLOSE_GOING_AWAY, 'Server shutting down')
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The example server as its own process (`node --import tsx example/server.ts`), as
+ * EXAMPLE.md's acceptance tests drive it: started with HOST/PORT/DB (or DATABASE_URL) and
+ * any other environment, ready once it logs `listening on ws://HOST:PORT`, killed in teardown.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { within, type Teardown } from './async.js'
+import { createDatabase, type TestDatabase } from './database.js'
+
+/** A port nothing listens on right now. */
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+export interface Running { child: ChildProcess, url: string, exited: Promise<number | null> }
+
+/**
+ * Start the example server process and wait for its "listening" line: on a fresh database,
+ * or on `database` (shared by several processes), with `extraEnv` added.
+ */
+export async function startServer (t: Teardown, database?: TestDatabase, extraEnv: NodeJS.ProcessEnv = {}): Promise<Running> {
+  database ??= await createDatabase(t)
+  const port = await freePort()
+  const env: NodeJS.ProcessEnv = { ...process.env, HOST: '127.0.0.1', PORT: String(port), ...extraEnv }
+  delete env.DATABASE_URL
+  if (extraEnv.REDIS_URL === undefined) delete env.REDIS_URL
+  if ('db' in database.exampleOptions) env.DB = database.exampleOptions.db
+  else env.DATABASE_URL = database.exampleOptions.databaseUrl
+  const child = spawn(process.execPath, ['--import', 'tsx', 'example/server.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+
+  const url = `ws://127.0.0.1:${port}`
+  let output = ''
+  const listening = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+      // pino writes one JSON object per line.
+      for (const line of output.split('\n')) {
+        try {
+          if ((JSON.parse(line) as { msg?: unknown }).msg === `listening on ${url}`) resolve()
+        } catch {}
+      }
+    })
+    child.stderr!.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    void exited.then((code) => reject(new Error(`example server exited (${String(code)}) before listening:\n${output}`)))
+  })
+  await within(listening, 'the "listening on ws://…" log line', 30_000)
+  return { child, url, exited }
+}
