@@ -38,6 +38,9 @@ import type { FrameReceiver, Session } from './session.js'
 import type { PluginState } from './state.js'
 import { kConnection } from './symbols.js'
 
+/** Most events one consumer holds back while earlier ones wait on their permission checks. */
+const MAX_QUEUED_EVENTS = 1024
+
 /** The context of one message. The EntityManager is forked on first use, so actions that never touch the database pay nothing. */
 export class MessageContext implements ActionContext {
   private forked: EntityManager | undefined
@@ -273,6 +276,11 @@ export class Connection implements FrameReceiver, EventSink {
     const frame = encodeEvent(rendered.action, rendered.status, rendered.dataJson, subscription.requestIdJson)
     if (subscription.permit === undefined && this.eventsQueued === 0) {
       this.sendText(frame)
+      return
+    }
+    if (this.eventsQueued >= MAX_QUEUED_EVENTS) {
+      // Events waiting on slow permission checks are memory too: bounded like the socket's buffer.
+      this.session.dropSlow(`${MAX_QUEUED_EVENTS} events waiting for their permission checks`)
       return
     }
     this.eventsQueued++

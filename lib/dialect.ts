@@ -1,6 +1,6 @@
 /**
  * What differs between the databases behind MikroORM, decided once from its platform
- * (at route registration), so no module sniffs the driver on its own.
+ * (at route registration, or when the observer starts), so no module sniffs the driver on its own.
  */
 import type { Platform } from '@mikro-orm/core'
 
@@ -13,6 +13,11 @@ export interface Dialect {
    * whole database), and knex only warns and ignores the clause there.
    */
   readonly rowLocks: boolean
+  /**
+   * Whether an error inside a transaction aborts it (PostgreSQL): its later COMMIT then
+   * quietly rolls back, though knex reports success. SQLite carries on and commits.
+   */
+  readonly errorsAbortTransactions: boolean
 }
 
 /** The dialect of a MikroORM platform. */
@@ -20,6 +25,7 @@ export function dialectOf (platform: Platform): Dialect {
   const name = platform.constructor.name
   return {
     position: /postgre/i.test(name) ? 'strpos' : 'instr',
-    rowLocks: !/sqlite/i.test(name)
+    rowLocks: !/sqlite/i.test(name),
+    errorsAbortTransactions: /postgre/i.test(name)
   }
 }

@@ -103,13 +103,19 @@ export class Session {
   send (text: string): boolean {
     if (!this.open) return false
     if (this.socket.bufferedAmount > this.limits.maxOutbound) {
-      this.request.log.warn({ buffered: this.socket.bufferedAmount }, 'fastify-ws-rest: client is not reading; socket closed (1013)')
-      this.release()
-      this.socket.close(CLOSE_SLOW_CONSUMER, 'Client too slow: outbound buffer full')
+      this.dropSlow(`outbound buffer over ${this.limits.maxOutbound} bytes`)
       return false
     }
     this.socket.send(text)
     return true
+  }
+
+  /** Give up on a client that does not keep up: release everything now, and close with 1013. */
+  dropSlow (why: string): void {
+    if (this.released) return
+    this.request.log.warn({ buffered: this.socket.bufferedAmount, why }, 'fastify-ws-rest: client is not keeping up; socket closed (1013)')
+    this.release()
+    this.socket.close(CLOSE_SLOW_CONSUMER, 'Client too slow')
   }
 
   private release (): void {

@@ -5,36 +5,14 @@
  * (`ctx.subscribe` / `ctx.unsubscribe`) — enough for DCRF's `subscribe_many` /
  * `unsubscribe_many` pattern. Over real sockets.
  */
-import type { MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { action, groups, mixins, type ActionContext } from '../index.js'
 import { thrownBy } from './helpers/throws.js'
-import { openClient, type TestClient, type WireReply } from './helpers/client.js'
-import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
+import { openClient } from './helpers/client.js'
+import { Item, itemModel, renameItem, seedItems } from './helpers/item.js'
 import { startApp } from './helpers/server.js'
-
-const itemModel = { entity: Item, schema: { create: ItemCreate, update: ItemCreate, response: ItemPublic } }
-
-async function call (client: TestClient, frame: Record<string, unknown>): Promise<WireReply> {
-  client.send(frame)
-  return await client.next()
-}
-
-async function seed (orm: MikroORM, ...names: string[]): Promise<number[]> {
-  const em = orm.em.fork()
-  const items = names.map((name) => em.create(Item, { name }))
-  await em.flush()
-  return items.map((i) => i.id)
-}
-
-async function rename (orm: MikroORM, id: number, name: string): Promise<void> {
-  const em = orm.em.fork()
-  const item = await em.findOneOrFail(Item, id)
-  item.name = name
-  await em.flush()
-}
 
 /** A chat route: `join {room}` subscribes to the room's group, `leave` unsubscribes; `say` publishes. */
 function chat (app: FastifyInstance): void {
@@ -59,11 +37,11 @@ t.test('app.wsRest.publish reaches the sockets subscribed to the group, with the
   const { app, base } = await startApp(t, [Item], chat)
   const alice = await openClient(t, `${base}/chat/`)
   const bob = await openClient(t, `${base}/chat/`)
-  t.same(await call(alice, { action: 'join', request_id: 'a-lobby', room: 'lobby' }),
+  t.same(await alice.ask({ action: 'join', request_id: 'a-lobby', room: 'lobby' }),
     { errors: [], data: null, action: 'join', response_status: 201, request_id: 'a-lobby' })
-  await call(bob, { action: 'join', request_id: 'b-lobby', room: 'lobby' })
-  await call(bob, { action: 'join', request_id: 'b-other', room: 'other' })
-  t.equal((await call(bob, { action: 'join', request_id: 'b-other', room: 'other' })).response_status, 200,
+  await bob.ask({ action: 'join', request_id: 'b-lobby', room: 'lobby' })
+  await bob.ask({ action: 'join', request_id: 'b-other', room: 'other' })
+  t.equal((await bob.ask({ action: 'join', request_id: 'b-other', room: 'other' })).response_status, 200,
     'the same group and request_id again: nothing added')
 
   app.wsRest.publish('room:lobby', { text: 'hello' }, { action: 'message' })
@@ -87,15 +65,15 @@ t.test('app.wsRest.publish reaches the sockets subscribed to the group, with the
 t.test('ctx.unsubscribe by group or by request_id; the socket\'s other subscriptions keep working', async (t) => {
   const { app, base } = await startApp(t, [Item], chat)
   const client = await openClient(t, `${base}/chat/`)
-  await call(client, { action: 'join', request_id: 'one', room: 'a' })
-  await call(client, { action: 'join', request_id: 'two', room: 'b' })
-  await call(client, { action: 'join', request_id: 'two', room: 'c' })
-  t.same((await call(client, { action: 'leave', request_id: 'x', room: 'a' })).data, { removed: 1 })
-  t.same((await call(client, { action: 'leave', request_id: 'two' })).data, { removed: 2 })
+  await client.ask({ action: 'join', request_id: 'one', room: 'a' })
+  await client.ask({ action: 'join', request_id: 'two', room: 'b' })
+  await client.ask({ action: 'join', request_id: 'two', room: 'c' })
+  t.same((await client.ask({ action: 'leave', request_id: 'x', room: 'a' })).data, { removed: 1 })
+  t.same((await client.ask({ action: 'leave', request_id: 'two' })).data, { removed: 2 })
   app.wsRest.publish('room:a', 1)
   app.wsRest.publish('room:b', 2)
   app.wsRest.publish('room:c', 3)
-  t.same((await call(client, { action: 'join', request_id: 'three', room: 'd' })).response_status, 201,
+  t.same((await client.ask({ action: 'join', request_id: 'three', room: 'd' })).response_status, 201,
     'no event arrived before this reply: every subscription is gone')
   app.wsRest.publish('room:d', 4)
   t.same((await client.next()).data, 4)
@@ -125,11 +103,11 @@ t.test('subscribe_many / unsubscribe_many (the DCRF pattern) with the built-in p
       ]
     })
   })
-  const [one, two, three] = await seed(orm, 'one', 'two', 'three')
+  const [one, two, three] = await seedItems(orm, 'one', 'two', 'three')
   const client = await openClient(t, `${base}/items/`)
-  t.equal((await call(client, { action: 'subscribe_many', request_id: 'many', pks: [one, two] })).response_status, 201)
-  await rename(orm, three, 'three-1')
-  await rename(orm, two, 'two-1')
+  t.equal((await client.ask({ action: 'subscribe_many', request_id: 'many', pks: [one, two] })).response_status, 201)
+  await renameItem(orm, three, 'three-1')
+  await renameItem(orm, two, 'two-1')
   t.same(await client.next(), { errors: [], data: { id: two, name: 'two-1' }, action: 'update', response_status: 200, request_id: 'many' },
     'row three (not subscribed) sent nothing; row two arrives shaped by the route\'s response schema')
   const em = orm.em.fork()
@@ -137,8 +115,8 @@ t.test('subscribe_many / unsubscribe_many (the DCRF pattern) with the built-in p
   await em.flush()
   t.same(await client.next(), { errors: [], data: { pk: one }, action: 'delete', response_status: 204, request_id: 'many' })
 
-  t.equal((await call(client, { action: 'unsubscribe_many', request_id: 'many' })).response_status, 204)
-  await rename(orm, two, 'two-2')
+  t.equal((await client.ask({ action: 'unsubscribe_many', request_id: 'many' })).response_status, 204)
+  await renameItem(orm, two, 'two-2')
   t.equal((await client.request('create', { data: { name: 'after' } })).response_status, 201, 'no event before this reply')
 })
 
@@ -158,15 +136,15 @@ t.test('app.wsRest.observe(entity, {groups}): changes also go to the app\'s own 
     })
   })
   const client = await openClient(t, `${base}/items/`)
-  await call(client, { action: 'watch_letter', request_id: 'a', letter: 'a' })
-  const [bee] = await seed(orm, 'bee')
-  const [ant] = await seed(orm, 'ant')
+  await client.ask({ action: 'watch_letter', request_id: 'a', letter: 'a' })
+  const [bee] = await seedItems(orm, 'bee')
+  const [ant] = await seedItems(orm, 'ant')
   t.same(await client.next(), { errors: [], data: { id: ant, name: 'ant' }, action: 'create', response_status: 201, request_id: 'a' },
     '"bee" went to letter:b only')
-  await rename(orm, bee, 'apis')
+  await renameItem(orm, bee, 'apis')
   t.same(await client.next(), { errors: [], data: { id: bee, name: 'apis' }, action: 'update', response_status: 200, request_id: 'a' },
     'a change routed to the group arrives as what it is (an update), shaped')
-  await rename(orm, ant, 'bug')
+  await renameItem(orm, ant, 'bug')
   t.same(await client.next(), { errors: [], data: { id: ant, name: 'bug' }, action: 'update', response_status: 200, request_id: 'a' },
     'routed by its row before the change (letter:a) as well as after')
   const em = orm.em.fork()

@@ -17,7 +17,7 @@ import { thrownBy } from './helpers/throws.js'
 import { action, mixins, type Permission, type RouteOptions } from '../index.js'
 import { gate, within } from './helpers/async.js'
 import { openClient, upgradeStatus, type TestClient, type WireReply } from './helpers/client.js'
-import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
+import { Item, itemModel } from './helpers/item.js'
 import { startApp, startExample } from './helpers/server.js'
 
 /** A subtest, as tap passes it to a `t.test` callback. */
@@ -45,7 +45,6 @@ type Tag = InferEntity<typeof Tag>
 const TagInput = Type.Object({ label: Type.String({ minLength: 1 }) })
 const TagPublic = Type.Object({ id: Type.Integer(), label: Type.String() })
 
-const itemModel = { entity: Item, schema: { create: ItemCreate, update: ItemCreate, response: ItemPublic } }
 const tagModel = { entity: Tag, schema: { create: TagInput, update: TagInput, response: TagPublic } }
 
 /** A custom action answering which route ran it, so a 200 proves where a request went. */

@@ -29,6 +29,15 @@ async function openLayer (
   return layer
 }
 
+/** Two layers on one prefix — two server instances of one app — and an admin client to watch Redis. */
+async function twoInstances (t: Teardown, logs: { a?: RecordingLogger, b?: RecordingLogger } = {}): Promise<{ prefix: string, redis: Redis, a: RedisLayer, b: RedisLayer }> {
+  const prefix = uniquePrefix()
+  const redis = await admin(t)
+  const a = await openLayer(t, { prefix }, logs.a)
+  const b = await openLayer(t, { prefix }, logs.b)
+  return { prefix, redis, a, b }
+}
+
 /** A listener that records what it gets and lets a test wait for its n-th message. */
 interface Recorder {
   listener: GroupListener
@@ -80,10 +89,7 @@ if (redisAvailable) {
   })
 
   t.test('a message published on A reaches B once, and A\'s own listener once (no echo through Redis)', async (t) => {
-    const prefix = uniquePrefix()
-    const redis = await admin(t)
-    const a = await openLayer(t, { prefix })
-    const b = await openLayer(t, { prefix })
+    const { prefix, redis, a, b } = await twoInstances(t)
     const onA = recorder()
     const onB = recorder()
     a.listen('g', onA.listener)
@@ -105,10 +111,7 @@ if (redisAvailable) {
   })
 
   t.test('groups route: a listener gets its groups\' messages only', async (t) => {
-    const prefix = uniquePrefix()
-    const redis = await admin(t)
-    const a = await openLayer(t, { prefix })
-    const b = await openLayer(t, { prefix })
+    const { prefix, redis, a, b } = await twoInstances(t)
     const g1 = recorder()
     const g2 = recorder()
     b.listen('g1', g1.listener)
@@ -129,10 +132,7 @@ if (redisAvailable) {
   })
 
   t.test('the last unlisten of a group unsubscribes its channel, and its messages stop', async (t) => {
-    const prefix = uniquePrefix()
-    const redis = await admin(t)
-    const a = await openLayer(t, { prefix })
-    const b = await openLayer(t, { prefix })
+    const { prefix, redis, a, b } = await twoInstances(t)
     const first = recorder()
     const second = recorder()
     const sentinel = recorder()
@@ -189,11 +189,8 @@ if (redisAvailable) {
   })
 
   t.test('a malformed message on a channel is logged and dropped, and later ones still arrive', async (t) => {
-    const prefix = uniquePrefix()
-    const redis = await admin(t)
     const logB = recordingLogger()
-    const a = await openLayer(t, { prefix })
-    const b = await openLayer(t, { prefix }, logB)
+    const { prefix, redis, a, b } = await twoInstances(t, { b: logB })
     const onB = recorder()
     b.listen('g', onB.listener)
     await subscribed(redis, `${prefix}g`)
@@ -277,11 +274,8 @@ if (redisAvailable) {
   })
 
   t.test('a killed subscriber connection reconnects and resubscribes to its groups', async (t) => {
-    const prefix = uniquePrefix()
-    const redis = await admin(t)
     const logB = recordingLogger()
-    const a = await openLayer(t, { prefix })
-    const b = await openLayer(t, { prefix }, logB)
+    const { prefix, redis, a, b } = await twoInstances(t, { b: logB })
     const onB = recorder()
     const onA = recorder()
     b.listen('g1', onB.listener)
@@ -395,10 +389,7 @@ if (redisAvailable) {
   })
 
   t.test('close() quits both connections, is idempotent, and leaves no client behind', async (t) => {
-    const prefix = uniquePrefix()
-    const redis = await admin(t)
-    const a = await openLayer(t, { prefix })
-    const b = await openLayer(t, { prefix })
+    const { prefix, redis, a, b } = await twoInstances(t)
     const onA = recorder()
     a.listen('g', onA.listener)
     b.listen('g', () => {})

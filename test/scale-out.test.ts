@@ -12,9 +12,9 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import wsRest, { mixins, RedisLayer } from '../index.js'
 import { eventually, within, type Teardown } from './helpers/async.js'
-import { openClient, type TestClient, type WireReply } from './helpers/client.js'
+import { openClient, type WireReply } from './helpers/client.js'
 import { createDatabase } from './helpers/database.js'
-import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
+import { Item, itemModel } from './helpers/item.js'
 import { startServer } from './helpers/example-process.js'
 import { admin, channels, clientsNamed, redisAvailable, redisUrl, uniquePrefix } from './helpers/redis.js'
 
@@ -29,8 +29,7 @@ async function instance (t: Teardown, open: (entities: any[]) => Promise<MikroOR
   t.teardown(async () => await app.close())
   await app.register(wsRest, { orm, broadcast: layer })
   app.wsRest.route('/items/', {
-    entity: Item,
-    schema: { create: ItemCreate, update: ItemCreate, response: ItemPublic },
+    ...itemModel,
     filterFields: ['name'],
     actions: [mixins.create(), mixins.patch(), mixins.delete(), mixins.subscribeInstance(), mixins.subscribeList()]
   })
@@ -47,11 +46,6 @@ async function pair (t: Teardown): Promise<{ a: Instance, b: Instance, prefix: s
   return { a, b, prefix }
 }
 
-async function call (client: TestClient, frame: Record<string, unknown>): Promise<WireReply> {
-  client.send(frame)
-  return await client.next()
-}
-
 if (redisAvailable) {
   t.test('a subscriber on instance A gets the changes made through instance B, and the other way round', async (t) => {
     const { a, b } = await pair(t)
@@ -61,10 +55,10 @@ if (redisAvailable) {
     const created = await writerB.request('create', { data: { name: 'shared' } })
     const id = created.data.id as number
 
-    t.equal((await call(onA, { action: 'subscribe_instance', request_id: 'inst', pk: id })).response_status, 201,
+    t.equal((await onA.ask({ action: 'subscribe_instance', request_id: 'inst', pk: id })).response_status, 201,
       'instance A finds the row instance B created: one database')
-    await call(onA, { action: 'subscribe_list', request_id: 'list', filter: { name: { $contains: 'new' } } })
-    await call(onB, { action: 'subscribe_list', request_id: 'b-list' })
+    await onA.ask({ action: 'subscribe_list', request_id: 'list', filter: { name: { $contains: 'new' } } })
+    await onB.ask({ action: 'subscribe_list', request_id: 'b-list' })
 
     await writerB.request('patch', { pk: id, data: { name: 'renewed' } })
     t.same(await onB.next(), { errors: [], data: { id, name: 'renewed' }, action: 'update', response_status: 200, request_id: 'b-list' },
@@ -91,7 +85,7 @@ if (redisAvailable) {
     const redis = await admin(t)
     const onA = await openClient(t, a.url)
     const onB = await openClient(t, b.url)
-    await call(onA, { action: 'subscribe_list', request_id: 'l' })
+    await onA.ask({ action: 'subscribe_list', request_id: 'l' })
     await eventually(async () => (await channels(redis, prefix)).length === 1, 'A subscribed in Redis')
 
     const [subscriber] = await clientsNamed(redis, `${prefix}sub:${a.layer.id}`)
@@ -118,15 +112,15 @@ if (redisAvailable) {
     const redis = await admin(t)
     const seed = await (await openClient(t, b.url)).request('create', { data: { name: 'seed' } })
     const watcher = await openClient(t, a.url)
-    await call(watcher, { action: 'subscribe_instance', request_id: 'w', pk: seed.data.id })
+    await watcher.ask({ action: 'subscribe_instance', request_id: 'w', pk: seed.data.id })
     await eventually(async () => (await channels(redis, prefix)).length === 1, 'the watcher\'s channel is subscribed')
     const kept = await channels(redis, prefix)
 
     for (let i = 0; i < 1000; i += 50) {
       await Promise.all(Array.from({ length: 50 }, async (_, j) => {
         const client = await openClient(t, (i + j) % 2 === 0 ? a.url : b.url)
-        await call(client, { action: 'subscribe_list', request_id: 'l', filter: { name: `n${i + j}` } })
-        await call(client, { action: 'subscribe_instance', request_id: 'i', pk: seed.data.id })
+        await client.ask({ action: 'subscribe_list', request_id: 'l', filter: { name: `n${i + j}` } })
+        await client.ask({ action: 'subscribe_instance', request_id: 'i', pk: seed.data.id })
         client.close()
         await within(client.closed, 'close')
       }))

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { Type } from '@sinclair/typebox'
 import t from 'tap'
 import { action, MemoryLayer } from '../index.js'
-import { eventually } from './helpers/async.js'
+import { eventually, gate } from './helpers/async.js'
 import { openClient, type TestClient } from './helpers/client.js'
 import { Item } from './helpers/item.js'
 import { startApp } from './helpers/server.js'
@@ -57,4 +57,33 @@ t.test('a subscriber that does not read is closed with 1013; a reading one gets 
   t.equal(code, 1013, 'the stalled client is told why: 1013, try again later')
   t.same(layer.groups(), ['feed'], 'the reading subscriber still listens')
 
+})
+
+t.test('events held back by a slow permission check are bounded too: past 1,024 waiting, the socket is closed with 1013', async (t) => {
+  const held = gate()
+  const { app, base } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/feed/', {
+      // The permission check of each event waits at the gate: as a permission calling a slow auth service would.
+      permissions: [{ hasPermission: async (_ctx, name) => { if (name === 'follow') await held.wait(); return true } }],
+      actions: [action('follow', { schema: Type.Object({}) }, async (ctx) => {
+        await ctx.subscribe('feed')
+        return { status: 201 }
+      })]
+    })
+  })
+  const client = await openClient(t, `${base}/feed/`)
+  client.send({ action: 'follow', request_id: 'f' })
+  await held.entered
+  held.open()
+  t.equal((await client.next()).response_status, 201)
+
+  const stalled = gate()
+  const checks = { count: 0 }
+  // From now on every check stalls until the gate opens.
+  held.wait = async () => { checks.count++; await stalled.wait() }
+  for (let i = 0; i < 1100; i++) app.wsRest.publish('feed', { n: i })
+  const { code } = await client.waitClose()
+  t.equal(code, 1013)
+  t.ok(checks.count >= 1, 'the events were waiting on the permission check')
+  stalled.open()
 })

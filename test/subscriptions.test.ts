@@ -8,42 +8,19 @@
  * second change is made that must send an event, and the next event received has to be
  * that one.
  */
-import type { MikroORM } from '@mikro-orm/core'
 import type { FastifyRequest } from 'fastify'
 import t from 'tap'
-import { action, MemoryLayer, mixins, type Permission } from '../index.js'
-import { eventually, within } from './helpers/async.js'
-import { openClient, type TestClient, type WireReply } from './helpers/client.js'
-import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
-import { startApp, startExample } from './helpers/server.js'
+import { action, MemoryLayer, mixins, type Permission, type RouteOptions } from '../index.js'
+import { eventually, within, type Teardown } from './helpers/async.js'
+import { openClient } from './helpers/client.js'
+import { Item, itemModel, removeItem, renameItem, seedItems } from './helpers/item.js'
+import { startApp, startExample, type Running } from './helpers/server.js'
 
-const itemModel = { entity: Item, schema: { create: ItemCreate, update: ItemCreate, response: ItemPublic } }
 const crud = [mixins.create(), mixins.retrieve(), mixins.patch(), mixins.delete()]
 
-/** Send a frame with its own request_id and await the reply to it (events for other request_ids may not interleave here). */
-async function call (client: TestClient, frame: Record<string, unknown>): Promise<WireReply> {
-  client.send(frame)
-  return await client.next()
-}
-
-async function seed (orm: MikroORM, ...names: string[]): Promise<number[]> {
-  const em = orm.em.fork()
-  const items = names.map((name) => em.create(Item, { name }))
-  await em.flush()
-  return items.map((i) => i.id)
-}
-
-async function rename (orm: MikroORM, id: number, name: string): Promise<void> {
-  const em = orm.em.fork()
-  const item = await em.findOneOrFail(Item, id)
-  item.name = name
-  await em.flush()
-}
-
-async function remove (orm: MikroORM, id: number): Promise<void> {
-  const em = orm.em.fork()
-  em.remove(await em.findOneOrFail(Item, id))
-  await em.flush()
+/** An app serving Item at /items/ with `options` (actions, filter fields, permissions…). */
+async function startItems (t: Teardown, options: Omit<RouteOptions, 'entity' | 'schema'>): Promise<Running> {
+  return await startApp(t, [Item], (app) => { app.wsRest.route('/items/', { ...itemModel, ...options }) })
 }
 
 // ------------------------------------------------------------------ subscribe_instance (PROTOCOL.md)
@@ -55,7 +32,7 @@ t.test('subscribe_instance → 201; update and delete events carry the subscript
   const created = await writer.request('create', { data: { username: 'ann', password1: 'pw', password2: 'pw' } })
   const id = created.data.id as number
 
-  const reply = await call(subscriber, { action: 'subscribe_instance', request_id: 'sub-1', pk: id })
+  const reply = await subscriber.ask({ action: 'subscribe_instance', request_id: 'sub-1', pk: id })
   t.same(reply, { errors: [], data: null, action: 'subscribe_instance', response_status: 201, request_id: 'sub-1' })
   t.same(Object.keys(reply), ['errors', 'data', 'action', 'response_status', 'request_id'], 'exactly the five keys, in order')
 
@@ -80,7 +57,7 @@ t.test('the subscriber\'s own change reaches it too (reply first or event first,
   const { base } = await startExample(t)
   const client = await openClient(t, `${base}/ws/`)
   const id = (await client.request('create', { data: { username: 'ann', password1: 'pw', password2: 'pw' } })).data.id
-  await call(client, { action: 'subscribe_instance', request_id: 'mine', pk: id })
+  await client.ask({ action: 'subscribe_instance', request_id: 'mine', pk: id })
   client.send({ action: 'patch', request_id: 'p', pk: id, data: { email: 'x@y.z' } })
   const frames = await client.take(2)
   const event = frames.find((f) => f.request_id === 'mine')
@@ -95,14 +72,14 @@ t.test('subscribe_instance without request_id → 400 keyed request_id; missing 
   const client = await openClient(t, `${base}/ws/`)
   const id = (await client.request('create', { data: { username: 'ann', password1: 'pw', password2: 'pw' } })).data.id
 
-  t.same(await call(client, { action: 'subscribe_instance', pk: id }), {
+  t.same(await client.ask({ action: 'subscribe_instance', pk: id }), {
     errors: [{ request_id: ['This field is required.'] }], data: null, action: 'subscribe_instance', response_status: 400, request_id: null
   })
-  const noPk = await call(client, { action: 'subscribe_instance', request_id: 's' })
+  const noPk = await client.ask({ action: 'subscribe_instance', request_id: 's' })
   t.equal(noPk.response_status, 400)
   t.same(noPk.errors, [{ pk: ['This field is required.'] }])
   for (const pk of [999, { $gt: 0 }, [id], 'abc']) {
-    const reply = await call(client, { action: 'subscribe_instance', request_id: 's', pk })
+    const reply = await client.ask({ action: 'subscribe_instance', request_id: 's', pk })
     t.same([reply.response_status, reply.errors], [404, ['Not found']], `pk ${JSON.stringify(pk)} → 404`)
   }
   // The refused subscriptions left nothing behind: a change sends no event, and the socket still works.
@@ -111,127 +88,106 @@ t.test('subscribe_instance without request_id → 400 keyed request_id; missing 
 })
 
 t.test('subscribing twice with the same request_id does not duplicate events; two request_ids get one event each', async (t) => {
-  const { app, orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', { ...itemModel, actions: [...crud, mixins.subscribeInstance()] })
-  })
-  t.ok(app)
-  const [id, marker] = await seed(orm, 'one', 'marker')
+  const { orm, base } = await startItems(t, { actions: [...crud, mixins.subscribeInstance()] })
+  const [id, marker] = await seedItems(orm, 'one', 'marker')
   const client = await openClient(t, `${base}/items/`)
   for (const rid of ['a', 'a', 'b']) {
-    t.equal((await call(client, { action: 'subscribe_instance', request_id: rid, pk: id })).response_status, 201)
+    t.equal((await client.ask({ action: 'subscribe_instance', request_id: rid, pk: id })).response_status, 201)
   }
-  await call(client, { action: 'subscribe_instance', request_id: 'm', pk: marker })
-  await rename(orm, id, 'two')
-  await rename(orm, marker, 'marker-2')
+  await client.ask({ action: 'subscribe_instance', request_id: 'm', pk: marker })
+  await renameItem(orm, id, 'two')
+  await renameItem(orm, marker, 'marker-2')
   const events = await client.take(3)
   t.same(events.map((e) => [e.request_id, e.data.name]), [['a', 'two'], ['b', 'two'], ['m', 'marker-2']],
     'one event per request_id, then the marker: no duplicate for the repeated subscription')
 })
 
 t.test('unsubscribe_instance: with request_id removes only that subscription; without, all of that row\'s; others keep working', async (t) => {
-  const { orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', { ...itemModel, actions: [...crud, mixins.subscribeInstance()] })
-  })
-  const [one, two] = await seed(orm, 'one', 'two')
+  const { orm, base } = await startItems(t, { actions: [...crud, mixins.subscribeInstance()] })
+  const [one, two] = await seedItems(orm, 'one', 'two')
   const client = await openClient(t, `${base}/items/`)
-  await call(client, { action: 'subscribe_instance', request_id: 'a', pk: one })
-  await call(client, { action: 'subscribe_instance', request_id: 'b', pk: one })
-  await call(client, { action: 'subscribe_instance', request_id: 'c', pk: two })
+  await client.ask({ action: 'subscribe_instance', request_id: 'a', pk: one })
+  await client.ask({ action: 'subscribe_instance', request_id: 'b', pk: one })
+  await client.ask({ action: 'subscribe_instance', request_id: 'c', pk: two })
 
-  t.same(await call(client, { action: 'unsubscribe_instance', request_id: 'a', pk: one }),
+  t.same(await client.ask({ action: 'unsubscribe_instance', request_id: 'a', pk: one }),
     { errors: [], data: null, action: 'unsubscribe_instance', response_status: 204, request_id: 'a' })
-  await rename(orm, one, 'one-1')
-  await rename(orm, two, 'two-1')
+  await renameItem(orm, one, 'one-1')
+  await renameItem(orm, two, 'two-1')
   t.same((await client.take(2)).map((e) => [e.request_id, e.data.name]), [['b', 'one-1'], ['c', 'two-1']],
     'b still receives row one, c row two; a no longer')
 
-  t.equal((await call(client, { action: 'unsubscribe_instance', pk: one })).response_status, 204, 'without request_id')
-  await rename(orm, one, 'one-2')
-  await rename(orm, two, 'two-2')
+  t.equal((await client.ask({ action: 'unsubscribe_instance', pk: one })).response_status, 204, 'without request_id')
+  await renameItem(orm, one, 'one-2')
+  await renameItem(orm, two, 'two-2')
   t.same((await client.take(1)).map((e) => [e.request_id, e.data.name]), [['c', 'two-2']],
     'nothing for row one any more; the other row\'s subscription (DCRF drops it) keeps working')
 
-  t.equal((await call(client, { action: 'unsubscribe_instance', request_id: 'zzz', pk: 12345 })).response_status, 204,
+  t.equal((await client.ask({ action: 'unsubscribe_instance', request_id: 'zzz', pk: 12345 })).response_status, 204,
     'not subscribed: still 204')
-  const noPk = await call(client, { action: 'unsubscribe_instance', request_id: 'x' })
+  const noPk = await client.ask({ action: 'unsubscribe_instance', request_id: 'x' })
   t.same([noPk.response_status, noPk.errors], [400, [{ pk: ['This field is required.'] }]])
 })
 
 t.test('a row deleted and events after unsubscribe: nothing arrives once the reply to unsubscribe is out', async (t) => {
-  const { orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', { ...itemModel, actions: [...crud, mixins.subscribeInstance()] })
-  })
-  const [id, marker] = await seed(orm, 'one', 'marker')
+  const { orm, base } = await startItems(t, { actions: [...crud, mixins.subscribeInstance()] })
+  const [id, marker] = await seedItems(orm, 'one', 'marker')
   const client = await openClient(t, `${base}/items/`)
-  await call(client, { action: 'subscribe_instance', request_id: 'a', pk: id })
-  await call(client, { action: 'subscribe_instance', request_id: 'm', pk: marker })
-  await call(client, { action: 'unsubscribe_instance', request_id: 'a', pk: id })
-  await remove(orm, id)
-  await remove(orm, marker)
+  await client.ask({ action: 'subscribe_instance', request_id: 'a', pk: id })
+  await client.ask({ action: 'subscribe_instance', request_id: 'm', pk: marker })
+  await client.ask({ action: 'unsubscribe_instance', request_id: 'a', pk: id })
+  await removeItem(orm, id)
+  await removeItem(orm, marker)
   t.same(await client.next(), { errors: [], data: { pk: marker }, action: 'delete', response_status: 204, request_id: 'm' })
 })
 
 // ------------------------------------------------------------------ subscribe_list (filtered lists)
 
 t.test('subscribe_list with a filter: rows entering the filter are creates, staying updates, leaving deletes', async (t) => {
-  const { orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', {
-      ...itemModel,
-      filterFields: ['id', 'name'],
-      searchFields: ['name'],
-      actions: [...crud, mixins.subscribeList()]
-    })
-  })
-  const [apple] = await seed(orm, 'apple')
+  const { orm, base } = await startItems(t, { filterFields: ['id', 'name'], searchFields: ['name'], actions: [...crud, mixins.subscribeList()] })
+  const [apple] = await seedItems(orm, 'apple')
   const client = await openClient(t, `${base}/items/`)
-  t.same(await call(client, { action: 'subscribe_list', request_id: 'fruit', filter: { name: { $contains: 'AN' } } }),
+  t.same(await client.ask({ action: 'subscribe_list', request_id: 'fruit', filter: { name: { $contains: 'AN' } } }),
     { errors: [], data: null, action: 'subscribe_list', response_status: 201, request_id: 'fruit' })
 
-  const [banana, cherry] = await seed(orm, 'banana', 'cherry')
+  const [banana, cherry] = await seedItems(orm, 'banana', 'cherry')
   t.same(await client.next(), { errors: [], data: { id: banana, name: 'banana' }, action: 'create', response_status: 201, request_id: 'fruit' },
     'a created row that matches → create; cherry (no match) sends nothing')
-  await rename(orm, apple, 'mango')
+  await renameItem(orm, apple, 'mango')
   t.same(await client.next(), { errors: [], data: { id: apple, name: 'mango' }, action: 'create', response_status: 201, request_id: 'fruit' },
     'a row updated into the filter → create')
-  await rename(orm, banana, 'bananas')
+  await renameItem(orm, banana, 'bananas')
   t.same(await client.next(), { errors: [], data: { id: banana, name: 'bananas' }, action: 'update', response_status: 200, request_id: 'fruit' },
     'a matching row that still matches → update')
-  await rename(orm, banana, 'kiwi')
+  await renameItem(orm, banana, 'kiwi')
   t.same(await client.next(), { errors: [], data: { pk: banana }, action: 'delete', response_status: 204, request_id: 'fruit' },
     'a row updated out of the filter → delete with {pk}')
-  await rename(orm, cherry, 'cherry-2')
-  await remove(orm, banana)
-  await remove(orm, apple)
+  await renameItem(orm, cherry, 'cherry-2')
+  await removeItem(orm, banana)
+  await removeItem(orm, apple)
   t.same(await client.next(), { errors: [], data: { pk: apple }, action: 'delete', response_status: 204, request_id: 'fruit' },
     'rows never (or no longer) matching send nothing; a matching row deleted → delete')
 })
 
 t.test('subscribe_list: search, operators, several subscriptions per socket, unsubscribe_list', async (t) => {
-  const { orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', {
-      ...itemModel,
-      filterFields: ['id', 'name'],
-      searchFields: ['name'],
-      actions: [...crud, mixins.subscribeList()]
-    })
-  })
+  const { orm, base } = await startItems(t, { filterFields: ['id', 'name'], searchFields: ['name'], actions: [...crud, mixins.subscribeList()] })
   const client = await openClient(t, `${base}/items/`)
-  await call(client, { action: 'subscribe_list', request_id: 'all' })
-  await call(client, { action: 'subscribe_list', request_id: 'search', search: 'x_' })
-  await call(client, { action: 'subscribe_list', request_id: 'in', filter: { name: { $in: ['a', 'b'] } } })
+  await client.ask({ action: 'subscribe_list', request_id: 'all' })
+  await client.ask({ action: 'subscribe_list', request_id: 'search', search: 'x_' })
+  await client.ask({ action: 'subscribe_list', request_id: 'in', filter: { name: { $in: ['a', 'b'] } } })
 
-  await seed(orm, 'ax_1')
+  await seedItems(orm, 'ax_1')
   t.same((await client.take(2)).map((e) => e.request_id).sort(), ['all', 'search'], '"_" is taken literally by search')
-  await seed(orm, 'axy')
+  await seedItems(orm, 'axy')
   t.same((await client.take(1)).map((e) => e.request_id), ['all'])
-  await seed(orm, 'b')
+  await seedItems(orm, 'b')
   t.same((await client.take(2)).map((e) => e.request_id).sort(), ['all', 'in'])
 
-  t.same(await call(client, { action: 'unsubscribe_list', request_id: 'all' }),
+  t.same(await client.ask({ action: 'unsubscribe_list', request_id: 'all' }),
     { errors: [], data: null, action: 'unsubscribe_list', response_status: 204, request_id: 'all' })
-  await seed(orm, 'a')
+  await seedItems(orm, 'a')
   t.same((await client.take(1)).map((e) => e.request_id), ['in'], 'only the unsubscribed one stopped')
-  t.equal((await call(client, { action: 'unsubscribe_list' })).response_status, 204, 'without request_id: all of them')
+  t.equal((await client.ask({ action: 'unsubscribe_list' })).response_status, 204, 'without request_id: all of them')
   await client.request('create', { data: { name: 'a' } })
   t.equal((await client.request('create', { data: { name: 'b' } })).response_status, 201, 'no event came before these replies')
 })
@@ -246,22 +202,20 @@ t.test('subscribe_list validates like list: 400 keyed filter / search, and needs
     [{ search: 5 }, { search: ['Expected a string.'] }]
   ]
   for (const [args, errors] of cases) {
-    const reply = await call(client, { action: 'subscribe_list', request_id: 'l', ...args })
+    const reply = await client.ask({ action: 'subscribe_list', request_id: 'l', ...args })
     t.same([reply.response_status, reply.errors], [400, [errors]], JSON.stringify(args))
   }
-  const noId = await call(client, { action: 'subscribe_list', filter: { id: 1 } })
+  const noId = await client.ask({ action: 'subscribe_list', filter: { id: 1 } })
   t.same([noId.response_status, noId.errors], [400, [{ request_id: ['This field is required.'] }]])
 })
 
 t.test('subscribing again with the same request_id replaces the filter', async (t) => {
-  const { orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', { ...itemModel, filterFields: ['name'], actions: [...crud, mixins.subscribeList()] })
-  })
+  const { orm, base } = await startItems(t, { filterFields: ['name'], actions: [...crud, mixins.subscribeList()] })
   const client = await openClient(t, `${base}/items/`)
-  await call(client, { action: 'subscribe_list', request_id: 'l', filter: { name: 'a' } })
-  await call(client, { action: 'subscribe_list', request_id: 'l', filter: { name: 'b' } })
-  await seed(orm, 'a')
-  await seed(orm, 'b')
+  await client.ask({ action: 'subscribe_list', request_id: 'l', filter: { name: 'a' } })
+  await client.ask({ action: 'subscribe_list', request_id: 'l', filter: { name: 'b' } })
+  await seedItems(orm, 'a')
+  await seedItems(orm, 'b')
   t.same((await client.next()).data.name, 'b', 'the first filter is gone, and there is one subscription, not two')
 })
 
@@ -278,22 +232,22 @@ function scopedRoute (app: import('fastify').FastifyInstance): void {
 
 t.test('events pass through getQueryset: nobody receives a row they could not list', async (t) => {
   const { orm, base } = await startApp(t, [Item], scopedRoute)
-  const [one, two, three] = await seed(orm, 'one', 'two', 'three')
+  const [one, two, three] = await seedItems(orm, 'one', 'two', 'three')
   const narrow = await openClient(t, `${base}/items/?max=2`)
   const wide = await openClient(t, `${base}/items/?max=100`)
-  await call(narrow, { action: 'subscribe_list', request_id: 'n' })
-  await call(wide, { action: 'subscribe_list', request_id: 'w' })
-  t.equal((await call(narrow, { action: 'subscribe_instance', request_id: 'i', pk: three })).response_status, 404,
+  await narrow.ask({ action: 'subscribe_list', request_id: 'n' })
+  await wide.ask({ action: 'subscribe_list', request_id: 'w' })
+  t.equal((await narrow.ask({ action: 'subscribe_instance', request_id: 'i', pk: three })).response_status, 404,
     'an instance outside the scope cannot be subscribed to')
 
-  await rename(orm, three, 'three-1')
+  await renameItem(orm, three, 'three-1')
   t.same((await wide.next()).data, { id: three, name: 'three-1' })
-  await rename(orm, two, 'two-1')
+  await renameItem(orm, two, 'two-1')
   t.same((await narrow.next()).data, { id: two, name: 'two-1' }, 'narrow got nothing for row 3, then row 2')
   t.same((await wide.next()).data, { id: two, name: 'two-1' })
-  await remove(orm, three)
+  await removeItem(orm, three)
   t.same((await wide.next()).data, { pk: three })
-  await remove(orm, one)
+  await removeItem(orm, one)
   t.same(await narrow.next(), { errors: [], data: { pk: one }, action: 'delete', response_status: 204, request_id: 'n' },
     'the delete of row 3 was not sent to narrow (it never saw row 3)')
 })
@@ -309,11 +263,11 @@ t.test('a getQueryset that cannot be decided in memory fails closed: the subscri
   })
   const scoped = await openClient(t, `${base}/items/`)
   const all = await openClient(t, `${base}/all/`)
-  t.equal((await call(scoped, { action: 'subscribe_list', request_id: 's' })).response_status, 201)
-  await call(all, { action: 'subscribe_list', request_id: 'a' })
-  await seed(orm, 'apple')
+  t.equal((await scoped.ask({ action: 'subscribe_list', request_id: 's' })).response_status, 201)
+  await all.ask({ action: 'subscribe_list', request_id: 'a' })
+  await seedItems(orm, 'apple')
   t.equal((await all.next()).data.name, 'apple')
-  const [id] = await seed(orm, 'avocado')
+  const [id] = await seedItems(orm, 'avocado')
   t.equal((await all.next()).data.name, 'avocado')
   t.equal((await scoped.request('retrieve', { pk: id })).data.name, 'avocado', 'the scoped socket got no event before this reply')
 })
@@ -335,14 +289,14 @@ t.test('permissions are checked again on every delivery: a revoked subscriber st
   })
   const revoked = await openClient(t, `${base}/items/`)
   const kept = await openClient(t, `${base}/items/`)
-  await call(revoked, { action: 'subscribe_list', request_id: 'r' })
-  await call(kept, { action: 'subscribe_list', request_id: 'k' })
-  await call(revoked, { action: 'revoke', request_id: 'x' })
+  await revoked.ask({ action: 'subscribe_list', request_id: 'r' })
+  await kept.ask({ action: 'subscribe_list', request_id: 'k' })
+  await revoked.ask({ action: 'revoke', request_id: 'x' })
 
-  await seed(orm, 'while-revoked')
+  await seedItems(orm, 'while-revoked')
   t.equal((await kept.next()).data.name, 'while-revoked', 'the other subscriber still receives')
-  await call(revoked, { action: 'grant', request_id: 'y' })
-  await seed(orm, 'after-grant')
+  await revoked.ask({ action: 'grant', request_id: 'y' })
+  await seedItems(orm, 'after-grant')
   t.equal((await revoked.next()).data.name, 'after-grant', 'the revoked socket never got the event sent while it was refused')
   t.equal((await kept.next()).data.name, 'after-grant')
 })
@@ -350,15 +304,13 @@ t.test('permissions are checked again on every delivery: a revoked subscriber st
 t.test('a permission that throws on delivery drops that event (logged), and later events still flow', async (t) => {
   let fail = false
   const flaky: Permission = { hasPermission: (_ctx, name) => { if (fail && name === 'subscribe_list') throw new Error('auth service down'); return true } }
-  const { orm, base } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', { ...itemModel, permissions: [flaky], actions: [...crud, mixins.subscribeList()] })
-  })
+  const { orm, base } = await startItems(t, { permissions: [flaky], actions: [...crud, mixins.subscribeList()] })
   const client = await openClient(t, `${base}/items/`)
-  await call(client, { action: 'subscribe_list', request_id: 'l' })
+  await client.ask({ action: 'subscribe_list', request_id: 'l' })
   fail = true
-  await seed(orm, 'dropped')
+  await seedItems(orm, 'dropped')
   fail = false
-  await seed(orm, 'delivered')
+  await seedItems(orm, 'delivered')
   t.equal((await client.next()).data.name, 'delivered')
 })
 
@@ -369,9 +321,9 @@ t.test('closing a socket releases its subscriptions and groups; 1,000 connect-su
   const { orm, base } = await startApp(t, [Item], (app) => {
     app.wsRest.route('/items/', { ...itemModel, filterFields: ['name'], actions: [...crud, mixins.subscribeInstance(), mixins.subscribeList()] })
   }, { broadcast: layer })
-  const [id] = await seed(orm, 'one')
+  const [id] = await seedItems(orm, 'one')
   const watcher = await openClient(t, `${base}/items/`)
-  await call(watcher, { action: 'subscribe_instance', request_id: 'w', pk: id })
+  await watcher.ask({ action: 'subscribe_instance', request_id: 'w', pk: id })
   const baseline = layer.groups().sort()
   t.equal(baseline.length, 1, 'the watcher listens to one group')
 
@@ -379,8 +331,8 @@ t.test('closing a socket releases its subscriptions and groups; 1,000 connect-su
   for (let i = 0; i < 1000; i += 50) {
     await Promise.all(Array.from({ length: 50 }, async (_, j) => {
       const client = await openClient(t, `${base}/items/`)
-      await call(client, { action: 'subscribe_instance', request_id: `i${i + j}`, pk: id })
-      await call(client, { action: 'subscribe_list', request_id: `l${i + j}`, filter: { name: `n${i + j}` } })
+      await client.ask({ action: 'subscribe_instance', request_id: `i${i + j}`, pk: id })
+      await client.ask({ action: 'subscribe_list', request_id: `l${i + j}`, filter: { name: `n${i + j}` } })
       client.close()
       await within(client.closed, 'close')
     }))
@@ -388,7 +340,7 @@ t.test('closing a socket releases its subscriptions and groups; 1,000 connect-su
   // The server learns of each close asynchronously, with no event a test can await.
   await eventually(() => layer.groups().length === baseline.length, 'groups released')
   t.same(layer.groups().sort(), baseline, 'only the watcher\'s group is left')
-  await rename(orm, id, 'two')
+  await renameItem(orm, id, 'two')
   t.same((await watcher.next()).request_id, 'w', 'the remaining subscription still works')
   t.comment(`heap growth over 1,000 cycles: ${((process.memoryUsage().heapUsed - startHeap) / 1024 / 1024).toFixed(1)} MiB`)
 })

@@ -8,11 +8,40 @@ import { ValidationError } from '../errors.js'
 import { modelOf, shaperOf, type MixinOptions } from '../mixins/common.js'
 import { kConnection } from '../symbols.js'
 import { groups } from './changes.js'
-import { Subscription, modelRenderer } from './subscription.js'
+import { Subscription, modelRenderer, type ModelView } from './subscription.js'
 
-/** Events carry the subscription's request_id, so subscribing without one is refused (PROTOCOL.md: 400 keyed `request_id`). */
+/**
+ * Subscribe the message's socket to `groups` under the message's request_id, with `view`
+ * deciding what each change looks like to it and the action's permissions re-checked
+ * with `args` before every event. Events carry the request_id, so subscribing without one
+ * is refused (PROTOCOL.md: 400 keyed `request_id`).
+ */
+function subscribeSocket (
+  ctx: ActionContext,
+  key: string,
+  groupNames: string[],
+  view: ModelView,
+  args: Record<string, unknown>,
+  replace: boolean
+): void {
+  const message = consumerOf(ctx)
+  const connection = message[kConnection]
+  const permit = connection.permitFor(message, args)
+  connection.addSubscription(new Subscription(connection, key, groupNames, ctx.requestId, modelRenderer(view), permit), replace)
+}
+
+/** 400 keyed `request_id` when the message has none: its events could not be told apart. */
 function requireRequestId (ctx: ActionContext): void {
   if (ctx.requestId === null || ctx.requestId === undefined) throw ValidationError.field('request_id', 'This field is required.')
+}
+
+/**
+ * Remove the socket's subscriptions whose key starts with `prefix`: with the message's
+ * request_id only that one, without one all of them.
+ */
+function unsubscribeSocket (ctx: ActionContext, prefix: string): void {
+  const only = ctx.requestId === null || ctx.requestId === undefined ? undefined : prefix + JSON.stringify(ctx.requestId)
+  consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith(prefix) : s.key === only)
 }
 
 function consumerOf (ctx: ActionContext): MessageContext {
@@ -38,26 +67,21 @@ function plainKey (value: unknown): unknown {
  */
 export function subscribeInstance (options: MixinOptions = {}): ActionDefinition[] {
   const shaper = shaperOf(options)
+  // A socket's subscriptions to a row are keyed by the row and the request_id: the same pair again adds nothing.
+  const keyOf = (lookup: unknown): string => `instance:${JSON.stringify(lookup)}:`
   const subscribe = modelAction('subscribe_instance', async (ctx, args) => {
     requireRequestId(ctx)
-    const message = consumerOf(ctx)
     const model = modelOf(ctx)
     const lookup = model.lookupValue(args)
     const entity = await model.getObject(ctx, args) as Record<string, unknown>
     const view = await model.view(ctx, { shaper: shaper(model), creates: false })
-    const connection = message[kConnection]
-    const key = `instance:${JSON.stringify(lookup)}:${JSON.stringify(ctx.requestId)}`
     const group = groups.instance(model.entityName, plainKey(entity[model.primaryKey]))
-    const permit = connection.permitFor(message, { [model.lookupArg]: lookup })
-    connection.addSubscription(new Subscription(connection, key, [group], ctx.requestId, modelRenderer(view), permit))
+    subscribeSocket(ctx, keyOf(lookup) + JSON.stringify(ctx.requestId), [group], view, { [model.lookupArg]: lookup }, false)
     return { status: 201, data: null }
   }, { permissions: options.permissions, observes: true })
 
   const unsubscribe = modelAction('unsubscribe_instance', (ctx, args) => {
-    const model = modelOf(ctx)
-    const prefix = `instance:${JSON.stringify(model.lookupValue(args))}:`
-    const only = ctx.requestId === null || ctx.requestId === undefined ? undefined : prefix + JSON.stringify(ctx.requestId)
-    consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith(prefix) : s.key === only)
+    unsubscribeSocket(ctx, keyOf(modelOf(ctx).lookupValue(args)))
     return { status: 204, data: null }
   }, { permissions: options.permissions })
 
@@ -77,23 +101,17 @@ export function subscribeList (options: MixinOptions = {}): ActionDefinition[] {
   const shaper = shaperOf(options)
   const subscribe = modelAction('subscribe_list', async (ctx, args) => {
     requireRequestId(ctx)
-    const message = consumerOf(ctx)
     const model = modelOf(ctx)
     const query = model.listQuery(args)
     const view = await model.view(ctx, { shaper: shaper(model), filter: query.matches, creates: true })
-    const connection = message[kConnection]
-    const key = `list:${JSON.stringify(ctx.requestId)}`
-    const permit = connection.permitFor(message, { filter: args.filter, search: args.search })
-    connection.addSubscription(
-      new Subscription(connection, key, [groups.model(model.entityName)], ctx.requestId, modelRenderer(view), permit),
-      true
-    )
+    // Keyed by request_id alone: subscribing again with it replaces the filter.
+    subscribeSocket(ctx, `list:${JSON.stringify(ctx.requestId)}`, [groups.model(model.entityName)], view,
+      { filter: args.filter, search: args.search }, true)
     return { status: 201, data: null }
   }, { permissions: options.permissions, observes: true })
 
   const unsubscribe = modelAction('unsubscribe_list', (ctx) => {
-    const only = ctx.requestId === null || ctx.requestId === undefined ? undefined : `list:${JSON.stringify(ctx.requestId)}`
-    consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith('list:') : s.key === only)
+    unsubscribeSocket(ctx, 'list:')
     return { status: 204, data: null }
   }, { permissions: options.permissions })
 

@@ -9,7 +9,10 @@
  *   transaction is open → held until `afterTransactionCommit` of the root transaction,
  *   dropped on `afterTransactionRollback`;
  * - a nested `transactional` is a savepoint, for which MikroORM fires neither hook: its
- *   changes are held with the root's, and dropped if the savepoint was rolled back.
+ *   changes are held with the root's, and dropped if the savepoint was rolled back;
+ * - on PostgreSQL a transaction in which a statement failed (an error the app caught) is
+ *   aborted: its COMMIT rolls back, yet MikroORM reports a commit. Before such a commit the
+ *   observer asks the transaction itself, and publishes nothing if it is aborted.
  * Changes made through the ORM by any code of the app are seen, not only this plugin's
  * actions; `nativeUpdate` / `nativeDelete` / raw queries bypass the unit of work and are not.
  */
@@ -22,6 +25,7 @@ import {
   type TransactionEventArgs
 } from '@mikro-orm/core'
 import type { FastifyBaseLogger } from 'fastify'
+import { dialectOf } from '../dialect.js'
 import { RowReader, type ChangeKind, type ModelMessage } from './changes.js'
 
 /** A knex transaction as MikroORM hands it around: nested ones point at their parent. */
@@ -54,6 +58,9 @@ export class ModelObserver implements EventSubscriber {
   private readonly held = new WeakMap<object, Held[]>()
   /** Nested transactions (savepoints) that were rolled back. */
   private readonly rolledBack = new WeakSet<object>()
+  /** Root transactions found aborted just before their commit (PostgreSQL). */
+  private readonly aborted = new WeakSet<object>()
+  private readonly checkAborted: boolean
   private active = true
 
   constructor (
@@ -61,6 +68,7 @@ export class ModelObserver implements EventSubscriber {
     private readonly publish: (message: ModelMessage) => void,
     private readonly log: FastifyBaseLogger
   ) {
+    this.checkAborted = dialectOf(orm.em.getPlatform()).errorsAbortTransactions
     // MikroORM has no way to unregister a subscriber: `stop()` turns this one off instead.
     orm.em.getEventManager().registerSubscriber(this)
   }
@@ -100,12 +108,29 @@ export class ModelObserver implements EventSubscriber {
     list.push({ chain, messages })
   }
 
+  /**
+   * One round trip, only for a transaction holding changes on a database where errors abort
+   * transactions: a statement on an aborted transaction fails, and that is the only sign.
+   * The failure is caught, so the app's own commit goes on exactly as it would have.
+   */
+  async beforeTransactionCommit (args: TransactionEventArgs): Promise<void> {
+    const trx = args.transaction as object | undefined
+    if (!this.checkAborted || trx === undefined || this.held.get(trx) === undefined) return
+    try {
+      await args.em.getConnection('write').execute('select 1', [], 'all', trx as never)
+    } catch {
+      this.aborted.add(trx)
+    }
+  }
+
   afterTransactionCommit (args: TransactionEventArgs): void {
     const trx = args.transaction as object | undefined
     if (trx === undefined) return
     const list = this.held.get(trx)
     if (list === undefined) return
     this.held.delete(trx)
+    // "Committed" after an error aborted it: PostgreSQL rolled everything back.
+    if (this.aborted.has(trx)) return
     for (const { chain, messages } of list) {
       // A savepoint rolled back inside a transaction that committed: its changes never happened.
       if (chain.some((t) => this.rolledBack.has(t))) continue

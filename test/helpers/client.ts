@@ -75,6 +75,15 @@ export class TestClient {
     return reply
   }
 
+  /**
+   * Send a frame as it is (its own request_id, or none) and await the next message: for
+   * frames `request` cannot build, when nothing else (an event) can arrive in between.
+   */
+  async ask (frame: Record<string, unknown>, timeout = DEFAULT_TIMEOUT): Promise<WireReply> {
+    this.send(frame)
+    return await this.next(timeout)
+  }
+
   /** Await the socket's close (code and reason). */
   async waitClose (timeout = DEFAULT_TIMEOUT): Promise<{ code: number, reason: string }> {
     return await within(this.closed, 'socket close', timeout)
