@@ -48,6 +48,8 @@ export interface ListQuery {
   order: OrderStep[]
   /** The same filter and search, decided on one row in memory (for subscriptions). */
   matches: RowPredicate
+  /** Equal for queries that mean the same: identical lists of several sockets share one query. */
+  key: string
 }
 
 const COMPARISON_OPERATORS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte'] as const
@@ -167,7 +169,8 @@ export class QueryRules {
     const where = (): FilterQuery<any> | undefined =>
       conditions.length === 0 ? undefined : conditions.length === 1 ? conditions[0].build() : { $and: conditions.map((c) => c.build()) }
     const matches: RowPredicate = conditions.length === 0 ? anyRow : (row) => conditions.every((c) => c.test(row))
-    return { where, order, matches }
+    const key = JSON.stringify([args.filter ?? null, typeof args.search === 'string' ? args.search : null, order])
+    return { where, order, matches, key }
   }
 
   /** `"username"`, `"-id"` or an array of such → steps ending with the primary key; or an error message. */

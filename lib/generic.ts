@@ -14,6 +14,7 @@ import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
 import { anyRow, compileCondition, noRow, type RowPredicate } from './observer/matcher.js'
+import { Batcher, type Outcome } from './batching.js'
 import type { ModelView } from './observer/subscription.js'
 import type { Page } from './pagination.js'
 import { compileShaper, type Shaper } from './shape.js'
@@ -53,6 +54,13 @@ export interface ModelOptions<
   performUpdate?: (ctx: ActionContext, entity: E, data: Partial<Static<U>>) => void | Promise<void>
   /** Delete the entity (default: `em.remove` + flush). */
   performDelete?: (ctx: ActionContext, entity: E) => void | Promise<void>
+}
+
+/** A list query waiting to be run with those of other sockets. */
+interface ListJob {
+  query: ListQuery
+  /** The page, for a paginated list; absent for a whole list. */
+  page?: Page
 }
 
 /** Which input an action validates. */
@@ -97,6 +105,11 @@ export class GenericModel<E extends object = any> {
   readonly query: QueryRules
   /** Properties with a single-column unique constraint. */
   private readonly uniqueProps: string[]
+  private readonly orm: MikroORM
+  /** Retrieves of many sockets coalesced into one `IN (…)` query; only where no scope can differ between them. */
+  private readonly lookups: Batcher<unknown, E | null> | undefined
+  /** Identical list queries of many sockets run once; only where no scope can differ between them. */
+  private readonly lists: Batcher<ListJob, { results: E[], count: number }> | undefined
 
   constructor (orm: MikroORM, options: ModelOptions<E>) {
     const meta = orm.getMetadata().find<E>(options.entity)
@@ -117,6 +130,12 @@ export class GenericModel<E extends object = any> {
     this.query = new QueryRules(meta as EntityMetadata, orm.em.getPlatform(), options)
     this.rowLocks = dialectOf(orm.em.getPlatform()).rowLocks
     this.uniqueProps = meta.props.filter((p) => p.unique !== undefined && p.unique !== false).map((p) => p.name)
+    this.orm = orm
+    // A connection's scope (getQueryset) may differ from its neighbours': such routes read alone.
+    const shared = options.getQueryset === undefined
+    const uniqueLookup = this.lookupField === this.primaryKey || this.uniqueProps.includes(this.lookupField)
+    this.lookups = shared && uniqueLookup ? new Batcher((values) => this.findMany(values)) : undefined
+    this.lists = shared ? new Batcher((jobs) => this.runLists(jobs)) : undefined
     const { create, update } = options.schema
     this.validators = {
       create: create && compileValidator(create, options.validate?.create),
@@ -227,6 +246,55 @@ export class GenericModel<E extends object = any> {
     return found
   }
 
+  /**
+   * The object `retrieve` answers with: as {@link getObject}, but coalesced with the
+   * retrieves of other sockets arriving at the same time into one query, where the route
+   * has no per-connection scope.
+   */
+  async retrieve (ctx: ActionContext, args: Record<string, unknown>): Promise<E> {
+    if (this.lookups === undefined) return await this.getObject(ctx, args)
+    const found = await this.lookups.submit(this.lookupValue(args))
+    if (found === null) throw new NotFound()
+    return found
+  }
+
+  /** One `WHERE lookup IN (…)` for a batch of lookups, in a fork of its own. */
+  private async findMany (values: unknown[]): Promise<Array<Outcome<E | null>>> {
+    const distinct = [...new Map(values.map((v) => [String(v), v])).values()]
+    const rows = await this.orm.em.fork().find(this.entity, { [this.lookupField]: { $in: distinct } } as FilterQuery<E>)
+    const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
+    return values.map((v) => ({ value: byValue.get(String(v)) ?? null }))
+  }
+
+  /** Each distinct list query of a batch once, in a fork of its own; the jobs asking the same share the answer. */
+  private async runLists (jobs: ListJob[]): Promise<Array<Outcome<{ results: E[], count: number }>>> {
+    const em = this.orm.em.fork()
+    const answers = new Map<string, Promise<{ results: E[], count: number }>>()
+    const answer = async (job: ListJob): Promise<{ results: E[], count: number }> => {
+      const orderBy = this.query.orderBy(job.query.order)
+      if (job.page === undefined) {
+        const results = await em.find(this.entity, job.query.where() ?? {}, { orderBy } as object)
+        return { results, count: results.length }
+      }
+      const [results, count] = await em.findAndCount(this.entity, job.query.where() ?? {}, {
+        orderBy, limit: job.page.limit, offset: job.page.offset
+      } as object)
+      return { results, count }
+    }
+    const outcomes: Array<Outcome<{ results: E[], count: number }>> = []
+    for (const job of jobs) {
+      const key = job.page === undefined ? job.query.key : `${job.query.key}|${job.page.limit}|${job.page.offset}`
+      let pending = answers.get(key)
+      if (pending === undefined) answers.set(key, (pending = answer(job)))
+      try {
+        outcomes.push({ value: await pending })
+      } catch (error) {
+        outcomes.push({ error })
+      }
+    }
+    return outcomes
+  }
+
   /** The `filter` / `ordering` / `search` of a list message: 400 keyed by the argument when invalid. */
   listQuery (args: Record<string, unknown>): ListQuery {
     return this.query.parse(args)
@@ -234,6 +302,7 @@ export class GenericModel<E extends object = any> {
 
   /** Every object in scope that matches `query`, in its order. */
   async list (ctx: ActionContext, query: ListQuery): Promise<E[]> {
+    if (this.lists !== undefined) return (await this.lists.submit({ query })).results
     return await ctx.em.find(this.entity, await this.where(ctx, query.where), {
       orderBy: this.query.orderBy(query.order)
     } as object)
@@ -241,6 +310,7 @@ export class GenericModel<E extends object = any> {
 
   /** One page of the objects in scope that match `query`, and how many match in all. */
   async page (ctx: ActionContext, query: ListQuery, page: Page): Promise<{ results: E[], count: number }> {
+    if (this.lists !== undefined) return await this.lists.submit({ query, page })
     const [results, count] = await ctx.em.findAndCount(this.entity, await this.where(ctx, query.where), {
       orderBy: this.query.orderBy(query.order), limit: page.limit, offset: page.offset
     } as object)

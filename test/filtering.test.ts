@@ -5,11 +5,12 @@
  * injection attempts that must never reach the database, composition with getQueryset,
  * and plain, paginated and streamed lists alike — on a bare app and on the example server.
  */
-import { defineEntity, RawQueryFragment, type InferEntity, type LogContext, type MikroORM } from '@mikro-orm/core'
+import { defineEntity, RawQueryFragment, type InferEntity, type MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { mixins, type ActionContext, type RouteOptions } from '../index.js'
 import { connect, type TestClient, type WireReply } from './helpers/client.js'
+import { spyQueries } from './helpers/database.js'
 import { startApp, startExample } from './helpers/server.js'
 
 const Thing = defineEntity({
@@ -59,18 +60,6 @@ async function seed (orm: MikroORM): Promise<void> {
   const em = orm.em.fork()
   for (const row of ROWS) em.create(Thing, { ...row, seenAt: new Date(row.seenAt), secret: 'classified' })
   await em.flush()
-}
-
-/** Every SQL statement the ORM runs from now on (a spy on its query logger). */
-function spyQueries (orm: MikroORM): string[] {
-  const seen: string[] = []
-  const logger = orm.config.getLogger()
-  const original = logger.logQuery.bind(logger)
-  logger.logQuery = (context: LogContext) => {
-    seen.push(String(context.query))
-    original(context)
-  }
-  return seen
 }
 
 interface Started {

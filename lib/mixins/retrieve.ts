@@ -6,6 +6,6 @@ export function retrieve (options: MixinOptions = {}): ActionDefinition {
   const shaper = shaperOf(options)
   return modelAction('retrieve', async (ctx, args) => {
     const model = modelOf(ctx)
-    return { data: model.serialize(await model.getObject(ctx, args), shaper(model)) }
+    return { data: model.serialize(await model.retrieve(ctx, args), shaper(model)) }
   }, { permissions: options.permissions })
 }

@@ -12,7 +12,7 @@
  * otherwise.
  */
 import type { Teardown } from './async.js'
-import type { MikroORM } from '@mikro-orm/core'
+import type { LogContext, MikroORM } from '@mikro-orm/core'
 import { MikroORM as PostgreSqlORM, knex } from '@mikro-orm/postgresql'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import { randomBytes } from 'node:crypto'
@@ -124,4 +124,16 @@ export async function initOrm (t: Teardown, entities: any[]): Promise<MikroORM> 
   const orm = await (await createDatabase(t)).open(entities)
   await orm.schema.updateSchema()
   return orm
+}
+
+/** Every SQL statement `orm` runs from now on (a spy on its query logger). */
+export function spyQueries (orm: MikroORM): string[] {
+  const seen: string[] = []
+  const logger = orm.config.getLogger()
+  const original = logger.logQuery.bind(logger)
+  logger.logQuery = (context: LogContext) => {
+    seen.push(String(context.query))
+    original(context)
+  }
+  return seen
 }

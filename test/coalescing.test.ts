@@ -1,0 +1,92 @@
+/**
+ * Coalesced reads: retrieves and identical lists of many sockets arriving together share
+ * one query — and every socket still gets exactly its own answer, a 404 where it should,
+ * and, having written, reads its own write. Routes with a per-connection scope
+ * (getQueryset) are never coalesced. Real sockets, a spy on the ORM's query log.
+ */
+import t, { type Test } from 'tap'
+import { mixins } from '../index.js'
+import { openClient, type TestClient, type WireReply } from './helpers/client.js'
+import { spyQueries } from './helpers/database.js'
+import { Item, itemModel, seedItems } from './helpers/item.js'
+import { startApp, type Running } from './helpers/server.js'
+
+const SOCKETS = 40
+
+async function startItems (t: Test, scoped = false): Promise<Running> {
+  return await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      ...(scoped ? { getQueryset: (ctx) => ({ id: { $lte: Number((ctx.request.query as { max?: string }).max) } }) } : {}),
+      actions: [mixins.retrieve(), mixins.patch(), mixins.paginatedList({ defaultLimit: 5 })]
+    })
+  })
+}
+
+/** Send one frame on each socket at once, then collect each socket's reply. */
+async function together (clients: TestClient[], frame: (i: number) => Record<string, unknown>): Promise<WireReply[]> {
+  clients.forEach((c, i) => c.send({ request_id: i, ...frame(i) }))
+  return await Promise.all(clients.map(async (c) => await c.next()))
+}
+
+const selects = (sql: string[]): number => sql.filter((q) => /^select/i.test(q)).length
+
+t.test('retrieves of many sockets at once: each gets its own row (or its 404), through far fewer queries', async (t) => {
+  const { orm, base } = await startItems(t)
+  const ids = await seedItems(orm, ...Array.from({ length: SOCKETS }, (_, i) => `item-${i}`))
+  const clients = await Promise.all(Array.from({ length: SOCKETS }, async () => await openClient(t, `${base}/items/`)))
+  const sql = spyQueries(orm)
+  // Every fifth socket asks for a row that does not exist.
+  const wanted = ids.map((id, i) => i % 5 === 4 ? 100_000 + i : id)
+  const replies = await together(clients, (i) => ({ action: 'retrieve', pk: wanted[i] }))
+  replies.forEach((reply, i) => {
+    t.equal(reply.request_id, i)
+    if (i % 5 === 4) t.same([reply.response_status, reply.errors], [404, ['Not found']], `socket ${i}: 404`)
+    else t.same([reply.response_status, reply.data], [200, { id: ids[i], name: `item-${i}` }], `socket ${i}: its own row`)
+  })
+  t.ok(selects(sql) <= SOCKETS / 2, `${SOCKETS} retrieves ran ${selects(sql)} selects`)
+})
+
+t.test('a socket that writes and then reads sees its write, while its neighbours keep reading the row', async (t) => {
+  const { orm, base } = await startItems(t)
+  const [id] = await seedItems(orm, 'v0')
+  const writer = await openClient(t, `${base}/items/`)
+  const readers = await Promise.all(Array.from({ length: 20 }, async () => await openClient(t, `${base}/items/`)))
+  for (let round = 1; round <= 20; round++) {
+    readers.forEach((r, i) => r.send({ action: 'retrieve', request_id: i, pk: id }))
+    writer.send({ action: 'patch', request_id: 'w', pk: id, data: { name: `v${round}` } })
+    writer.send({ action: 'retrieve', request_id: 'r', pk: id })
+    const [patched, read] = await writer.take(2)
+    t.equal(patched.data.name, `v${round}`)
+    t.equal(read.data.name, `v${round}`, `round ${round}: the writer's read saw its write`)
+    for (const reply of await Promise.all(readers.map(async (r) => await r.next()))) {
+      if (!/^v\d+$/.test(reply.data.name as string)) t.fail(`a reader got ${JSON.stringify(reply)}`)
+    }
+  }
+})
+
+t.test('identical lists of many sockets share one query; different pages get their own', async (t) => {
+  const { orm, base } = await startItems(t)
+  await seedItems(orm, ...Array.from({ length: 12 }, (_, i) => `n${i}`))
+  const clients = await Promise.all(Array.from({ length: SOCKETS }, async () => await openClient(t, `${base}/items/`)))
+  const sql = spyQueries(orm)
+  const replies = await together(clients, (i) => ({ action: 'list', offset: i % 2 === 0 ? 0 : 5 }))
+  replies.forEach((reply, i) => {
+    const first = i % 2 === 0 ? 0 : 5
+    t.same(reply.data, {
+      count: 12, limit: 5, offset: first,
+      results: Array.from({ length: 5 }, (_, k) => ({ id: first + k + 1, name: `n${first + k}` }))
+    }, `socket ${i}: its page`)
+  })
+  t.ok(selects(sql) <= SOCKETS / 2, `${SOCKETS} lists (two pages) ran ${selects(sql)} selects`)
+})
+
+t.test('a route with a per-connection scope is never coalesced: each socket sees its own scope', async (t) => {
+  const { orm, base } = await startItems(t, true)
+  await seedItems(orm, ...Array.from({ length: 10 }, (_, i) => `n${i}`))
+  const clients = await Promise.all(Array.from({ length: 10 }, async (_, i) => await openClient(t, `${base}/items/?max=${i + 1}`)))
+  const lists = await together(clients, () => ({ action: 'list', limit: 100 }))
+  lists.forEach((reply, i) => t.equal(reply.data.count, i + 1, `socket with max=${i + 1} counts ${i + 1}`))
+  const retrieves = await together(clients, () => ({ action: 'retrieve', pk: 5 }))
+  retrieves.forEach((reply, i) => t.equal(reply.response_status, i + 1 >= 5 ? 200 : 404, `max=${i + 1}: row 5 is ${i + 1 >= 5 ? 'visible' : 'not found'}`))
+})
