@@ -43,6 +43,11 @@ export interface ActionContext {
   /** Abort every signal handed out by `cancellable(scope)` on this socket. */
   cancel: (scope: string) => void
   /**
+   * Run `fn` with `ctx.em` bound to a database transaction: committed when `fn` resolves,
+   * rolled back when it throws (a savepoint when the action already runs in a transaction).
+   */
+  transactional: <T>(fn: () => Promise<T>) => Promise<T>
+  /**
    * Subscribe this socket to `groups`: every message published to one of them
    * (`app.wsRest.publish`, or a model change routed there by `app.wsRest.observe`)
    * reaches it as an event carrying `requestId` (default: this message's request_id),

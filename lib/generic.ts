@@ -15,6 +15,7 @@ import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
 import { anyRow, compileCondition, noRow, type RowPredicate } from './observer/matcher.js'
 import { Batcher, type Outcome } from './batching.js'
+import { GroupWrites } from './group-writes.js'
 import type { ModelView } from './observer/subscription.js'
 import type { Page } from './pagination.js'
 import { compileShaper, type Shaper } from './shape.js'
@@ -110,6 +111,10 @@ export class GenericModel<E extends object = any> {
   private readonly lookups: Batcher<unknown, E | null> | undefined
   /** Identical list queries of many sockets run once; only where no scope can differ between them. */
   private readonly lists: Batcher<ListJob, { results: E[], count: number }> | undefined
+  /** Writes of many sockets in one flush; see group-writes.ts for when. */
+  private readonly grouped: GroupWrites<E> | undefined
+  /** Which writes may be grouped: those the route does not override. */
+  private readonly groupable: { create: boolean, change: boolean, remove: boolean }
 
   constructor (orm: MikroORM, options: ModelOptions<E>) {
     const meta = orm.getMetadata().find<E>(options.entity)
@@ -136,6 +141,16 @@ export class GenericModel<E extends object = any> {
     const uniqueLookup = this.lookupField === this.primaryKey || this.uniqueProps.includes(this.lookupField)
     this.lookups = shared && uniqueLookup ? new Batcher((values) => this.findMany(values)) : undefined
     this.lists = shared ? new Batcher((jobs) => this.runLists(jobs)) : undefined
+    // Entity lifecycle hooks and perform* overrides are the app's code running per entity:
+    // group commit, which may run a request twice when a shared flush fails, keeps off them.
+    const hooks = Object.values(meta.hooks ?? {}).some((list) => Array.isArray(list) && list.length > 0)
+    const grouping = shared && uniqueLookup && !hooks
+    this.groupable = {
+      create: grouping && options.performCreate === undefined,
+      change: grouping && options.performUpdate === undefined,
+      remove: grouping && options.performDelete === undefined
+    }
+    this.grouped = Object.values(this.groupable).some(Boolean) ? new GroupWrites(orm, this) : undefined
     const { create, update } = options.schema
     this.validators = {
       create: create && compileValidator(create, options.validate?.create),
@@ -258,10 +273,15 @@ export class GenericModel<E extends object = any> {
     return found
   }
 
-  /** One `WHERE lookup IN (…)` for a batch of lookups, in a fork of its own. */
+  /**
+   * One `WHERE lookup IN (…)` for a batch of lookups, in a fork of its own. Tried twice: a
+   * failure of the shared query (a pooled connection found dead) must not fail every
+   * request of the batch when a second connection would answer.
+   */
   private async findMany (values: unknown[]): Promise<Array<Outcome<E | null>>> {
     const distinct = [...new Map(values.map((v) => [String(v), v])).values()]
-    const rows = await this.orm.em.fork().find(this.entity, { [this.lookupField]: { $in: distinct } } as FilterQuery<E>)
+    const where = { [this.lookupField]: { $in: distinct } } as FilterQuery<E>
+    const rows = await this.orm.em.fork().find(this.entity, where).catch(async () => await this.orm.em.fork().find(this.entity, where))
     const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
     return values.map((v) => ({ value: byValue.get(String(v)) ?? null }))
   }
@@ -349,6 +369,61 @@ export class GenericModel<E extends object = any> {
         err.fields[prop] = [uniqueMessage(this.meta as EntityMetadata, prop)]
       }
     }
+  }
+
+  /** A write with a `version` locks and checks its own row, in its own transaction: never grouped. */
+  private versioned (args: Record<string, unknown>): boolean {
+    return args.version !== undefined && this.meta.versionProperty !== undefined
+  }
+
+  /** `create`: validated `data` written — with other sockets' creates in one flush where it can be. */
+  async createOne (ctx: ActionContext, data: unknown): Promise<E> {
+    if (this.grouped !== undefined && this.groupable.create) return await this.grouped.create(ctx, data)
+    return await this.createAlone(ctx, data)
+  }
+
+  /** `update` / `patch`: the object looked up, checked, validated and changed — grouped where it can be. */
+  async changeOne (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>): Promise<E> {
+    if (this.grouped !== undefined && this.groupable.change && !this.versioned(args)) {
+      this.lookupValue(args) // a missing or invalid lookup argument fails before joining a batch
+      return await this.grouped.change(ctx, kind, args)
+    }
+    return await this.changeAlone(ctx, kind, args)
+  }
+
+  /** `delete`: the object looked up, checked and removed — grouped where it can be. */
+  async removeOne (ctx: ActionContext, args: Record<string, unknown>): Promise<void> {
+    if (this.grouped !== undefined && this.groupable.remove && !this.versioned(args)) {
+      this.lookupValue(args)
+      await this.grouped.remove(ctx, args)
+      return
+    }
+    await this.removeAlone(ctx, args)
+  }
+
+  /** A create alone, in a transaction of its own. */
+  async createAlone (ctx: ActionContext, data: unknown): Promise<E> {
+    return await ctx.transactional(async () => await this.create(ctx, data))
+  }
+
+  /** An update or patch alone, in a transaction of its own (a stale `version` → 409). */
+  async changeAlone (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>): Promise<E> {
+    return await ctx.transactional(async () => {
+      const entity = await this.getObject(ctx, args, { forWrite: true })
+      this.checkVersion(entity, args)
+      const data = await this.validate(kind, args.data, ctx, entity)
+      await this.update(ctx, entity, data)
+      return entity
+    })
+  }
+
+  /** A delete alone, in a transaction of its own (a stale `version` → 409). */
+  async removeAlone (ctx: ActionContext, args: Record<string, unknown>): Promise<void> {
+    await ctx.transactional(async () => {
+      const entity = await this.getObject(ctx, args, { forWrite: true })
+      this.checkVersion(entity, args)
+      await this.delete(ctx, entity)
+    })
   }
 
   /** Create and flush (or the route's performCreate). */

@@ -1,0 +1,175 @@
+/**
+ * Group commit: writes of many sockets arriving together go to the database in one flush
+ * (one transaction, multi-row statements) instead of one transaction each.
+ *
+ * Each request is still validated on its own, and answered on its own: a request that
+ * fails its own checks (404, 400, …) fails alone before the flush. If the shared flush
+ * fails (a unique violation, say), nothing of it was written, and every request of the
+ * batch is run again alone, each in a transaction of its own — so one bad row fails only
+ * its own request, with the error it would have had anyway.
+ *
+ * Only used where nothing of the app runs per entity (no perform* overrides, no entity
+ * lifecycle hooks, no per-connection scope) and for writes without a `version`, whose row
+ * lock must stay with its own transaction: then running a request twice on the failure
+ * path is unobservable.
+ */
+import type { FilterQuery, MikroORM } from '@mikro-orm/core'
+import type { ActionContext } from './action.js'
+import { Batcher, type Outcome } from './batching.js'
+import { NotFound } from './errors.js'
+
+/** What group commit needs of the model it writes for. */
+export interface GroupedModel<E extends object> {
+  readonly entity: import('@mikro-orm/core').EntityName<E>
+  readonly lookupField: string
+  lookupValue: (args: Record<string, unknown>) => unknown
+  validate: (kind: 'update' | 'patch', data: unknown, ctx: ActionContext, current?: E) => Promise<any>
+  /** The request alone, in a transaction of its own: the path of every request that cannot be grouped. */
+  createAlone: (ctx: ActionContext, data: any) => Promise<E>
+  changeAlone: (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>) => Promise<E>
+  removeAlone: (ctx: ActionContext, args: Record<string, unknown>) => Promise<void>
+}
+
+interface CreateJob { ctx: ActionContext, data: any }
+interface ChangeJob { ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown> }
+interface RemoveJob { ctx: ActionContext, args: Record<string, unknown> }
+
+/** Settle each job by `run`, one after another, never throwing. */
+async function eachAlone<J, R> (jobs: J[], run: (job: J) => Promise<R>): Promise<Array<Outcome<R>>> {
+  const outcomes: Array<Outcome<R>> = []
+  for (const job of jobs) {
+    try {
+      outcomes.push({ value: await run(job) })
+    } catch (error) {
+      outcomes.push({ error })
+    }
+  }
+  return outcomes
+}
+
+/** The grouped creates, changes and deletes of one route's model. */
+export class GroupWrites<E extends object> {
+  private readonly creates = new Batcher<CreateJob, E>(async (jobs) => await this.createMany(jobs))
+  private readonly changes = new Batcher<ChangeJob, E>(async (jobs) => await this.changeMany(jobs))
+  private readonly removes = new Batcher<RemoveJob, undefined>(async (jobs) => await this.removeMany(jobs))
+
+  constructor (private readonly orm: MikroORM, private readonly model: GroupedModel<E>) {}
+
+  async create (ctx: ActionContext, data: unknown): Promise<E> {
+    return await this.creates.submit({ ctx, data })
+  }
+
+  async change (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>): Promise<E> {
+    return await this.changes.submit({ ctx, kind, args })
+  }
+
+  async remove (ctx: ActionContext, args: Record<string, unknown>): Promise<void> {
+    await this.removes.submit({ ctx, args })
+  }
+
+  private async createMany (jobs: CreateJob[]): Promise<Array<Outcome<E>>> {
+    const em = this.orm.em.fork()
+    const entities = jobs.map((job) => em.create(this.model.entity, job.data))
+    try {
+      await em.flush()
+      return entities.map((value) => ({ value }))
+    } catch {
+      return await eachAlone(jobs, async (job) => await this.model.createAlone(job.ctx, job.data))
+    }
+  }
+
+  /**
+   * One query loads every row of the batch; each request is checked and applied to its
+   * row; one flush writes them all. A row asked for twice in one batch is left to the
+   * second request alone, after the flush, so each reply shows its own write.
+   */
+  private async changeMany (jobs: ChangeJob[]): Promise<Array<Outcome<E>>> {
+    const { first, again } = this.splitRepeats(jobs)
+    const em = this.orm.em.fork()
+    const rows = await this.load(em, first)
+    // The shared read failed (a connection lost, say): each request goes alone, as it would have.
+    if (rows === undefined) return await eachAlone(jobs, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+    const outcomes = new Map<ChangeJob, Outcome<E>>()
+    const applied: ChangeJob[] = []
+    for (const job of first) {
+      const entity = rows.get(String(this.model.lookupValue(job.args)))
+      if (entity === undefined) {
+        outcomes.set(job, { error: new NotFound() })
+        continue
+      }
+      try {
+        const data = await this.model.validate(job.kind, job.args.data, job.ctx, entity)
+        em.assign(entity, data)
+        applied.push(job)
+        outcomes.set(job, { value: entity })
+      } catch (error) {
+        outcomes.set(job, { error })
+      }
+    }
+    try {
+      if (applied.length > 0) await em.flush()
+    } catch {
+      const alone = await eachAlone(applied, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+      applied.forEach((job, i) => outcomes.set(job, alone[i]))
+    }
+    const repeated = await eachAlone(again, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+    again.forEach((job, i) => outcomes.set(job, repeated[i]))
+    return jobs.map((job) => outcomes.get(job) as Outcome<E>)
+  }
+
+  private async removeMany (jobs: RemoveJob[]): Promise<Array<Outcome<undefined>>> {
+    const { first, again } = this.splitRepeats(jobs)
+    const em = this.orm.em.fork()
+    const rows = await this.load(em, first)
+    if (rows === undefined) return await eachAlone(jobs, async (job) => { await this.model.removeAlone(job.ctx, job.args); return undefined })
+    const outcomes = new Map<RemoveJob, Outcome<undefined>>()
+    const removed: RemoveJob[] = []
+    for (const job of first) {
+      const entity = rows.get(String(this.model.lookupValue(job.args)))
+      if (entity === undefined) {
+        outcomes.set(job, { error: new NotFound() })
+        continue
+      }
+      em.remove(entity)
+      removed.push(job)
+      outcomes.set(job, { value: undefined })
+    }
+    try {
+      if (removed.length > 0) await em.flush()
+    } catch {
+      const alone = await eachAlone(removed, async (job) => { await this.model.removeAlone(job.ctx, job.args); return undefined })
+      removed.forEach((job, i) => outcomes.set(job, alone[i]))
+    }
+    const repeated = await eachAlone(again, async (job) => { await this.model.removeAlone(job.ctx, job.args); return undefined })
+    again.forEach((job, i) => outcomes.set(job, repeated[i]))
+    return jobs.map((job) => outcomes.get(job) as Outcome<undefined>)
+  }
+
+  /** The first request for each row, and the repeats (run alone after the batch, in order). */
+  private splitRepeats<J extends { args: Record<string, unknown> }> (jobs: J[]): { first: J[], again: J[] } {
+    const seen = new Set<string>()
+    const first: J[] = []
+    const again: J[] = []
+    for (const job of jobs) {
+      const key = String(this.model.lookupValue(job.args))
+      if (seen.has(key)) again.push(job)
+      else {
+        seen.add(key)
+        first.push(job)
+      }
+    }
+    return { first, again }
+  }
+
+  /** The rows the jobs name, by lookup value, in one query; undefined when the query failed. */
+  private async load (em: ReturnType<MikroORM['em']['fork']>, jobs: Array<{ args: Record<string, unknown> }>): Promise<Map<string, E> | undefined> {
+    if (jobs.length === 0) return new Map()
+    const values = jobs.map((job) => this.model.lookupValue(job.args))
+    try {
+      const found = await em.find(this.model.entity, { [this.model.lookupField]: { $in: values } } as FilterQuery<E>)
+      return new Map(found.map((row) => [String((row as Record<string, unknown>)[this.model.lookupField]), row]))
+    } catch {
+      return undefined
+    }
+  }
+}
