@@ -109,7 +109,8 @@ export class MessageContext implements ActionContext {
 /** One route's consumer on one socket. */
 export class Connection implements FrameReceiver, EventSink {
   private tail: Promise<void> = Promise.resolve()
-  private readonly pending = new Set<Promise<void>>()
+  /** Detached actions still running (the others are all behind `tail`). */
+  private readonly detached = new Set<Promise<void>>()
   private readonly scopes = new Map<string, Set<AbortController>>()
   private readonly subscriptions = new Map<string, Subscription>()
   /** Events wait here while an earlier one's permission check runs, so they arrive in publish order. */
@@ -155,9 +156,9 @@ export class Connection implements FrameReceiver, EventSink {
       this.inOrder(new FrameError(new MethodNotAllowed(name), action, requestId))
       return
     }
-    this.track(compiled.def.detached
-      ? this.execute(compiled, request)
-      : (this.tail = this.tail.then(async () => await this.execute(compiled, request))))
+    if (compiled.def.detached) this.track(this.execute(compiled, request))
+    // In turn: the tail is what shutdown waits for; execute never rejects, so neither does it.
+    else this.tail = this.tail.then(async () => await this.execute(compiled, request))
   }
 
   /**
@@ -166,12 +167,13 @@ export class Connection implements FrameReceiver, EventSink {
    */
   private inOrder (frameError: FrameError): void {
     const { error, action, requestId } = frameError
-    this.track(this.tail = this.tail.then(() => this.sendError(error, action, requestId)))
+    this.tail = this.tail.then(() => this.sendError(error, action, requestId))
   }
 
+  /** A detached action: shutdown waits for it beside the tail. */
   private track (task: Promise<void>): void {
-    this.pending.add(task)
-    void task.finally(() => this.pending.delete(task))
+    this.detached.add(task)
+    void task.finally(() => this.detached.delete(task))
   }
 
   /** Run one action to its reply. Never rejects: every failure becomes an error reply. */
@@ -180,7 +182,7 @@ export class Connection implements FrameReceiver, EventSink {
     const ctx = new MessageContext(this, def.name, request.requestId)
     try {
       // Permissions come first, before validation or any lookup (DCRF's order).
-      await checkPermissions(compiled.permissions, ctx, request.args)
+      if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
       for (const hook of this.route.preActionHooks) await hook(ctx, request.args)
       const args = compiled.validate === undefined ? request.args : await compiled.validate(request.args)
       const result = def.transaction
@@ -380,7 +382,7 @@ export class Connection implements FrameReceiver, EventSink {
     this.abortAll()
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
-    await Promise.race([Promise.allSettled([...this.pending]), timeout])
+    await Promise.race([Promise.allSettled([this.tail, ...this.detached]), timeout])
     clearTimeout(timer)
   }
 }

@@ -24,8 +24,9 @@ function byteLength (data: RawData): number {
 }
 
 function toText (data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8') // the usual case: no copy
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8')
-  return Buffer.from(data as ArrayBuffer).toString('utf8')
+  return Buffer.from(data).toString('utf8')
 }
 
 /** What a session hands frames to, and tells about the end. */

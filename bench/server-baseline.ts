@@ -1,0 +1,121 @@
+/**
+ * The benchmark's baseline: the same work as the plugin server, written by hand the obvious
+ * way with @fastify/websocket and MikroORM 6. Per message: JSON.parse, switch on the
+ * action, a forked EntityManager, findOne / findAndCount / create + flush / assign + flush /
+ * remove + flush, the public fields picked by hand, the 5-key DCRF reply. No tricks, no
+ * input validation beyond picking the known fields, no subscriptions.
+ *
+ * - `/ws/`: create, retrieve, update, patch, delete, list (limit 20, offset 0, by id).
+ * - `/ws/echo/`: parse the frame and answer a constant object: the floor a WebSocket
+ *   handler costs without any framework or database (see the overhead measurement).
+ *
+ * Run: `node --expose-gc --import tsx bench/server-baseline.ts` (settings: server-common.ts).
+ */
+import websocket, { type WebSocket } from '@fastify/websocket'
+import Fastify from 'fastify'
+import { NOOP_DATA, Note, openOrm, type NoteView } from './entity.js'
+import { benchRoutes, settings, start } from './server-common.js'
+
+const config = settings()
+const orm = await openOrm(config.db)
+const app = Fastify({ logger: false })
+app.addHook('onClose', async () => { await orm.close() })
+await app.register(websocket)
+
+interface Message {
+  action?: string
+  request_id?: unknown
+  pk?: number
+  limit?: number
+  offset?: number
+  data?: { title?: string, body?: string, done?: boolean }
+}
+
+function publicView (note: Note): NoteView {
+  return { id: note.id, title: note.title, body: note.body, done: note.done }
+}
+
+function reply (socket: WebSocket, message: Message, status: number, data: unknown, errors: unknown[] = []): void {
+  socket.send(JSON.stringify({
+    errors,
+    data,
+    action: message.action ?? null,
+    response_status: status,
+    request_id: message.request_id ?? null
+  }))
+}
+
+async function handle (socket: WebSocket, raw: string): Promise<void> {
+  let message: Message
+  try {
+    message = JSON.parse(raw) as Message
+  } catch {
+    reply(socket, {}, 400, null, ['Invalid JSON.'])
+    return
+  }
+  const em = orm.em.fork()
+  try {
+    switch (message.action) {
+      case 'retrieve': {
+        const note = await em.findOne(Note, { id: message.pk })
+        if (note === null) return reply(socket, message, 404, null, ['Not found'])
+        return reply(socket, message, 200, publicView(note))
+      }
+      case 'list': {
+        const limit = message.limit ?? 20
+        const offset = message.offset ?? 0
+        const [notes, count] = await em.findAndCount(Note, {}, { limit, offset, orderBy: { id: 'asc' } })
+        return reply(socket, message, 200, { count, results: notes.map(publicView), limit, offset })
+      }
+      case 'create': {
+        const { title = '', body = '', done = false } = message.data ?? {}
+        const note = em.create(Note, { title, body, done })
+        await em.persist(note).flush()
+        return reply(socket, message, 201, publicView(note))
+      }
+      case 'update':
+      case 'patch': {
+        const note = await em.findOne(Note, { id: message.pk })
+        if (note === null) return reply(socket, message, 404, null, ['Not found'])
+        const { title, body, done } = message.data ?? {}
+        em.assign(note, {
+          ...(title === undefined ? {} : { title }),
+          ...(body === undefined ? {} : { body }),
+          ...(done === undefined ? {} : { done })
+        })
+        await em.flush()
+        return reply(socket, message, 200, publicView(note))
+      }
+      case 'delete': {
+        const note = await em.findOne(Note, { id: message.pk })
+        if (note === null) return reply(socket, message, 404, null, ['Not found'])
+        await em.remove(note).flush()
+        return reply(socket, message, 204, null)
+      }
+      default:
+        return reply(socket, message, 405, null, [`Method "${String(message.action)}" not allowed.`])
+    }
+  } catch {
+    reply(socket, message, 500, null, ['Internal server error'])
+  }
+}
+
+app.get('/ws/', { websocket: true }, (socket) => {
+  socket.on('message', (raw) => { void handle(socket, raw.toString()) })
+})
+
+app.get('/ws/echo/', { websocket: true }, (socket) => {
+  socket.on('message', (raw) => {
+    let message: Message
+    try {
+      message = JSON.parse(raw.toString()) as Message
+    } catch {
+      reply(socket, {}, 400, null, ['Invalid JSON.'])
+      return
+    }
+    reply(socket, message, 200, NOOP_DATA)
+  })
+})
+
+benchRoutes(app, orm)
+await start(app, orm, config)

@@ -1,0 +1,42 @@
+/**
+ * The benchmark's plugin server: fastify-ws-rest through its public API only, so whatever
+ * lib/ does shows up in the numbers.
+ *
+ * - `/ws/`: create, retrieve, update, patch, delete, paginated list (first page of 20),
+ *   subscribe_instance (for the fan-out test).
+ * - `/ws/noop/`: one custom action, `noop`, that touches no database and answers a constant
+ *   object: the plugin's own per-message cost (see the overhead measurement in run.ts).
+ *
+ * Run: `node --expose-gc --import tsx bench/server-plugin.ts` (settings: server-common.ts).
+ */
+import Fastify from 'fastify'
+import wsRest, { action, mixins, RedisLayer } from '../index.js'
+import { NOOP_DATA, Note, NoteCreate, NotePublic, NoteUpdate, openOrm } from './entity.js'
+import { benchRoutes, settings, start } from './server-common.js'
+
+const config = settings()
+const orm = await openOrm(config.db)
+const app = Fastify({ logger: false })
+app.addHook('onClose', async () => { await orm.close() })
+
+await app.register(wsRest, {
+  orm,
+  ...(config.layer === 'redis' ? { broadcast: new RedisLayer({ url: config.redisUrl, prefix: config.redisPrefix }) } : {})
+})
+
+app.wsRest.route('/ws/', {
+  entity: Note,
+  schema: { create: NoteCreate, update: NoteUpdate, response: NotePublic },
+  actions: [
+    mixins.create(), mixins.retrieve(), mixins.update(), mixins.patch(), mixins.delete(),
+    mixins.paginatedList({ defaultLimit: 20 }),
+    mixins.subscribeInstance()
+  ]
+})
+
+app.wsRest.route('/ws/noop/', {
+  actions: [action('noop', () => ({ data: NOOP_DATA }))]
+})
+
+benchRoutes(app, orm)
+await start(app, orm, config)
