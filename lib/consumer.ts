@@ -109,6 +109,8 @@ export class MessageContext implements ActionContext {
 /** One route's consumer on one socket. */
 export class Connection implements FrameReceiver, EventSink {
   private tail: Promise<void> = Promise.resolve()
+  /** Actions (and error replies) queued or running in turn. */
+  private queued = 0
   /** Detached actions still running (the others are all behind `tail`). */
   private readonly detached = new Set<Promise<void>>()
   private readonly scopes = new Map<string, Set<AbortController>>()
@@ -156,9 +158,17 @@ export class Connection implements FrameReceiver, EventSink {
       this.inOrder(new FrameError(new MethodNotAllowed(name), action, requestId))
       return
     }
-    if (compiled.def.detached) this.track(this.execute(compiled, request))
-    // In turn: the tail is what shutdown waits for; execute never rejects, so neither does it.
-    else this.tail = this.tail.then(async () => await this.execute(compiled, request))
+    if (compiled.def.detached) this.track(this.execute(compiled, request, false))
+    else this.inTurn(async () => await this.execute(compiled, request, true))
+  }
+
+  /**
+   * Run `task` after every action queued before it; the task ends its turn (`queued--`).
+   * With nothing queued it starts at once rather than a turn of the promise queue later.
+   * The tail is what shutdown waits for; tasks never reject, so neither does it.
+   */
+  private inTurn (task: () => Promise<void>): void {
+    this.tail = this.queued++ === 0 ? task() : this.tail.then(task)
   }
 
   /**
@@ -167,7 +177,10 @@ export class Connection implements FrameReceiver, EventSink {
    */
   private inOrder (frameError: FrameError): void {
     const { error, action, requestId } = frameError
-    this.tail = this.tail.then(() => this.sendError(error, action, requestId))
+    this.inTurn(async () => {
+      this.queued--
+      this.sendError(error, action, requestId)
+    })
   }
 
   /** A detached action: shutdown waits for it beside the tail. */
@@ -177,7 +190,7 @@ export class Connection implements FrameReceiver, EventSink {
   }
 
   /** Run one action to its reply. Never rejects: every failure becomes an error reply. */
-  private async execute (compiled: CompiledAction, request: ActionRequest): Promise<void> {
+  private async execute (compiled: CompiledAction, request: ActionRequest, inTurn: boolean): Promise<void> {
     const { def } = compiled
     const ctx = new MessageContext(this, def.name, request.requestId)
     try {
@@ -187,14 +200,17 @@ export class Connection implements FrameReceiver, EventSink {
       const args = compiled.validate === undefined ? request.args : await compiled.validate(request.args)
       const result = def.transaction
         ? await ctx.transactional(async () => await def.handler(ctx, args))
-        : await def.handler(ctx, args)
+        : def.handler(ctx, args)
+      // A synchronous handler's result is used as it is: no promise-queue turn per message.
+      const settled = result instanceof Promise ? await result : result
       if (!def.stream) {
-        this.send({ action: def.name, status: result?.status ?? 200, data: result?.data ?? null, errors: [], requestId: request.requestId })
+        this.send({ action: def.name, status: settled?.status ?? 200, data: settled?.data ?? null, errors: [], requestId: request.requestId })
       }
     } catch (err) {
       this.sendError(this.toProtocolError(err, def.name), def.name, request.requestId)
     } finally {
       ctx.release()
+      if (inTurn) this.queued--
     }
   }
 

@@ -5,7 +5,7 @@
  * override. Everything schema- and metadata-related is resolved once, when the route
  * is declared.
  */
-import { LockMode, type EntityMetadata, type EntityName, type FilterQuery, type MikroORM } from '@mikro-orm/core'
+import { LockMode, type EntityManager, type EntityMetadata, type EntityName, type FilterQuery, type MikroORM } from '@mikro-orm/core'
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Type } from '@sinclair/typebox'
 import type { ActionContext } from './action.js'
@@ -234,8 +234,11 @@ export class GenericModel<E extends object = any> {
    * built only once the scope is known, so a scope that throws leaves no raw() fragment behind.
    */
   async where (ctx: ActionContext, condition?: FilterQuery<E> | (() => FilterQuery<E> | undefined)): Promise<FilterQuery<E>> {
-    // A client's filter only ever narrows the scope: both must hold.
-    const scope = await this.queryset(ctx)
+    return this.scoped(await this.queryset(ctx), condition)
+  }
+
+  /** `condition` narrowed by `scope`: a client's filter only ever narrows the scope, both must hold. */
+  private scoped (scope: FilterQuery<E> | undefined, condition?: FilterQuery<E> | (() => FilterQuery<E> | undefined)): FilterQuery<E> {
     const own = (typeof condition === 'function' ? (condition as () => FilterQuery<E> | undefined)() : condition) ?? {} as FilterQuery<E>
     if (scope === undefined || Object.keys(scope).length === 0) return own
     if (Object.keys(own).length === 0 && Object.getOwnPropertySymbols(own).length === 0) return scope
@@ -296,10 +299,7 @@ export class GenericModel<E extends object = any> {
         const results = await em.find(this.entity, job.query.where() ?? {}, { orderBy } as object)
         return { results, count: results.length }
       }
-      const [results, count] = await em.findAndCount(this.entity, job.query.where() ?? {}, {
-        orderBy, limit: job.page.limit, offset: job.page.offset
-      } as object)
-      return { results, count }
+      return await this.findPage(em, () => job.query.where() ?? {}, orderBy, job.page)
     }
     const outcomes: Array<Outcome<{ results: E[], count: number }>> = []
     for (const job of jobs) {
@@ -331,9 +331,25 @@ export class GenericModel<E extends object = any> {
   /** One page of the objects in scope that match `query`, and how many match in all. */
   async page (ctx: ActionContext, query: ListQuery, page: Page): Promise<{ results: E[], count: number }> {
     if (this.lists !== undefined) return await this.lists.submit({ query, page })
-    const [results, count] = await ctx.em.findAndCount(this.entity, await this.where(ctx, query.where), {
-      orderBy: this.query.orderBy(query.order), limit: page.limit, offset: page.offset
-    } as object)
+    const scope = await this.queryset(ctx)
+    return await this.findPage(ctx.em, () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
+  }
+
+  /**
+   * A page and the total count, as two queries rather than MikroORM's `findAndCount`: that
+   * one runs inside an AsyncLocalStorage, whose promise hooks then stay on for the whole
+   * process and tax every promise of every request afterwards. `where` is called once per
+   * query: a raw() fragment in it can be used only once.
+   */
+  private async findPage (
+    em: EntityManager,
+    where: () => FilterQuery<E>,
+    orderBy: Array<Record<string, 'asc' | 'desc'>>,
+    page: Page
+  ): Promise<{ results: E[], count: number }> {
+    const results = await em.find(this.entity, where(), { orderBy, limit: page.limit, offset: page.offset } as object)
+    // A short page that is not empty ends the rows: the count follows without a query.
+    const count = results.length > 0 && results.length < page.limit ? page.offset + results.length : await em.count(this.entity, where())
     return { results, count }
   }
 
