@@ -61,6 +61,8 @@ export class ModelObserver implements EventSubscriber {
   /** Root transactions found aborted just before their commit (PostgreSQL). */
   private readonly aborted = new WeakSet<object>()
   private readonly checkAborted: boolean
+  /** Committed changes waiting for the next turn of the event loop (see emit). */
+  private outbox: ModelMessage[] = []
   private active = true
 
   constructor (
@@ -175,7 +177,19 @@ export class ModelObserver implements EventSubscriber {
     return messages
   }
 
+  /**
+   * Publish on the next turn of the event loop, in commit order. These hooks run inside
+   * the writer's flush: delivering to 10,000 local subscribers there would hold the
+   * writer's own reply until the last of them was sent.
+   */
   private emit (messages: ModelMessage[]): void {
+    if (this.outbox.length === 0) setImmediate(() => this.flushOutbox())
+    this.outbox.push(...messages)
+  }
+
+  private flushOutbox (): void {
+    const messages = this.outbox
+    this.outbox = []
     for (const message of messages) {
       try {
         this.publish(message)
