@@ -41,6 +41,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
   const state: PluginState = {
     options: resolved,
     sessions: new Set(),
+    perIp: new Map(),
     routes: [],
     ready: false,
     hub,
@@ -65,7 +66,12 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     state.ready = true
     for (const route of state.routes) route.resolveHooks()
   })
+  // One timer for every socket rather than one each: the heartbeat pings them all in turn.
+  const heartbeat = resolved.heartbeatInterval === 0
+    ? undefined
+    : setInterval(() => { for (const session of state.sessions) session.heartbeat() }, resolved.heartbeatInterval).unref()
   fastify.addHook('onClose', async () => {
+    clearInterval(heartbeat)
     observer?.stop()
     hub.clear()
     await layer.close()

@@ -21,6 +21,9 @@ app.addHook('onClose', async () => { await orm.close() })
 
 await app.register(wsRest, {
   orm,
+  // The fan-out and idle-memory tests open 10,000 sockets from one address.
+  maxConnections: 100_000,
+  maxConnectionsPerIp: 100_000,
   ...(config.layer === 'redis' ? { broadcast: new RedisLayer({ url: config.redisUrl, prefix: config.redisPrefix }) } : {})
 })
 

@@ -17,6 +17,8 @@ import {
   InternalError,
   InvalidOption,
   MethodNotAllowed,
+  Throttled,
+  TooManySubscriptions,
   isClientError,
   wireErrors
 } from './errors.js'
@@ -133,21 +135,29 @@ export class Connection implements FrameReceiver, EventSink {
   get signal (): AbortSignal { return this.session.signal }
 
   /** A text frame of a plain route. */
-  receive (text: string): void {
-    this.dispatch(parseFrame(text, this.route.maxDepth))
+  receive (text: string, allowed: boolean): void {
+    this.dispatch(parseFrame(text, this.route.maxDepth), allowed)
   }
 
   refuse (error: FrameError): void {
     this.inOrder(error)
   }
 
-  /** Run a parsed request, or answer the frame error in its place. */
-  dispatch (request: ActionRequest | FrameError): void {
+  /**
+   * Run a parsed request, or answer the frame error in its place. A request over the
+   * socket's action rate (`allowed` false), or past `maxInFlight` waiting or running, is
+   * answered 429 at once and never run.
+   */
+  dispatch (request: ActionRequest | FrameError, allowed = true): void {
     if (request instanceof FrameError) {
       this.inOrder(request)
       return
     }
     const { action, requestId } = request
+    if (!allowed || this.queued + this.detached.size >= this.state.options.maxInFlight) {
+      this.sendError(new Throttled(), typeof action === 'string' ? action : null, requestId)
+      return
+    }
     if (action === undefined || action === null) {
       this.inOrder(new FrameError(new ActionMissing(), null, requestId))
       return
@@ -257,6 +267,8 @@ export class Connection implements FrameReceiver, EventSink {
     if (existing !== undefined) {
       if (!replace) return false
       this.dropSubscription(existing)
+    } else if (this.subscriptions.size >= this.state.options.maxSubscriptions) {
+      throw new TooManySubscriptions(this.state.options.maxSubscriptions)
     }
     this.subscriptions.set(subscription.key, subscription)
     this.state.hub.add(subscription)

@@ -52,6 +52,13 @@ export const Conflict = createError(
 /** 404 on a multiplexed route: the envelope names a stream the route does not map. */
 export const UnknownStream = createError<[string]>('FST_WSREST_UNKNOWN_STREAM', 'Stream "%s" is not mapped.', 404)
 
+/** 429: the connection holds as many subscriptions as it may. */
+export const TooManySubscriptions = createError<[number]>(
+  'FST_WSREST_TOO_MANY_SUBSCRIPTIONS',
+  'Too many subscriptions: a connection may hold %s.',
+  429
+)
+
 /** 429: the connection exceeded its action rate. */
 export const Throttled = createError('FST_WSREST_THROTTLED', 'Request was throttled.', 429)
 

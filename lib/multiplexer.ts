@@ -54,7 +54,7 @@ class Multiplexer implements FrameReceiver {
     }
   }
 
-  receive (text: string): void {
+  receive (text: string, allowed: boolean): void {
     const value = parseJson(text, this.maxDepth)
     if (value instanceof FrameError) {
       const { stream, error } = envelopeError(value)
@@ -64,7 +64,7 @@ class Multiplexer implements FrameReceiver {
     if (envelope instanceof FrameError) return this.refuse(envelope)
     const consumer = this.consumers.get(envelope.stream)
     if (consumer instanceof Connection) {
-      consumer.dispatch(toRequest(envelope.payload))
+      consumer.dispatch(toRequest(envelope.payload), allowed)
       return
     }
     const request = toRequest(envelope.payload)
@@ -115,12 +115,13 @@ export function declareMultiplex (instance: FastifyInstance, state: PluginState,
   const permissions = options.permissions ?? []
   const limits = {
     maxPayload: positiveInteger('maxPayload', options.maxPayload, state.options.maxPayload),
-    maxOutbound: state.options.maxOutbound
+    maxOutbound: state.options.maxOutbound,
+    maxActionsPerSecond: state.options.maxActionsPerSecond
   }
   // Streams a socket's upgrade request may not use, decided with the app's hooks done.
   const refusedStreams = new WeakMap<FastifyRequest, Set<string>>()
 
-  registerUpgrade(instance, path, options, async (request, reply) => {
+  registerUpgrade(instance, state, path, options, async (request, reply) => {
     if (!(await canConnect(permissions, request))) {
       await refuseConnect(reply)
       return

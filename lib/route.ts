@@ -143,6 +143,7 @@ export interface UpgradeOptions {
  */
 export function registerUpgrade (
   instance: FastifyInstance,
+  state: PluginState,
   path: string,
   options: UpgradeOptions,
   checkConnect: (request: FastifyRequest, reply: FastifyReply) => Promise<void>,
@@ -151,7 +152,9 @@ export function registerUpgrade (
   instance.route({
     method: 'GET',
     url: path,
-    onRequest: asArray(options.onRequest),
+    // The origin and the connection limits come before the app's own hooks: a refused
+    // upgrade should cost no authentication.
+    onRequest: [guardUpgrade(state), ...asArray(options.onRequest)],
     preValidation: asArray(options.preValidation),
     // Connect-time permissions run after the app's own hooks (authentication sets request.user first).
     preHandler: [...asArray(options.preHandler), checkConnect],
@@ -163,6 +166,29 @@ export function registerUpgrade (
       })
     }
   })
+}
+
+/**
+ * The plugin's own upgrade checks: a browser origin not allowed → 403 (cross-site
+ * WebSocket hijacking), too many sockets from this IP → 429, too many in all → 503.
+ */
+function guardUpgrade (state: PluginState): onRequestHookHandler {
+  const { allowedOrigins, maxConnections, maxConnectionsPerIp } = state.options
+  return async function guard (request, reply) {
+    const origin = request.headers.origin
+    if (allowedOrigins !== undefined && origin !== undefined && !allowedOrigins(origin)) {
+      request.log.info({ origin }, 'fastify-ws-rest: upgrade from an origin not allowed')
+      await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'This origin may not connect.' })
+      return
+    }
+    if ((state.perIp.get(request.ip) ?? 0) >= maxConnectionsPerIp) {
+      await reply.code(429).send({ statusCode: 429, error: 'Too Many Requests', message: 'Too many connections from this address.' })
+      return
+    }
+    if (state.sessions.size >= maxConnections) {
+      await reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'Too many connections.' })
+    }
+  }
 }
 
 /** Refuse the upgrade with 403 (the socket never opens). */
@@ -184,8 +210,8 @@ export function compileRoute (instance: FastifyInstance, state: PluginState, pat
 export function declareRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
   if (typeof path !== 'string' || !path.startsWith('/')) throw new InvalidOption('path', 'must be a string starting with "/"')
   const route = compileRoute(instance, state, path, options)
-  const limits = { maxPayload: route.maxPayload, maxOutbound: state.options.maxOutbound }
-  registerUpgrade(instance, path, options, async (request, reply) => {
+  const limits = { maxPayload: route.maxPayload, maxOutbound: state.options.maxOutbound, maxActionsPerSecond: state.options.maxActionsPerSecond }
+  registerUpgrade(instance, state, path, options, async (request, reply) => {
     if (!(await canConnect(route.permissions, request))) await refuseConnect(reply)
   }, (socket, request) => {
     // Synchronous: the session attaches its message listener before anything awaits.

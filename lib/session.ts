@@ -31,8 +31,8 @@ function toText (data: RawData): string {
 
 /** What a session hands frames to, and tells about the end. */
 export interface FrameReceiver {
-  /** A text frame within the size limit. */
-  receive: (text: string) => void
+  /** A text frame within the size limit; `allowed` is false when it is over the socket's action rate (→ 429). */
+  receive: (text: string, allowed: boolean) => void
   /** A frame that is not text (answered with an error, never parsed). */
   refuse: (error: FrameError) => void
   /** The socket closed (or is being dropped): release everything. */
@@ -45,6 +45,29 @@ export interface FrameReceiver {
 export interface SessionLimits {
   maxPayload: number
   maxOutbound: number
+  maxActionsPerSecond: number
+}
+
+/**
+ * A token bucket: `rate` tokens a second, at most `rate` saved up. Refilled lazily from the
+ * clock when a frame arrives, so an idle socket costs no timer.
+ */
+class TokenBucket {
+  private tokens: number
+  private last = performance.now()
+
+  constructor (private readonly rate: number) {
+    this.tokens = rate
+  }
+
+  take (): boolean {
+    const now = performance.now()
+    this.tokens = Math.min(this.rate, this.tokens + (now - this.last) * this.rate / 1000)
+    this.last = now
+    if (this.tokens < 1) return false
+    this.tokens -= 1
+    return true
+  }
 }
 
 /** One open socket on a wsRest route. */
@@ -53,6 +76,9 @@ export class Session {
   private draining = false
   private released = false
   private readonly closed = new AbortController()
+  private readonly bucket: TokenBucket
+  /** Cleared when a ping goes out, set again by the pong: still clear at the next ping → a dead peer. */
+  private alive = true
 
   constructor (
     readonly socket: WebSocket,
@@ -60,10 +86,26 @@ export class Session {
     private readonly limits: SessionLimits,
     private readonly state: PluginState
   ) {
+    this.bucket = new TokenBucket(limits.maxActionsPerSecond)
     // Attached synchronously, before anything awaits, or the client's first frames are lost.
     socket.on('message', (data, isBinary) => this.onFrame(data, isBinary))
     socket.on('close', () => this.release())
+    socket.on('pong', () => { this.alive = true })
     state.sessions.add(this)
+    state.perIp.set(request.ip, (state.perIp.get(request.ip) ?? 0) + 1)
+  }
+
+  /** One heartbeat: drop the socket if it did not answer the last ping, else ping it again. */
+  heartbeat (): void {
+    if (this.released) return
+    if (!this.alive) {
+      this.request.log.info('fastify-ws-rest: no pong since the last ping; socket dropped')
+      this.release()
+      this.socket.terminate()
+      return
+    }
+    this.alive = false
+    this.socket.ping()
   }
 
   /** Attach what handles this socket's frames (right after construction, before any frame is read). */
@@ -90,7 +132,7 @@ export class Session {
       this.receiver.refuse(new FrameError(new BadFrame('Binary frames are not supported; send JSON text frames.')))
       return
     }
-    this.receiver.receive(toText(data))
+    this.receiver.receive(toText(data), this.bucket.take())
   }
 
   /**
@@ -125,6 +167,9 @@ export class Session {
     this.closed.abort()
     this.receiver?.release()
     this.state.sessions.delete(this)
+    const left = (this.state.perIp.get(this.request.ip) ?? 1) - 1
+    if (left > 0) this.state.perIp.set(this.request.ip, left)
+    else this.state.perIp.delete(this.request.ip)
   }
 
   /**

@@ -32,6 +32,28 @@ export interface WsRestOptions {
    * reading and is closed with 1013 (its subscriptions released). Default 4 MiB.
    */
   maxOutbound?: number
+  /**
+   * Origins (the `Origin` header of a browser's upgrade) allowed to open a socket, or a
+   * function deciding; any other origin is refused with HTTP 403 — what stops another site
+   * from opening a socket with your users' cookies (cross-site WebSocket hijacking). An
+   * upgrade without an `Origin` (not a browser) is allowed. Default: every origin.
+   */
+  allowedOrigins?: string[] | ((origin: string) => boolean)
+  /** Actions a socket may send per second (a token bucket of that size); past it → 429. Default 1000. */
+  maxActionsPerSecond?: number
+  /** Actions one socket (one stream) may have waiting or running at once; past it → 429. Default 256. */
+  maxInFlight?: number
+  /** Subscriptions one socket (one stream) may hold; past it → 429. Default 1000. */
+  maxSubscriptions?: number
+  /** Open sockets in all; an upgrade past it is refused with HTTP 503. Default 10,000. */
+  maxConnections?: number
+  /** Open sockets per client IP (`request.ip`); an upgrade past it is refused with HTTP 429. Default 1,000. */
+  maxConnectionsPerIp?: number
+  /**
+   * Milliseconds between pings; a socket that has not answered the previous ping by the
+   * next one is dropped (a dead peer, a vanished network). 0 turns heartbeats off. Default 30 s.
+   */
+  heartbeatInterval?: number
 }
 
 /** Options after defaults. */
@@ -43,6 +65,13 @@ export interface ResolvedOptions {
   websocket: WebsocketPluginOptions
   broadcast: BroadcastLayer
   maxOutbound: number
+  allowedOrigins: ((origin: string) => boolean) | undefined
+  maxActionsPerSecond: number
+  maxInFlight: number
+  maxSubscriptions: number
+  maxConnections: number
+  maxConnectionsPerIp: number
+  heartbeatInterval: number
 }
 
 /** State shared by every route of one registration. */
@@ -50,6 +79,8 @@ export interface PluginState {
   readonly options: ResolvedOptions
   /** Open sockets, for graceful shutdown. */
   readonly sessions: Set<Session>
+  /** Open sockets by client IP, for `maxConnectionsPerIp`. */
+  readonly perIp: Map<string, number>
   /** Subscriptions, by group, on the broadcast layer. */
   readonly hub: Hub
   /** Start publishing the changes of an entity (by class name). */
@@ -95,7 +126,14 @@ export function resolveOptions (options: WsRestOptions | undefined): ResolvedOpt
     closeTimeout: positiveInteger('closeTimeout', opts.closeTimeout, 10_000),
     websocket: websocket as WebsocketPluginOptions,
     broadcast: checkLayer(opts.broadcast),
-    maxOutbound: positiveInteger('maxOutbound', opts.maxOutbound, 4 * 1024 * 1024)
+    maxOutbound: positiveInteger('maxOutbound', opts.maxOutbound, 4 * 1024 * 1024),
+    allowedOrigins: checkOrigins(opts.allowedOrigins),
+    maxActionsPerSecond: positiveInteger('maxActionsPerSecond', opts.maxActionsPerSecond, 1000),
+    maxInFlight: positiveInteger('maxInFlight', opts.maxInFlight, 256),
+    maxSubscriptions: positiveInteger('maxSubscriptions', opts.maxSubscriptions, 1000),
+    maxConnections: positiveInteger('maxConnections', opts.maxConnections, 10_000),
+    maxConnectionsPerIp: positiveInteger('maxConnectionsPerIp', opts.maxConnectionsPerIp, 1000),
+    heartbeatInterval: opts.heartbeatInterval === 0 ? 0 : positiveInteger('heartbeatInterval', opts.heartbeatInterval, 30_000)
   }
 }
 
@@ -108,4 +146,16 @@ function checkLayer (layer: unknown): BroadcastLayer {
     throw new InvalidOption('broadcast', 'must be a broadcast layer (MemoryLayer, RedisLayer, or an object with publish/listen/unlisten/groups/close)')
   }
   return layer as BroadcastLayer
+}
+
+/** The origin check, from a list of origins or the app's own function. */
+function checkOrigins (value: unknown): ((origin: string) => boolean) | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'function') return value as (origin: string) => boolean
+  if (!Array.isArray(value) || value.some((o) => typeof o !== 'string')) {
+    throw new InvalidOption('allowedOrigins', 'must be an array of origins (e.g. "https://app.example.com") or a function')
+  }
+  // Origins compare as the browser sends them: scheme://host[:port], no path, case-insensitive host.
+  const allowed = new Set(value.map((o: string) => o.toLowerCase().replace(/\/+$/, '')))
+  return (origin) => allowed.has(origin.toLowerCase())
 }
