@@ -15,6 +15,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { dialectOf } from './dialect.js'
 import { InvalidOption, ValidationError } from './errors.js'
+import { NULL_CHARACTERS } from './validation.js'
 import type { Row } from './observer/changes.js'
 import { anyRow, compare, containsText, type RowPredicate } from './observer/matcher.js'
 
@@ -150,6 +151,7 @@ export class QueryRules {
     }
     if (args.search !== undefined) {
       if (typeof args.search !== 'string') errors.search = ['Expected a string.']
+      else if (args.search.includes('\u0000')) errors.search = [NULL_CHARACTERS]
       else if (this.searchable.length === 0) errors.search = ['Search is not available on this route.']
       else if (args.search.trim() !== '') {
         const needle = args.search
@@ -251,6 +253,7 @@ export class QueryRules {
         } else if (op === '$contains') {
           if (!info.isString) messages.push(`Operator "$contains" needs a string field; "${name}" is not one.`)
           else if (typeof operand !== 'string') messages.push(`Invalid value for "${name}": $contains expects a string.`)
+          else if (operand.includes('\u0000')) messages.push(`Invalid value for "${name}": ${NULL_CHARACTERS}`)
           else out.push({ build: () => this.contains(info, operand), test: (row) => containsText(row[name], operand) })
         } else if (op === '$in' || op === '$nin') {
           if (!Array.isArray(operand) || operand.length > MAX_LIST) {
@@ -277,6 +280,10 @@ export class QueryRules {
   /** A checked scalar for `info` (a Date for date fields), or INVALID with a message added. */
   private value (info: FieldInfo, value: unknown, messages: string[]): unknown {
     if (value === null && info.nullable) return null
+    if (typeof value === 'string' && value.includes('\u0000')) {
+      messages.push(`Invalid value for "${info.name}": ${NULL_CHARACTERS}`)
+      return INVALID
+    }
     if (!info.check.Check(value)) {
       messages.push(`Invalid value for "${info.name}": expected ${info.typeName}.`)
       return INVALID

@@ -85,7 +85,8 @@ function lookupCoercer (runtimeType: string | undefined): LookupCoercer {
   if (runtimeType === 'bigint') {
     return (v) => (typeof v === 'number' && Number.isSafeInteger(v)) || (typeof v === 'string' && /^-?\d{1,19}$/.test(v)) ? String(v) : undefined
   }
-  return (v) => typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined
+  // A NUL character can be in no stored key, and the database would refuse the query: not found.
+  return (v) => typeof v === 'string' ? (v.includes('\u0000') ? undefined : v) : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined
 }
 
 /** The model layer of one route. Mixins reach it as `ctx.model`. */

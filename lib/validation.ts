@@ -92,6 +92,23 @@ function isObjectSchema (schema: TSchema): boolean {
   return schema[Kind] === 'Object'
 }
 
+/** DRF's text for a string holding U+0000, which no database column takes (ProhibitNullCharactersValidator). */
+export const NULL_CHARACTERS = 'Null characters are not allowed.'
+
+/**
+ * Report every string in `value` holding a NUL character, at its path. SQLite cuts the
+ * statement short at one and PostgreSQL refuses it: let through, it would be a 500.
+ */
+function findNullCharacters (value: unknown, path: string, fields: () => FieldErrors): void {
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) setAt(fields(), path, NULL_CHARACTERS)
+  } else if (Array.isArray(value)) {
+    value.forEach((item, i) => findNullCharacters(item, `${path}/${i}`, fields))
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) findNullCharacters(item, `${path}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, fields)
+  }
+}
+
 /**
  * Compile `schema` into an {@link InputValidator}. Runs the schema, then `check` on the
  * fields that passed, and throws one ValidationError holding every failure.
@@ -117,6 +134,7 @@ export function compileValidator<S extends TSchema> (
       fields = {}
       for (const error of compiled.Errors(data)) setAt(fields, error.path, drfMessage(error))
     }
+    findNullCharacters(data, '', () => (fields ??= {}))
     if (check !== undefined) {
       let valid = data as Record<string, unknown>
       if (fields !== undefined) {

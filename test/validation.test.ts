@@ -297,3 +297,22 @@ t.test('unknown fields in data are ignored: not written, no error', async (t) =>
   t.equal((await rows(running)).length, 1, 'no row created by an id in data')
   t.equal(await running.orm.em.fork().count(User, { id: { $in: [50, 60, 999] } }), 0, 'no row at the ids sent')
 })
+
+t.test('a NUL character in any string → 400 "Null characters are not allowed." (never a 500 from the database)', async (t) => {
+  const { base } = await startExample(t)
+  const client = await openClient(t, `${base}/ws/`)
+  const created = await client.request('create', { data: { username: 'a\u0000b', email: '', password1: 'pw\u0000', password2: 'pw\u0000' } })
+  t.same([created.response_status, created.errors], [400, [{ username: ['Null characters are not allowed.'], password1: ['Null characters are not allowed.'], password2: ['Null characters are not allowed.'] }]])
+  const ok = await client.request('create', { data: { username: 'fine', password1: 'pw', password2: 'pw' } })
+  const patched = await client.request('patch', { pk: ok.data.id, data: { email: 'x\u0000@y.z' } })
+  t.same([patched.response_status, patched.errors], [400, [{ email: ['Null characters are not allowed.'] }]])
+  const search = await client.request('list', { search: '\u0000' })
+  t.same([search.response_status, search.errors], [400, [{ search: ['Null characters are not allowed.'] }]])
+  const filter = await client.request('list', { filter: { username: { $contains: 'a\u0000' }, email: '\u0000' } })
+  t.same([filter.response_status, filter.errors], [400, [{ filter: [
+    'Invalid value for "username": Null characters are not allowed.',
+    'Invalid value for "email": Null characters are not allowed.'
+  ] }]])
+  const lookup = await client.request('retrieve', { pk: '1\u0000' })
+  t.same([lookup.response_status, lookup.errors], [404, ['Not found']])
+})
