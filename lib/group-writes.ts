@@ -13,7 +13,7 @@
  * lock must stay with its own transaction: then running a request twice on the failure
  * path is unobservable.
  */
-import type { FilterQuery, MikroORM } from '@mikro-orm/core'
+import type { EntityManager, FilterQuery, MikroORM } from '@mikro-orm/core'
 import type { ActionContext } from './action.js'
 import { Batcher, type Outcome } from './batching.js'
 import { NotFound } from './errors.js'
@@ -78,19 +78,42 @@ export class GroupWrites<E extends object> {
     }
   }
 
-  /**
-   * One query loads every row of the batch; each request is checked and applied to its
-   * row; one flush writes them all. A row asked for twice in one batch is left to the
-   * second request alone, after the flush, so each reply shows its own write.
-   */
   private async changeMany (jobs: ChangeJob[]): Promise<Array<Outcome<E>>> {
+    return await this.onRows(jobs, async (em, entity, job) => {
+      const data = await this.model.validate(job.kind, job.args.data, job.ctx, entity)
+      em.assign(entity, data)
+      return entity
+    }, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+  }
+
+  private async removeMany (jobs: RemoveJob[]): Promise<Array<Outcome<undefined>>> {
+    return await this.onRows(jobs, async (em, entity) => {
+      em.remove(entity)
+      return undefined
+    }, async (job) => {
+      await this.model.removeAlone(job.ctx, job.args)
+      return undefined
+    })
+  }
+
+  /**
+   * Requests on existing rows: one query loads every row of the batch; each request is
+   * checked and `apply`-ed to its row (a 404 or its own 400 fails it alone); one flush
+   * writes them all. A row asked for twice in one batch is left to the second request
+   * alone, after the flush, so each reply shows its own write. Whenever the shared read or
+   * flush fails, the requests it carried run `alone` instead.
+   */
+  private async onRows<J extends { args: Record<string, unknown> }, R> (
+    jobs: J[],
+    apply: (em: EntityManager, entity: E, job: J) => Promise<R>,
+    alone: (job: J) => Promise<R>
+  ): Promise<Array<Outcome<R>>> {
     const { first, again } = this.splitRepeats(jobs)
     const em = this.orm.em.fork()
     const rows = await this.load(em, first)
-    // The shared read failed (a connection lost, say): each request goes alone, as it would have.
-    if (rows === undefined) return await eachAlone(jobs, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
-    const outcomes = new Map<ChangeJob, Outcome<E>>()
-    const applied: ChangeJob[] = []
+    if (rows === undefined) return await eachAlone(jobs, alone)
+    const outcomes = new Map<J, Outcome<R>>()
+    const applied: J[] = []
     for (const job of first) {
       const entity = rows.get(String(this.model.lookupValue(job.args)))
       if (entity === undefined) {
@@ -98,10 +121,8 @@ export class GroupWrites<E extends object> {
         continue
       }
       try {
-        const data = await this.model.validate(job.kind, job.args.data, job.ctx, entity)
-        em.assign(entity, data)
+        outcomes.set(job, { value: await apply(em, entity, job) })
         applied.push(job)
-        outcomes.set(job, { value: entity })
       } catch (error) {
         outcomes.set(job, { error })
       }
@@ -109,40 +130,12 @@ export class GroupWrites<E extends object> {
     try {
       if (applied.length > 0) await em.flush()
     } catch {
-      const alone = await eachAlone(applied, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
-      applied.forEach((job, i) => outcomes.set(job, alone[i]))
+      const retried = await eachAlone(applied, alone)
+      applied.forEach((job, i) => outcomes.set(job, retried[i]))
     }
-    const repeated = await eachAlone(again, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+    const repeated = await eachAlone(again, alone)
     again.forEach((job, i) => outcomes.set(job, repeated[i]))
-    return jobs.map((job) => outcomes.get(job) as Outcome<E>)
-  }
-
-  private async removeMany (jobs: RemoveJob[]): Promise<Array<Outcome<undefined>>> {
-    const { first, again } = this.splitRepeats(jobs)
-    const em = this.orm.em.fork()
-    const rows = await this.load(em, first)
-    if (rows === undefined) return await eachAlone(jobs, async (job) => { await this.model.removeAlone(job.ctx, job.args); return undefined })
-    const outcomes = new Map<RemoveJob, Outcome<undefined>>()
-    const removed: RemoveJob[] = []
-    for (const job of first) {
-      const entity = rows.get(String(this.model.lookupValue(job.args)))
-      if (entity === undefined) {
-        outcomes.set(job, { error: new NotFound() })
-        continue
-      }
-      em.remove(entity)
-      removed.push(job)
-      outcomes.set(job, { value: undefined })
-    }
-    try {
-      if (removed.length > 0) await em.flush()
-    } catch {
-      const alone = await eachAlone(removed, async (job) => { await this.model.removeAlone(job.ctx, job.args); return undefined })
-      removed.forEach((job, i) => outcomes.set(job, alone[i]))
-    }
-    const repeated = await eachAlone(again, async (job) => { await this.model.removeAlone(job.ctx, job.args); return undefined })
-    again.forEach((job, i) => outcomes.set(job, repeated[i]))
-    return jobs.map((job) => outcomes.get(job) as Outcome<undefined>)
+    return jobs.map((job) => outcomes.get(job) as Outcome<R>)
   }
 
   /** The first request for each row, and the repeats (run alone after the batch, in order). */
@@ -162,7 +155,7 @@ export class GroupWrites<E extends object> {
   }
 
   /** The rows the jobs name, by lookup value, in one query; undefined when the query failed. */
-  private async load (em: ReturnType<MikroORM['em']['fork']>, jobs: Array<{ args: Record<string, unknown> }>): Promise<Map<string, E> | undefined> {
+  private async load (em: EntityManager, jobs: Array<{ args: Record<string, unknown> }>): Promise<Map<string, E> | undefined> {
     if (jobs.length === 0) return new Map()
     const values = jobs.map((job) => this.model.lookupValue(job.args))
     try {
