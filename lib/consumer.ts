@@ -293,11 +293,6 @@ export class Connection implements FrameReceiver, EventSink {
     this.state.hub.remove(subscription)
   }
 
-  /** How many subscriptions this consumer holds. */
-  get subscriptionCount (): number {
-    return this.subscriptions.size
-  }
-
   /** A subscription's event, sent in publish order after its permission check. */
   deliverEvent (subscription: Subscription, message: GroupMessage): void {
     if (!this.session.open) return

@@ -57,18 +57,6 @@ export class Hub {
     }
   }
 
-  /** How many subscriptions listen, over all groups (for tests and diagnostics). */
-  get size (): number {
-    const all = new Set<Listening>()
-    for (const set of this.byGroup.values()) for (const s of set) all.add(s)
-    return all.size
-  }
-
-  /** The groups this app listens to. */
-  groups (): string[] {
-    return [...this.byGroup.keys()]
-  }
-
   /** Stop listening to everything (the app is closing). */
   clear (): void {
     for (const group of this.byGroup.keys()) this.layer.unlisten(group, this.listener)
