@@ -11,10 +11,12 @@ import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { wsRestGetter } from './lib/api.js'
+import { serveAsyncApi } from './lib/asyncapi.js'
 import { InvalidOption } from './lib/errors.js'
 import { entityName, groups, type ModelMessage } from './lib/observer/changes.js'
 import { Hub } from './lib/observer/hub.js'
 import { ModelObserver } from './lib/observer/model-observer.js'
+import { ResumeRegistry } from './lib/resume.js'
 import { CLOSE_GOING_AWAY } from './lib/session.js'
 import { resolveOptions, type PluginState, type WsRestOptions } from './lib/state.js'
 import './types/fastify.js'
@@ -43,8 +45,10 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     sessions: new Set(),
     perIp: new Map(),
     routes: [],
+    declared: [],
     ready: false,
     hub,
+    resume: resolved.resume === false ? undefined : new ResumeRegistry(hub, resolved.resume),
     observe: (className) => observer?.observe(className),
     observeEntity (entity, groupsOf) {
       if (orm === undefined || observer === undefined) throw new InvalidOption('orm', 'is needed to observe an entity')
@@ -73,6 +77,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
   fastify.addHook('onClose', async () => {
     clearInterval(heartbeat)
     observer?.stop()
+    state.resume?.close()
     hub.clear()
     await layer.close()
   })
@@ -111,6 +116,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
   }
 
   fastify.decorate('wsRest', { getter: wsRestGetter(state) })
+  if (resolved.asyncapi !== undefined) serveAsyncApi(fastify, state, resolved.asyncapi)
 }
 
 /** The plugin: `await app.register(wsRest, { orm })`. */
@@ -119,6 +125,8 @@ export default wsRest
 export { wsRest }
 
 export type { WsRestOptions } from './lib/state.js'
+export type { AsyncApiDocument, AsyncApiOptions, AsyncApiPluginOptions, ActionDoc, EventDoc } from './lib/asyncapi.js'
+export type { ResumeOptions } from './lib/resume.js'
 export type { WsRest, ModelChange, ObserveOptions, PublishOptions } from './lib/api.js'
 export type { MultiplexOptions } from './lib/multiplexer.js'
 export type { SubscribeOptions, UnsubscribeOptions } from './lib/action.js'
@@ -127,7 +135,8 @@ export { RedisLayer, type RedisLayerOptions } from './lib/layers/redis.js'
 export type { BroadcastLayer, BroadcastMessage, GroupListener } from './lib/layers/layer.js'
 export { groups } from './lib/observer/changes.js'
 export type { Row, ChangeKind } from './lib/observer/changes.js'
-export type { RouteOptions } from './lib/route.js'
+export { defineRoute, type RouteDefinition, type RouteOptions } from './lib/route.js'
+export type { ActionName, ArgsOf, DataOf, EventOf, MixinWire, CustomWire, ModelEvent, Page, CursorPage, ListArgs, PageArgs, CursorArgs } from './lib/wire.js'
 export type { ModelOptions, InputKind } from './lib/generic.js'
 export { GenericModel } from './lib/generic.js'
 export { action, type ActionContext, type ActionDefinition, type ActionHandler, type ActionOptions, type ActionResult } from './lib/action.js'

@@ -7,17 +7,21 @@
 import type { MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import wsRest, { mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission, type RouteOptions } from '../index.js'
+import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
+import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { hashPassword } from './password.js'
 import { User, UserCreate, UserPublic, UserUpdate } from './user.js'
 
 /** The roles the `/ws/secure/` route knows, by the `?token=` they come with. */
 type Role = 'reader' | 'admin'
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** Set by the secure route's onRequest hook from `?token=`. */
-    user: { role: Role } | null
+// @fastify/jwt declares `request.user`; its type is set here, through @fastify/jwt's own interface.
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    /** What the example's tokens carry (auth.ts). */
+    payload: TokenPayload
+    /** A role on /ws/secure/ (from `?token=`), the token's user on /ws/jwt/, else null. */
+    user: { role: Role } | TokenUser | null
   }
 }
 
@@ -32,6 +36,8 @@ export interface ExampleOptions {
   redisUrl?: string
   /** The Redis channel prefix (default `wsrest:`); processes share subscriptions only with the same prefix. */
   redisPrefix?: string
+  /** Secret that signs and checks the JWTs of `/ws/jwt/` (default: random per process, with a warning). */
+  jwtSecret?: string
 }
 
 /** The model part shared by every route: entity, schemas, and how a user is created. */
@@ -65,8 +71,29 @@ async function tokenAuth (request: FastifyRequest<{ Querystring: { token?: strin
 
 /** On the secure route, only an admin may delete. */
 const adminMayDelete: Permission = {
-  hasPermission: (ctx, action) => action !== 'delete' || ctx.request.user?.role === 'admin'
+  hasPermission (ctx, action) {
+    const user = ctx.request.user
+    return action !== 'delete' || (user !== null && 'role' in user && user.role === 'admin')
+  }
 }
+
+/**
+ * The full user API: CRUD, filtered lists, and live subscriptions to a row or to a
+ * filtered list. Exported for the typed client: `createClient<typeof users>(url)` (an
+ * `import type`, as example/public/app.js and test/client-types.test.ts do).
+ */
+export const users = defineRoute({
+  ...userModel,
+  // list and subscribe_list take {"filter": {...}} and {"search": "..."} on these fields only.
+  filterFields: ['id', 'username', 'email'],
+  orderingFields: ['id', 'username'],
+  searchFields: ['username', 'email'],
+  actions: [
+    mixins.create(), mixins.list(), mixins.retrieve(),
+    mixins.update(), mixins.patch(), mixins.delete(),
+    mixins.subscribeInstance(), mixins.subscribeList()
+  ]
+})
 
 /** The ORM on PostgreSQL when a `databaseUrl` is given, else on the SQLite file `db`. */
 async function initOrm (options: ExampleOptions): Promise<MikroORM> {
@@ -95,24 +122,20 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   await orm.schema.updateSchema()
 
   const app = Fastify(options.fastify ?? { logger: false })
-  app.decorateRequest('user', null)
   app.addHook('onClose', async () => { await orm.close() })
 
-  await app.register(wsRest, { orm, broadcast: broadcastLayer(options) })
+  // @fastify/jwt, `POST /token`, and `request.user` (null until a hook sets it).
+  await registerAuth(app, orm, options.jwtSecret)
 
-  /** The full user API: CRUD, filtered lists, and live subscriptions to a row or to a filtered list. */
-  const users: RouteOptions<User, typeof UserCreate, typeof UserUpdate, typeof UserPublic> = {
-    ...userModel,
-    // list and subscribe_list take {"filter": {...}} and {"search": "..."} on these fields only.
-    filterFields: ['id', 'username', 'email'],
-    orderingFields: ['id', 'username'],
-    searchFields: ['username', 'email'],
-    actions: [
-      mixins.create(), mixins.list(), mixins.retrieve(),
-      mixins.update(), mixins.patch(), mixins.delete(),
-      mixins.subscribeInstance(), mixins.subscribeList()
-    ]
-  }
+  await app.register(wsRest, {
+    orm,
+    broadcast: broadcastLayer(options),
+    // The AsyncAPI 3.0 document of every route below, at GET /asyncapi.json.
+    asyncapi: { path: '/asyncapi.json', info: { title: 'fastify-ws-rest example' } },
+    // A browser sending its token as subprotocols needs one of them answered: `access_token`.
+    websocket: { options: { handleProtocols: selectProtocol } }
+  })
+
   app.wsRest.route('/ws/', users)
 
   // The same API as stream "users" of a multiplexed socket, as DCRF front ends (dcrf-client) use it.
@@ -138,6 +161,15 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
     onRequest: tokenAuth as import('fastify').onRequestHookHandler,
     permissions: [permissions.isAuthenticated, adminMayDelete],
     actions: [mixins.list(), mixins.retrieve(), mixins.delete()]
+  })
+
+  // JWT from `POST /token`, sent as subprotocols `access_token, <jwt>`, `Authorization: Bearer` or `?token=`
+  // (auth.ts); no valid token → HTTP 401. Everyone may read, each user patch only their own row.
+  app.wsRest.route('/ws/jwt/', {
+    ...userModel,
+    onRequest: jwtAuth,
+    permissions: [permissions.isAuthenticated, ownRowOnly],
+    actions: [mixins.list(), mixins.retrieve(), mixins.patch(), whoami]
   })
 
   return { app, orm }

@@ -4,7 +4,8 @@
  * HOST (127.0.0.1), PORT (8000), DB (SQLite file, default example.sqlite3; ':memory:' for
  * a fresh one), DATABASE_URL (a postgresql://… URL: PostgreSQL instead of SQLite),
  * REDIS_URL (share subscriptions with every example process on that Redis; REDIS_PREFIX
- * keeps groups of processes apart, default `wsrest:`). Logs
+ * keeps groups of processes apart, default `wsrest:`), JWT_SECRET (signs the tokens of
+ * `POST /token` for `/ws/jwt/`; default: random per process, with a warning). Logs
  * `listening on ws://HOST:PORT` once ready; SIGINT/SIGTERM close it gracefully (in-flight
  * writes finish, sockets close with 1001).
  */
@@ -18,6 +19,7 @@ const { app } = await buildApp({
   databaseUrl: process.env.DATABASE_URL,
   redisUrl: process.env.REDIS_URL,
   redisPrefix: process.env.REDIS_PREFIX,
+  jwtSecret: process.env.JWT_SECRET,
   fastify: { logger: { level: process.env.LOG_LEVEL ?? 'info' } }
 })
 

@@ -8,8 +8,10 @@
 import type { EntityManager } from '@mikro-orm/core'
 import type { Static, TSchema } from '@sinclair/typebox'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { ActionDescriber, ActionDoc } from './asyncapi.js'
 import type { GenericModel, InputKind } from './generic.js'
 import type { Permission } from './permissions.js'
+import type { CustomWire } from './wire.js'
 
 /** What a handler returns: the reply's data and status (default 200, data `null`). */
 export interface ActionResult {
@@ -86,11 +88,16 @@ export interface ActionOptions<S extends TSchema | undefined = undefined> {
   transaction?: boolean
   /** Overrides the route's permissions for this action. */
   permissions?: Permission[]
+  /** For the AsyncAPI document only: summary, reply status and data, events (the arguments come from `schema`). */
+  doc?: ActionDoc
 }
 
-/** A compiled-ready action: what routes are made of. */
-export interface ActionDefinition {
-  readonly name: string
+/**
+ * A compiled-ready action: what routes are made of. `Name` and `Wire` are for the typed
+ * client: the action's name as a literal, and what it takes and answers (lib/wire.ts).
+ */
+export interface ActionDefinition<Name extends string = string, Wire = unknown> {
+  readonly name: Name
   readonly schema?: TSchema
   readonly detached: boolean
   readonly transaction: boolean
@@ -104,9 +111,19 @@ export interface ActionDefinition {
   /** The action subscribes to the route entity's changes: the plugin observes that entity. */
   readonly observes?: boolean
   readonly handler: ActionHandler<any>
+  /** Compile time only, never set: what the typed client infers this action's arguments and reply data from. */
+  readonly '~wire'?: Wire
+  /** What the action takes and answers on a route, for the AsyncAPI document; never called at message time. */
+  readonly describe?: ActionDescriber
 }
 
 type ArgsOf<S> = S extends TSchema ? Static<S> : Record<string, unknown>
+
+/** The `data` a handler's result sends: what it returns as `data`, or `null` when it returns none. */
+type ReplyData<R> = R extends { data: infer D } ? D : R extends { data?: infer D } ? D | null : null
+
+/** A handler returning `R`, for inferring the reply's data type from it. */
+type TypedHandler<Args, R> = (ctx: ActionContext, args: Args) => R | Promise<R>
 
 /**
  * Declare a custom action. Its `args` are validated by `schema` (400 with DRF-shaped
@@ -117,12 +134,15 @@ type ArgsOf<S> = S extends TSchema ? Static<S> : Record<string, unknown>
  *   async (ctx, { pk, name }) => ({ data: { pk, name } }))
  * ```
  */
-export function action<const S extends TSchema | undefined = undefined> (
-  name: string,
+export function action<const N extends string, const S extends TSchema | undefined = undefined, R extends ActionResult = ActionResult> (
+  name: N,
   options: ActionOptions<S>,
-  handler: ActionHandler<ArgsOf<S>>
-): ActionDefinition
-export function action (name: string, handler: ActionHandler<Record<string, unknown>>): ActionDefinition
+  handler: TypedHandler<ArgsOf<S>, R>
+): ActionDefinition<N, CustomWire<ArgsOf<S>, ReplyData<R>>>
+export function action<const N extends string, R extends ActionResult = ActionResult> (
+  name: N,
+  handler: TypedHandler<Record<string, unknown>, R>
+): ActionDefinition<N, CustomWire<Record<string, unknown>, ReplyData<R>>>
 export function action (
   name: string,
   optionsOrHandler: ActionOptions<TSchema | undefined> | ActionHandler<any>,
@@ -139,16 +159,17 @@ export function action (
     stream: false,
     needsModel: false,
     permissions: options.permissions,
+    describe: () => ({ args: options.schema, ...options.doc }),
     handler
   }
 }
 
 /** For mixins: an action that runs against the route's model. */
-export function modelAction (
-  name: string,
+export function modelAction<const N extends string> (
+  name: N,
   handler: ActionHandler<Record<string, unknown>>,
-  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind, observes?: boolean } = {}
-): ActionDefinition {
+  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind, observes?: boolean, describe?: ActionDescriber } = {}
+): ActionDefinition<N, never> {
   return {
     name,
     input: options.input,
@@ -158,6 +179,7 @@ export function modelAction (
     stream: options.stream === true,
     needsModel: true,
     permissions: options.permissions,
+    describe: options.describe,
     handler
   }
 }

@@ -8,6 +8,7 @@
 import type { EntityName, MikroORM } from '@mikro-orm/core'
 import type { TSchema } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
+import { documentOf, type AsyncApiDocument, type AsyncApiOptions } from './asyncapi.js'
 import { HookAfterReady, InvalidOption } from './errors.js'
 import { addPreActionHook, type PreActionHook } from './hooks.js'
 import { declareMultiplex, type MultiplexOptions } from './multiplexer.js'
@@ -63,6 +64,11 @@ export interface WsRest {
   addHook: (name: 'preAction', hook: PreActionHook) => void
   /** The MikroORM instance the plugin was registered with. */
   readonly orm: MikroORM | undefined
+  /**
+   * The AsyncAPI 3.0 document of every route declared so far (all contexts of this
+   * registration), as plain JSON. `options` override the plugin option's `info` and `servers`.
+   */
+  asyncapi: (options?: AsyncApiOptions) => AsyncApiDocument
 }
 
 /** Build the `wsRest` getter: one facade per encapsulation context, made on first access. */
@@ -99,7 +105,8 @@ export function wsRestGetter (state: PluginState): (this: FastifyInstance) => Ws
           if (state.ready) throw new HookAfterReady()
           addPreActionHook(instance, hook)
         },
-        orm: state.options.orm
+        orm: state.options.orm,
+        asyncapi: (options) => documentOf(state, options)
       }
       facades.set(this, facade)
     }

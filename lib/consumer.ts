@@ -19,12 +19,13 @@ import {
   MethodNotAllowed,
   Throttled,
   TooManySubscriptions,
+  ValidationError,
   isClientError,
   wireErrors
 } from './errors.js'
 import type { GenericModel } from './generic.js'
 import type { GroupMessage } from './observer/changes.js'
-import { groupRenderer, Subscription, type EventSink, type ModelView } from './observer/subscription.js'
+import { groupRenderer, Subscription, type EventSink, type ModelView, type Rendered } from './observer/subscription.js'
 import { checkPermissions } from './permissions.js'
 import {
   encodeEnvelope,
@@ -35,6 +36,7 @@ import {
   type ActionRequest,
   type Reply
 } from './protocol.js'
+import { parseResume, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRequest } from './resume.js'
 import type { CompiledAction, CompiledRoute } from './route.js'
 import type { FrameReceiver, Session } from './session.js'
 import type { PluginState } from './state.js'
@@ -42,6 +44,19 @@ import { kConnection } from './symbols.js'
 
 /** Most events one consumer holds back while earlier ones wait on their permission checks. */
 const MAX_QUEUED_EVENTS = 1024
+
+/** A message's `resume` request, and what became of it once its action subscribed. */
+interface PendingResume {
+  /** The message's request_id, encoded: which of its subscriptions becomes resumable. */
+  readonly requestIdJson: string
+  readonly request: ResumeRequest
+  subscription?: Subscription
+  /** Settles once the subscription is resumable: resumed (200), new (201), or refetch (410) with nothing to replay. */
+  outcome?: Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }>
+}
+
+/** The `resume` reply's text when the missed events are gone. */
+const REFETCH = 'The events missed since the last one received are no longer available; fetch the data again.'
 
 /** The context of one message. The EntityManager is forked on first use, so actions that never touch the database pay nothing. */
 export class MessageContext implements ActionContext {
@@ -54,7 +69,7 @@ export class MessageContext implements ActionContext {
   }
 
   get request (): FastifyRequest { return this[kConnection].request }
-  get log (): FastifyBaseLogger { return this[kConnection].request.log }
+  get log (): FastifyBaseLogger { return this[kConnection].log }
   get model (): GenericModel | undefined { return this[kConnection].route.model }
   get signal (): AbortSignal { return this[kConnection].signal }
 
@@ -120,6 +135,8 @@ export class Connection implements FrameReceiver, EventSink {
   /** Events wait here while an earlier one's permission check runs, so they arrive in publish order. */
   private eventTail: Promise<void> = Promise.resolve()
   private eventsQueued = 0
+  /** `resume` requests of the messages running now, by request_id: the subscription each makes becomes resumable. */
+  private resumes: Map<string, PendingResume> | undefined
 
   constructor (
     readonly session: Session,
@@ -127,7 +144,15 @@ export class Connection implements FrameReceiver, EventSink {
     private readonly state: PluginState,
     /** The stream this consumer answers on, on a multiplexed route. */
     readonly stream?: string
-  ) {}
+  ) {
+    this.log = stream === undefined ? session.log : session.log.child({ stream })
+    this.debug = this.log.level === 'debug' || this.log.level === 'trace'
+  }
+
+  /** The socket's logger (connection id, route), with the stream on a multiplexed route. */
+  readonly log: FastifyBaseLogger
+  /** Whether each action gets its debug line: checked once, so the hot path pays nothing when it does not. */
+  private readonly debug: boolean
 
   get request (): FastifyRequest { return this.session.request }
 
@@ -203,7 +228,11 @@ export class Connection implements FrameReceiver, EventSink {
   private async execute (compiled: CompiledAction, request: ActionRequest, inTurn: boolean): Promise<void> {
     const { def } = compiled
     const ctx = new MessageContext(this, def.name, request.requestId)
+    const started = this.debug ? performance.now() : 0
+    let status = 200
+    let resume: PendingResume | undefined
     try {
+      if (request.resume !== undefined) resume = this.expectResume(request)
       // Permissions come first, before validation or any lookup (DCRF's order).
       if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
       for (const hook of this.route.preActionHooks) await hook(ctx, request.args)
@@ -213,14 +242,24 @@ export class Connection implements FrameReceiver, EventSink {
         : def.handler(ctx, args)
       // A synchronous handler's result is used as it is: no promise-queue turn per message.
       const settled = result instanceof Promise ? await result : result
+      if (resume !== undefined) await this.announceResume(resume)
+      status = settled?.status ?? 200
       if (!def.stream) {
-        this.send({ action: def.name, status: settled?.status ?? 200, data: settled?.data ?? null, errors: [], requestId: request.requestId })
+        this.send({ action: def.name, status, data: settled?.data ?? null, errors: [], requestId: request.requestId })
       }
     } catch (err) {
-      this.sendError(this.toProtocolError(err, def.name), def.name, request.requestId)
+      if (resume !== undefined) await this.announceResume(resume)
+      const error = this.toProtocolError(err, def.name)
+      status = error.statusCode ?? 500
+      this.sendError(error, def.name, request.requestId)
     } finally {
+      if (resume !== undefined) this.finishResume(resume)
       ctx.release()
       if (inTurn) this.queued--
+      if (this.debug) {
+        const ms = Math.round((performance.now() - started) * 1000) / 1000
+        this.log.debug({ action: def.name, requestId: request.requestId, status, ms }, 'fastify-ws-rest: action')
+      }
     }
   }
 
@@ -229,7 +268,7 @@ export class Connection implements FrameReceiver, EventSink {
     if (isClientError(err)) return err
     const translated = translateDatabaseError(err, this.route.model?.meta)
     if (translated !== undefined) return translated
-    this.request.log.error({ err, action, route: this.route.path }, 'fastify-ws-rest: action failed')
+    this.log.error({ err, action }, 'fastify-ws-rest: action failed')
     return new InternalError()
   }
 
@@ -245,7 +284,7 @@ export class Connection implements FrameReceiver, EventSink {
       text = encodeReply(reply)
     } catch (err) {
       // data that JSON cannot encode (a BigInt, a cycle) is a server bug, not the client's.
-      this.request.log.error({ err, action: reply.action }, 'fastify-ws-rest: reply could not be encoded')
+      this.log.error({ err, action: reply.action }, 'fastify-ws-rest: reply could not be encoded')
       text = encodeReply({ ...reply, status: 500, data: null, errors: wireErrors(new InternalError()) })
     }
     return this.sendText(text)
@@ -272,6 +311,11 @@ export class Connection implements FrameReceiver, EventSink {
     }
     this.subscriptions.set(subscription.key, subscription)
     this.state.hub.add(subscription)
+    const resume = this.resumes?.get(subscription.requestIdJson)
+    if (resume !== undefined && resume.subscription === undefined) {
+      resume.subscription = subscription
+      resume.outcome = this.makeResumable(subscription, resume.request)
+    }
     return true
   }
 
@@ -289,34 +333,165 @@ export class Connection implements FrameReceiver, EventSink {
   private dropSubscription (subscription: Subscription): void {
     // Inactive first: a delivery already waiting on a permission check is dropped, not sent after the unsubscribe reply.
     subscription.active = false
-    this.subscriptions.delete(subscription.key)
+    if (this.subscriptions.get(subscription.key) === subscription) this.subscriptions.delete(subscription.key)
     this.state.hub.remove(subscription)
+    const resume = subscription.resume
+    if (resume !== undefined) {
+      clearTimeout(resume.parked)
+      if (resume.holder !== undefined) this.state.resume?.release(resume.key, resume.holder)
+    }
   }
 
-  /** A subscription's event, sent in publish order after its permission check. */
+  /**
+   * A subscription's event, sent in publish order after its permission check. An event of
+   * a resumable subscription is numbered and kept when it is sent — or, once the socket has
+   * gone, only kept, until the subscription is claimed or its window ends.
+   */
   deliverEvent (subscription: Subscription, message: GroupMessage): void {
-    if (!this.session.open) return
+    const resume = subscription.resume
+    if (!this.session.open && resume?.parked === undefined) return
     const rendered = subscription.render(message)
     if (rendered === undefined) return
-    const frame = encodeEvent(rendered.action, rendered.status, rendered.dataJson, subscription.requestIdJson)
-    if (subscription.permit === undefined && this.eventsQueued === 0) {
-      this.sendText(frame)
-      return
+    if (resume === undefined) {
+      const frame = encodeEvent(rendered.action, rendered.status, rendered.dataJson, subscription.requestIdJson)
+      if (subscription.permit === undefined && this.eventsQueued === 0) this.sendText(frame)
+      else this.afterEarlierEvents(subscription, () => this.sendText(frame))
+    } else {
+      // Always in turn, even without a permission check: numbers follow publish order.
+      const id = typeof message.id === 'string' ? message.id : ''
+      this.afterEarlierEvents(subscription, () => this.emitResumable(subscription, id, rendered))
     }
+  }
+
+  /** Run `emit` once the events before it are out and the subscriber's permissions still allow it. */
+  private afterEarlierEvents (subscription: Subscription, emit: () => void): void {
     if (this.eventsQueued >= MAX_QUEUED_EVENTS) {
       // Events waiting on slow permission checks are memory too: bounded like the socket's buffer.
-      this.session.dropSlow(`${MAX_QUEUED_EVENTS} events waiting for their permission checks`)
+      const resume = subscription.resume
+      // The event dropped here would be a silent gap in the numbering: the subscription cannot be resumed past it.
+      if (resume !== undefined) resume.broken = true
+      if (resume?.parked !== undefined) this.dropSubscription(subscription)
+      else this.session.dropSlow(`${MAX_QUEUED_EVENTS} events waiting for their permission checks`)
       return
     }
     this.eventsQueued++
     this.eventTail = this.eventTail.then(async () => {
       try {
         if (subscription.permit !== undefined && !(await subscription.permit())) return
-        if (subscription.active) this.sendText(frame)
+        if (subscription.active) emit()
       } catch (err) {
-        this.request.log.error({ err, route: this.route.path }, 'fastify-ws-rest: permission check of an event failed; event not sent')
+        this.log.error({ err }, 'fastify-ws-rest: permission check of an event failed; event not sent')
       } finally {
         this.eventsQueued--
+      }
+    })
+  }
+
+  private emitResumable (subscription: Subscription, id: string, rendered: Rendered): void {
+    const resume = subscription.resume as ResumeState
+    if (resume.held !== undefined) {
+      resume.held.push({ id, ...rendered })
+      return
+    }
+    const event = resume.record(id, rendered)
+    if (resume.parked === undefined) this.sendEvent(subscription, event)
+  }
+
+  private sendEvent (subscription: Subscription, event: LoggedEvent): void {
+    this.sendText(encodeEvent(event.action, event.status, event.dataJson, subscription.requestIdJson, event.seq))
+  }
+
+  // ------------------------------------------------------------------ resuming
+
+  /** Where a resumable subscription of this consumer lives: the route, and the stream on a multiplexed one. */
+  private get resumeRoute (): string {
+    return `${this.route.path}#${this.stream ?? ''}`
+  }
+
+  /** A message's `resume` key: checked, and remembered until its action has subscribed. Ignored when resuming is off. */
+  private expectResume (request: ActionRequest): PendingResume | undefined {
+    if (this.state.resume === undefined) return undefined
+    const parsed = parseResume(request.resume)
+    if (typeof parsed === 'string') throw ValidationError.field('resume', parsed)
+    const pending: PendingResume = { requestIdJson: JSON.stringify(request.requestId) ?? 'null', request: parsed }
+    ;(this.resumes ??= new Map()).set(pending.requestIdJson, pending)
+    return pending
+  }
+
+  /**
+   * Make a subscription resumable under the client's key. Resuming, it holds its live
+   * events back while it claims the key, then keeps the claimed numbering when the
+   * client's last seen event is still there, and starts afresh (410) when it is not.
+   */
+  private async makeResumable (subscription: Subscription, request: ResumeRequest): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
+    const registry = this.state.resume!
+    const resume = new ResumeState(request.key, this.resumeRoute, registry.options.maxEvents)
+    subscription.resume = resume
+    if (request.seq === undefined) {
+      this.hold(subscription)
+      return { status: 201, replay: [] }
+    }
+    resume.held = []
+    let handoff: Handoff | undefined
+    try {
+      handoff = await registry.claim(request.key, resume.route)
+    } catch (err) {
+      this.log.error({ err }, 'fastify-ws-rest: claiming a subscription to resume failed')
+    }
+    if (subscription.active) this.hold(subscription)
+    const replay = resume.continueFrom(handoff, request.seq)
+    return replay === undefined ? { status: 410, replay: [] } : { status: 200, replay }
+  }
+
+  /** Register a resumable subscription as the holder of its key. */
+  private hold (subscription: Subscription): void {
+    const resume = subscription.resume as ResumeState
+    const holder: Holder = {
+      route: resume.route,
+      surrender: async () => await this.surrender(subscription),
+      drop: () => this.dropSubscription(subscription)
+    }
+    resume.holder = holder
+    this.state.resume!.hold(resume.key, holder)
+  }
+
+  /** Hand a subscription over to its claimer: stop listening, finish the events already received, give up the rest. */
+  private async surrender (subscription: Subscription): Promise<Handoff> {
+    const resume = subscription.resume as ResumeState
+    this.state.hub.remove(subscription)
+    await this.eventTail
+    this.dropSubscription(subscription)
+    return { seq: resume.seq, events: [...resume.log] }
+  }
+
+  /** The `resume` reply, sent before the subscribing action's own reply. */
+  private async announceResume (pending: PendingResume): Promise<void> {
+    if (pending.outcome === undefined) return
+    const { status } = await pending.outcome
+    const resume = pending.subscription!.resume as ResumeState
+    const requestId = pending.subscription!.requestId
+    if (status === 410) {
+      this.send({ action: 'resume', status, data: null, errors: [REFETCH], requestId })
+      return
+    }
+    const seq = pending.request.seq ?? 0
+    this.send({ action: 'resume', status, data: { key: resume.key, seq, replayed: resume.seq - seq }, errors: [], requestId })
+  }
+
+  /** After the subscribing action's reply: the missed events, then those that arrived meanwhile and were not among them. */
+  private finishResume (pending: PendingResume): void {
+    if (this.resumes?.get(pending.requestIdJson) === pending) this.resumes.delete(pending.requestIdJson)
+    const subscription = pending.subscription
+    if (subscription === undefined || pending.outcome === undefined) return
+    void pending.outcome.then(({ replay }) => {
+      const resume = subscription.resume as ResumeState
+      if (resume.held === undefined) return
+      for (const event of replay) this.sendEvent(subscription, event)
+      const seen = new Set(resume.log.map((e) => e.id))
+      const held = resume.held
+      resume.held = undefined
+      for (const { id, ...rendered } of held) {
+        if (id === '' || !seen.has(id)) this.emitResumable(subscription, id, rendered)
       }
     })
   }
@@ -394,10 +569,18 @@ export class Connection implements FrameReceiver, EventSink {
     this.scopes.clear()
   }
 
-  /** The socket is gone: cancel detached work, release every subscription. */
+  /**
+   * The socket is gone: cancel detached work, release every subscription — but park the
+   * resumable ones, which keep their events for a reconnect until their window ends.
+   */
   release (): void {
     this.abortAll()
-    this.removeSubscriptions(() => true)
+    const registry = this.state.resume
+    this.removeSubscriptions((s) => registry === undefined || s.resume === undefined || s.resume.broken)
+    for (const subscription of this.subscriptions.values()) {
+      const resume = subscription.resume as ResumeState
+      resume.parked = setTimeout(() => this.dropSubscription(subscription), registry!.options.window).unref()
+    }
   }
 
   /** Shutdown: cancel detached work, let in-flight actions finish (and commit) up to `timeoutMs`. */

@@ -133,4 +133,9 @@ export function declareMultiplex (instance: FastifyInstance, state: PluginState,
     const session = new Session(socket, request, limits, state)
     session.attach(new Multiplexer(session, streams, refusedStreams.get(request) ?? new Set(), state, state.options.maxDepth))
   })
+  state.declared.push({
+    kind: 'multiplex',
+    path: instance.prefix + path,
+    streams: [...streams].map(([name, route]) => ({ name, route, options: options.streams[name] }))
+  })
 }

@@ -13,8 +13,10 @@ export interface ActionRequest {
   action: unknown
   /** The `request_id` key, echoed verbatim; `null` when absent. */
   requestId: unknown
-  /** Every key but `action` and `request_id`. */
+  /** Every key but `action`, `request_id` and `resume`. */
   args: Record<string, unknown>
+  /** The `resume` key (resumable subscriptions, see lib/resume.ts), unchecked; `undefined` when absent. */
+  resume?: unknown
 }
 
 /** One reply or event, before encoding. */
@@ -109,8 +111,8 @@ export function toRequest (value: unknown): ActionRequest | FrameError {
   if (!isPlainObject(value)) {
     return new FrameError(new BadFrame(`Invalid message. Expected a JSON object, but got ${jsonTypeName(value)}.`))
   }
-  const { action, request_id: requestId, ...args } = value
-  return { action, requestId: requestId === undefined ? null : requestId, args }
+  const { action, request_id: requestId, resume, ...args } = value
+  return { action, requestId: requestId === undefined ? null : requestId, args, resume }
 }
 
 /** Parse one text frame into a request, or a {@link FrameError} to answer with. */
@@ -185,8 +187,10 @@ export function encodeReply (reply: Reply): string {
 /**
  * Encode an event from pieces already JSON-encoded: the data is encoded once per event
  * and shared by every subscriber, and each subscription encodes its request_id once.
- * Same five keys, same order as {@link encodeReply}.
+ * Same five keys, same order as {@link encodeReply}; an event of a resumable subscription
+ * carries its sequence number as a sixth, `seq`.
  */
-export function encodeEvent (action: string, status: number, dataJson: string, requestIdJson: string): string {
-  return `{"errors":[],"data":${dataJson},"action":${JSON.stringify(action)},"response_status":${status},"request_id":${requestIdJson}}`
+export function encodeEvent (action: string, status: number, dataJson: string, requestIdJson: string, seq?: number): string {
+  const tail = seq === undefined ? '}' : `,"seq":${seq}}`
+  return `{"errors":[],"data":${dataJson},"action":${JSON.stringify(action)},"response_status":${status},"request_id":${requestIdJson}${tail}`
 }

@@ -36,7 +36,7 @@ export interface RouteOptions<
   R extends TSchema = TSchema
 > extends Partial<ModelOptions<E, C, U, R>> {
   /** The route's actions: mixins and custom actions, in any combination. */
-  actions: Array<ActionDefinition | readonly ActionDefinition[]>
+  actions: ReadonlyArray<ActionDefinition<any, any> | readonly ActionDefinition<any, any>[]>
   /** Checked at connect (`canConnect`) and before every action (`hasPermission`); all must allow. Default: allow any. */
   permissions?: Permission[]
   /** Fastify hooks on the upgrade request; replying from one (e.g. 401/403) refuses the socket. */
@@ -47,6 +47,35 @@ export interface RouteOptions<
   config?: FastifyContextConfig
   /** Largest frame this route accepts, in bytes (default: the plugin's `maxPayload`). */
   maxPayload?: number
+}
+
+/** Route options whose `actions` keep their names and wires (see {@link defineRoute}). */
+export type RouteDefinition<
+  E extends object = any,
+  C extends TSchema = TSchema,
+  U extends TSchema = TSchema,
+  R extends TSchema = TSchema,
+  A extends RouteOptions['actions'] = RouteOptions['actions']
+> = Omit<RouteOptions<E, C, U, R>, 'actions'> & { actions: A }
+
+/**
+ * Route options kept exactly as typed — each action's name and wire included — so one
+ * definition serves both the server (`app.wsRest.route(path, definition)`) and the typed
+ * client (`createClient<typeof definition>(url)`, an `import type` only).
+ *
+ * ```ts
+ * export const users = defineRoute({ entity: User, schema: { create, update, response }, actions: [mixins.create(), …] })
+ * app.wsRest.route('/ws/users/', users)
+ * ```
+ */
+export function defineRoute<
+  E extends object,
+  C extends TSchema = TSchema,
+  U extends TSchema = TSchema,
+  R extends TSchema = TSchema,
+  const A extends RouteOptions['actions'] = RouteOptions['actions']
+> (options: RouteOptions<E, C, U, R> & { actions: A }): RouteDefinition<E, C, U, R, A> {
+  return options
 }
 
 /** An action with everything it needs at message time, resolved at registration. */
@@ -218,5 +247,7 @@ export function declareRoute (instance: FastifyInstance, state: PluginState, pat
     const session = new Session(socket, request, limits, state)
     session.attach(new Connection(session, route, state))
   })
+  // The address clients reach: the route is registered under the context's prefix.
+  state.declared.push({ kind: 'route', path: instance.prefix + path, route, options })
   return route
 }

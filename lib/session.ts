@@ -5,7 +5,7 @@
  * A plain route has one consumer ({@link Connection}) per session; a multiplexed route
  * has one per stream, all sharing this socket.
  */
-import type { FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import { BadFrame } from './errors.js'
 import { FrameError } from './protocol.js'
@@ -79,6 +79,8 @@ export class Session {
   private readonly bucket: TokenBucket
   /** Cleared when a ping goes out, set again by the pong: still clear at the next ping → a dead peer. */
   private alive = true
+  /** This socket's logger: every line carries the connection id and the route. */
+  readonly log: FastifyBaseLogger
 
   constructor (
     readonly socket: WebSocket,
@@ -86,6 +88,8 @@ export class Session {
     private readonly limits: SessionLimits,
     private readonly state: PluginState
   ) {
+    // The route's pattern, never the URL: a query string may carry a token.
+    this.log = request.log.child({ connection: request.id, route: request.routeOptions.url })
     this.bucket = new TokenBucket(limits.maxActionsPerSecond)
     // Attached synchronously, before anything awaits, or the client's first frames are lost.
     socket.on('message', (data, isBinary) => this.onFrame(data, isBinary))
@@ -99,7 +103,7 @@ export class Session {
   heartbeat (): void {
     if (this.released) return
     if (!this.alive) {
-      this.request.log.info('fastify-ws-rest: no pong since the last ping; socket dropped')
+      this.log.info('fastify-ws-rest: no pong since the last ping; socket dropped')
       this.release()
       this.socket.terminate()
       return
@@ -156,7 +160,7 @@ export class Session {
   /** Give up on a client that does not keep up: release everything now, and close with 1013. */
   dropSlow (why: string): void {
     if (this.released) return
-    this.request.log.warn({ buffered: this.socket.bufferedAmount, why }, 'fastify-ws-rest: client is not keeping up; socket closed (1013)')
+    this.log.warn({ buffered: this.socket.bufferedAmount, why }, 'fastify-ws-rest: client is not keeping up; socket closed (1013)')
     this.release()
     this.socket.close(CLOSE_SLOW_CONSUMER, 'Client too slow')
   }

@@ -3,9 +3,11 @@
  */
 import type { MikroORM } from '@mikro-orm/core'
 import type { WebsocketPluginOptions } from '@fastify/websocket'
+import { resolveAsyncApiOption, type AsyncApiPluginOptions, type DeclaredRoute, type ResolvedAsyncApi } from './asyncapi.js'
 import type { BroadcastLayer } from './layers/layer.js'
 import { MemoryLayer } from './layers/memory.js'
 import type { Hub } from './observer/hub.js'
+import { resolveResume, type ResolvedResume, type ResumeOptions, type ResumeRegistry } from './resume.js'
 import type { CompiledRoute } from './route.js'
 import type { Session } from './session.js'
 import { InvalidOption } from './errors.js'
@@ -22,6 +24,11 @@ export interface WsRestOptions {
   closeTimeout?: number
   /** Options for @fastify/websocket, used only when the plugin registers it (the app has not). */
   websocket?: WebsocketPluginOptions
+  /**
+   * Serve the AsyncAPI 3.0 document of the declared routes at `path` (default
+   * `/asyncapi.json`), a plain HTTP GET; `true` for the defaults. Off by default.
+   */
+  asyncapi?: AsyncApiPluginOptions | boolean
   /**
    * How events reach subscribers: in this process (default, a new `MemoryLayer`), or
    * across every instance sharing a `RedisLayer`. The plugin closes it with the app.
@@ -54,6 +61,13 @@ export interface WsRestOptions {
    * next one is dropped (a dead peer, a vanished network). 0 turns heartbeats off. Default 30 s.
    */
   heartbeatInterval?: number
+  /**
+   * Resumable subscriptions (a client's subscribe frame carrying `"resume"`): how long a
+   * subscription whose socket went away keeps its events for a reconnect, how many it
+   * keeps, and how long a claim waits for another instance. `false` turns them off.
+   * Default `{ window: 60000, maxEvents: 500, claimTimeout: 1000 }`.
+   */
+  resume?: ResumeOptions | false
 }
 
 /** Options after defaults. */
@@ -63,6 +77,7 @@ export interface ResolvedOptions {
   maxDepth: number
   closeTimeout: number
   websocket: WebsocketPluginOptions
+  asyncapi: ResolvedAsyncApi | undefined
   broadcast: BroadcastLayer
   maxOutbound: number
   allowedOrigins: ((origin: string) => boolean) | undefined
@@ -72,6 +87,7 @@ export interface ResolvedOptions {
   maxConnections: number
   maxConnectionsPerIp: number
   heartbeatInterval: number
+  resume: ResolvedResume | false
 }
 
 /** State shared by every route of one registration. */
@@ -83,12 +99,16 @@ export interface PluginState {
   readonly perIp: Map<string, number>
   /** Subscriptions, by group, on the broadcast layer. */
   readonly hub: Hub
+  /** Resumable subscriptions' holders and claims; `undefined` when resuming is off. */
+  readonly resume: ResumeRegistry | undefined
   /** Start publishing the changes of an entity (by class name). */
   observe: (className: string) => void
   /** `app.wsRest.observe`: publish an entity's changes, also to the groups `groups` names. */
   observeEntity: (entity: unknown, groups?: (change: any) => Iterable<string>) => void
   /** Declared routes, whose hook chains are fixed when the app is ready. */
   readonly routes: CompiledRoute[]
+  /** Routes and multiplexed routes as declared, in order: what the AsyncAPI document describes. */
+  readonly declared: DeclaredRoute[]
   /** Set once the app is ready: no more preAction hooks from then on. */
   ready: boolean
 }
@@ -125,6 +145,7 @@ export function resolveOptions (options: WsRestOptions | undefined): ResolvedOpt
     maxDepth: positiveInteger('maxDepth', opts.maxDepth, 64),
     closeTimeout: positiveInteger('closeTimeout', opts.closeTimeout, 10_000),
     websocket: websocket as WebsocketPluginOptions,
+    asyncapi: resolveAsyncApiOption(opts.asyncapi),
     broadcast: checkLayer(opts.broadcast),
     maxOutbound: positiveInteger('maxOutbound', opts.maxOutbound, 4 * 1024 * 1024),
     allowedOrigins: checkOrigins(opts.allowedOrigins),
@@ -133,7 +154,8 @@ export function resolveOptions (options: WsRestOptions | undefined): ResolvedOpt
     maxSubscriptions: positiveInteger('maxSubscriptions', opts.maxSubscriptions, 1000),
     maxConnections: positiveInteger('maxConnections', opts.maxConnections, 10_000),
     maxConnectionsPerIp: positiveInteger('maxConnectionsPerIp', opts.maxConnectionsPerIp, 1000),
-    heartbeatInterval: opts.heartbeatInterval === 0 ? 0 : positiveInteger('heartbeatInterval', opts.heartbeatInterval, 30_000)
+    heartbeatInterval: opts.heartbeatInterval === 0 ? 0 : positiveInteger('heartbeatInterval', opts.heartbeatInterval, 30_000),
+    resume: resolveResume(opts.resume)
   }
 }
 

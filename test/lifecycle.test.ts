@@ -115,7 +115,7 @@ t.test('app.close() waits for in-flight actions at most closeTimeout, then close
   app.wsRest.route('/ws/', {
     actions: [action('stuck', async () => {
       started.resolve()
-      return await new Promise(() => {}) // never settles: a handler that hangs must not hang shutdown
+      return await new Promise<never>(() => {}) // never settles: a handler that hangs must not hang shutdown
     })]
   })
   await app.listen({ port: 0, host: '127.0.0.1' })

@@ -32,6 +32,11 @@ export interface BroadcastLayer {
   listen: (group: string, listener: GroupListener) => void
   /** Stop delivering `group`'s messages to `listener`; the layer forgets a group with no listener left. */
   unlisten: (group: string, listener: GroupListener) => void
+  /**
+   * True when the layer reaches other processes (Redis): a resumed subscription may then
+   * be held by another instance, and is claimed from it through the layer.
+   */
+  readonly remote?: boolean
   /** The groups this process listens to (for tests and diagnostics). */
   groups: () => string[]
   /** Release connections and listeners. Safe to call more than once. */

@@ -75,6 +75,7 @@ const ROLE_NAMES: Record<Role, string> = { pub: 'publisher', sub: 'subscriber' }
  * `init` with the app's logger and `close` when the app closes.
  */
 export class RedisLayer implements BroadcastLayer {
+  readonly remote = true
   /**
    * This instance's random id. It tags the messages it publishes, so it can ignore their
    * echo, and names its Redis connections `<prefix>pub:<id>` and `<prefix>sub:<id>`

@@ -8,9 +8,9 @@ import type { Permission } from '../permissions.js'
 import { compileShaper, type Shaper } from '../shape.js'
 
 /** Options every mixin takes. */
-export interface MixinOptions {
+export interface MixinOptions<Response extends TSchema | undefined = TSchema | undefined> {
   /** Serialize this action's replies by another schema than the route's response schema. */
-  response?: TSchema
+  response?: Response
   /** Overrides the route's permissions for this action. */
   permissions?: Permission[]
 }

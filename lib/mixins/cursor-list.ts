@@ -1,19 +1,36 @@
 import type { FilterQuery } from '@mikro-orm/core'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
+import { integerArg, type ActionDescriber } from '../asyncapi.js'
 import { CursorCodec, keysetCondition, type CursorOptions, type CursorPosition } from '../cursor.js'
 import type { OrderStep } from '../filtering.js'
 import { LimitOffsetPaginator } from '../pagination.js'
 import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import type { MixinWire } from '../wire.js'
 
 /**
  * `list {cursor?, limit?, filter?, ordering?, search?}` → 200 with `{results, next, previous}`,
  * cursors opaque strings or null. A cursor carries its ordering, so later pages keep the
  * first page's order; the filter and search are applied again from each message.
  */
-export function cursorList (options: MixinOptions & CursorOptions = {}): ActionDefinition {
+export function cursorList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & CursorOptions = {}): ActionDefinition<'list', MixinWire<'cursor_list', Response>> {
   const shaper = shaperOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const codec = new CursorCodec(options.secret)
+  const describe: ActionDescriber = (route) => ({
+    summary: 'One page by cursor (keyset pagination): no row skipped or repeated while rows change.',
+    args: Type.Object({
+      ...route.query,
+      ...route.ordering,
+      cursor: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: '`next` or `previous` of a page; absent for the first page.' })),
+      limit: integerArg(`Page size: default ${paginator.defaultLimit}, at most ${paginator.maxLimit} (a larger one is capped).`)
+    }),
+    data: Type.Object({
+      results: Type.Array(options.response ?? route.response),
+      next: Type.Union([Type.String(), Type.Null()]),
+      previous: Type.Union([Type.String(), Type.Null()])
+    })
+  })
   return modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
     const query = model.listQuery(args)
@@ -60,5 +77,5 @@ export function cursorList (options: MixinOptions & CursorOptions = {}): ActionD
       next = last !== undefined ? at(last, 'after') : at(undefined, 'after', true)
     }
     return { data: { results: model.serialize(page, shaper(model)), next, previous } }
-  }, { permissions: options.permissions })
+  }, { permissions: options.permissions, describe })
 }

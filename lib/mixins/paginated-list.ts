@@ -1,16 +1,29 @@
+import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
+import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi.js'
 import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
 import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import type { MixinWire } from '../wire.js'
 
 /** `list {limit?, offset?, filter?, ordering?, search?}` → 200 with `{count, results, limit, offset}`. */
-export function paginatedList (options: MixinOptions & PaginationOptions = {}): ActionDefinition {
+export function paginatedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): ActionDefinition<'list', MixinWire<'paginated_list', Response>> {
   const shaper = shaperOf(options)
   const paginator = new LimitOffsetPaginator(options)
+  const describe: ActionDescriber = (route) => ({
+    summary: 'One page of the objects the connection may see, filtered, searched and ordered as asked.',
+    args: Type.Object({
+      ...route.query,
+      ...route.ordering,
+      limit: integerArg(`Page size: default ${paginator.defaultLimit}, at most ${paginator.maxLimit} (a larger one is capped).`),
+      offset: integerArg('Objects to skip (default 0).')
+    }),
+    data: pageSchema(options.response ?? route.response)
+  })
   return modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
     const query = model.listQuery(args)
     const page = paginator.page(args)
     const { results, count } = await model.page(ctx, query, page)
     return { data: { count, results: model.serialize(results, shaper(model)), limit: page.limit, offset: page.offset } }
-  }, { permissions: options.permissions })
+  }, { permissions: options.permissions, describe })
 }

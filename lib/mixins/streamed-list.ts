@@ -1,6 +1,9 @@
+import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
+import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi.js'
 import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
 import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import type { MixinWire } from '../wire.js'
 
 /** The cancellation scope shared by streamed lists and `list_cancel`. */
 const STREAM_SCOPE = 'list'
@@ -11,9 +14,23 @@ const STREAM_SCOPE = 'list'
  * stops every stream in flight on the socket. Streams are detached, so several run at
  * once and the socket's other actions are not held up behind them.
  */
-export function streamedList (options: MixinOptions & PaginationOptions = {}): ActionDefinition[] {
+export function streamedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): [ActionDefinition<'list', MixinWire<'streamed_list', Response>>, ActionDefinition<'list_cancel', MixinWire<'list_cancel'>>] {
   const shaper = shaperOf(options)
   const paginator = new LimitOffsetPaginator(options)
+  const describe: ActionDescriber = (route) => ({
+    summary: 'The list, one reply per page (offsets 0, limit, 2·limit …) until offset + limit >= count.',
+    args: Type.Object({
+      ...route.query,
+      ...route.ordering,
+      limit: integerArg(`Page size: default ${paginator.defaultLimit}, at most ${paginator.maxLimit} (a larger one is capped).`)
+    }),
+    data: pageSchema(options.response ?? route.response)
+  })
+  const describeCancel: ActionDescriber = () => ({
+    summary: 'Stop every streamed list in flight on this socket.',
+    args: Type.Object({}),
+    data: Type.Null()
+  })
   const stream = modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
     const signal = ctx.cancellable(STREAM_SCOPE)
@@ -27,10 +44,10 @@ export function streamedList (options: MixinOptions & PaginationOptions = {}): A
       if (offset + limit >= count) break
     }
     return {}
-  }, { detached: true, stream: true, permissions: options.permissions })
+  }, { detached: true, stream: true, permissions: options.permissions, describe })
   const cancel = modelAction('list_cancel', (ctx) => {
     ctx.cancel(STREAM_SCOPE)
     return { data: null }
-  }, { permissions: options.permissions })
+  }, { permissions: options.permissions, describe: describeCancel })
   return [stream, cancel]
 }

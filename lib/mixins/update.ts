@@ -1,6 +1,9 @@
+import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
+import type { ActionDescriber } from '../asyncapi.js'
 import type { InputKind } from '../generic.js'
 import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import type { MixinWire } from '../wire.js'
 
 /**
  * The shared body of update and patch: look up, validate `data` as a whole object
@@ -8,16 +11,21 @@ import { modelOf, shaperOf, type MixinOptions } from './common.js'
  * its own, or with other sockets' changes in one flush (group commit).
  * A `version` argument that is not the current one is a 409.
  */
-export function changeAction (name: string, kind: InputKind, options: MixinOptions): ActionDefinition {
+export function changeAction<const N extends string> (name: N, kind: InputKind, options: MixinOptions): ActionDefinition<N, never> {
   const shaper = shaperOf(options)
+  const describe: ActionDescriber = (route) => ({
+    summary: kind === 'patch' ? 'Change some fields of an object.' : 'Change every field of an object.',
+    args: Type.Object({ ...route.lookup, ...route.version, data: route.input(kind) }),
+    data: options.response ?? route.response
+  })
   return modelAction(name, async (ctx, args) => {
     const model = modelOf(ctx)
     const entity = await model.changeOne(ctx, kind as 'update' | 'patch', args)
     return { data: model.serialize(entity, shaper(model)) }
-  }, { permissions: options.permissions, input: kind })
+  }, { permissions: options.permissions, input: kind, describe })
 }
 
 /** `update {pk, data}` → 200 with the object. `data` must be the whole object (`schema.update`). */
-export function update (options: MixinOptions = {}): ActionDefinition {
+export function update<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): ActionDefinition<'update', MixinWire<'update', Response>> {
   return changeAction('update', 'update', options)
 }

@@ -7,6 +7,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { BroadcastLayer, BroadcastMessage } from '../layers/layer.js'
+import { randomId } from '../resume.js'
 import type { GroupMessage } from './changes.js'
 
 /** A subscription as the hub sees it: the groups it listens to, and where their messages go. */
@@ -17,6 +18,9 @@ export interface Listening {
 
 /** One app's subscriptions on a broadcast layer. */
 export class Hub {
+  /** Ids of this app's messages: an event reaching one subscriber twice (a resumed subscription) is recognised. */
+  private readonly idPrefix = randomId() + ':'
+  private published = 0
   private readonly byGroup = new Map<string, Set<Listening>>()
   private readonly listener = (group: string, message: BroadcastMessage): void => {
     const set = this.byGroup.get(group)
@@ -34,6 +38,8 @@ export class Hub {
 
   /** Publish to `group` on the layer: this app's subscribers and, on a shared layer, other instances'. */
   publish (group: string, message: GroupMessage): void {
+    // One message published to several groups keeps one id.
+    message.id ??= this.idPrefix + String(++this.published)
     this.layer.publish(group, message)
   }
 

@@ -2,13 +2,16 @@
  * The subscription mixins: `subscribeInstance` (DCRF's `subscribe_instance` /
  * `unsubscribe_instance`) and `subscribeList` (filtered-list subscriptions, beyond DCRF).
  */
+import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionContext, type ActionDefinition } from '../action.js'
+import type { ActionDescriber } from '../asyncapi.js'
 import { MessageContext } from '../consumer.js'
 import { ValidationError } from '../errors.js'
 import { modelOf, shaperOf, type MixinOptions } from '../mixins/common.js'
 import { kConnection } from '../symbols.js'
 import { groups } from './changes.js'
 import { Subscription, modelRenderer, type ModelView } from './subscription.js'
+import type { MixinWire } from '../wire.js'
 
 /**
  * Subscribe the message's socket to `groups` under the message's request_id, with `view`
@@ -65,10 +68,27 @@ function plainKey (value: unknown): unknown {
  * checked against the scope and the action's permissions again before it is sent; a row
  * that leaves the scope arrives as a delete.
  */
-export function subscribeInstance (options: MixinOptions = {}): ActionDefinition[] {
+export function subscribeInstance<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_instance', MixinWire<'subscribe_instance', Response>>, ActionDefinition<'unsubscribe_instance', MixinWire<'unsubscribe_instance'>>] {
   const shaper = shaperOf(options)
   // A socket's subscriptions to a row are keyed by the row and the request_id: the same pair again adds nothing.
   const keyOf = (lookup: unknown): string => `instance:${JSON.stringify(lookup)}:`
+  const describe: ActionDescriber = (route) => ({
+    summary: 'Subscribe to one row\'s changes: its updates and its delete arrive with this request_id.',
+    args: Type.Object(route.lookup),
+    requiresRequestId: true,
+    status: 201,
+    data: Type.Null(),
+    events: [
+      { action: 'update', status: 200, data: options.response ?? route.response, summary: 'The row changed.' },
+      { action: 'delete', status: 204, data: Type.Object({ pk: route.pk }), summary: 'The row was deleted or left the connection\'s scope.' }
+    ]
+  })
+  const describeUnsubscribe: ActionDescriber = (route) => ({
+    summary: 'Stop this request_id\'s subscription to the row (without one, every subscription to it on the socket).',
+    args: Type.Object(route.lookup),
+    status: 204,
+    data: Type.Null()
+  })
   const subscribe = modelAction('subscribe_instance', async (ctx, args) => {
     requireRequestId(ctx)
     const model = modelOf(ctx)
@@ -78,12 +98,12 @@ export function subscribeInstance (options: MixinOptions = {}): ActionDefinition
     const group = groups.instance(model.entityName, plainKey(entity[model.primaryKey]))
     subscribeSocket(ctx, keyOf(lookup) + JSON.stringify(ctx.requestId), [group], view, { [model.lookupArg]: lookup }, false)
     return { status: 201, data: null }
-  }, { permissions: options.permissions, observes: true })
+  }, { permissions: options.permissions, observes: true, describe })
 
   const unsubscribe = modelAction('unsubscribe_instance', (ctx, args) => {
     unsubscribeSocket(ctx, keyOf(modelOf(ctx).lookupValue(args)))
     return { status: 204, data: null }
-  }, { permissions: options.permissions })
+  }, { permissions: options.permissions, describe: describeUnsubscribe })
 
   return [subscribe, unsubscribe]
 }
@@ -97,8 +117,26 @@ export function subscribeInstance (options: MixinOptions = {}): ActionDefinition
  * that request_id's subscription (or, without one, all of the socket's list subscriptions).
  * Subscribing again with the same request_id replaces the filter.
  */
-export function subscribeList (options: MixinOptions = {}): ActionDefinition[] {
+export function subscribeList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_list', MixinWire<'subscribe_list', Response>>, ActionDefinition<'unsubscribe_list', MixinWire<'unsubscribe_list'>>] {
   const shaper = shaperOf(options)
+  const describe: ActionDescriber = (route) => ({
+    summary: 'Subscribe to the rows matching a filter: rows coming to match, changing, and leaving arrive with this request_id.',
+    args: Type.Object(route.query),
+    requiresRequestId: true,
+    status: 201,
+    data: Type.Null(),
+    events: [
+      { action: 'create', status: 201, data: options.response ?? route.response, summary: 'A row came to match (created, or changed into the filter).' },
+      { action: 'update', status: 200, data: options.response ?? route.response, summary: 'A matching row changed.' },
+      { action: 'delete', status: 204, data: Type.Object({ pk: route.pk }), summary: 'A row was deleted or changed out of the filter.' }
+    ]
+  })
+  const describeUnsubscribe: ActionDescriber = () => ({
+    summary: 'Stop this request_id\'s list subscription (without one, every list subscription on the socket).',
+    args: Type.Object({}),
+    status: 204,
+    data: Type.Null()
+  })
   const subscribe = modelAction('subscribe_list', async (ctx, args) => {
     requireRequestId(ctx)
     const model = modelOf(ctx)
@@ -108,12 +146,12 @@ export function subscribeList (options: MixinOptions = {}): ActionDefinition[] {
     subscribeSocket(ctx, `list:${JSON.stringify(ctx.requestId)}`, [groups.model(model.entityName)], view,
       { filter: args.filter, search: args.search }, true)
     return { status: 201, data: null }
-  }, { permissions: options.permissions, observes: true })
+  }, { permissions: options.permissions, observes: true, describe })
 
   const unsubscribe = modelAction('unsubscribe_list', (ctx) => {
     unsubscribeSocket(ctx, 'list:')
     return { status: 204, data: null }
-  }, { permissions: options.permissions })
+  }, { permissions: options.permissions, describe: describeUnsubscribe })
 
   return [subscribe, unsubscribe]
 }

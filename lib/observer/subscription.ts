@@ -4,6 +4,7 @@
  */
 import type { Shaper } from '../shape.js'
 import type { GroupMessage, ModelMessage, Row } from './changes.js'
+import type { ResumeState } from '../resume.js'
 import type { Listening } from './hub.js'
 import type { RowPredicate } from './matcher.js'
 
@@ -28,6 +29,8 @@ export class Subscription implements Listening {
   active = true
   /** The request_id, encoded once for every event of this subscription. */
   readonly requestIdJson: string
+  /** Numbering and recent events, when the client asked for a resumable subscription. */
+  resume: ResumeState | undefined
 
   constructor (
     private readonly sink: EventSink,

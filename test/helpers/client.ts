@@ -12,6 +12,11 @@ export interface WireReply {
   action: unknown
   response_status: number
   request_id: unknown
+  /** A resumable subscription's event number. */
+  seq?: number
+  /** A multiplexed message's stream and payload. */
+  stream?: string
+  payload?: unknown
 }
 
 const DEFAULT_TIMEOUT = BOUND

@@ -75,9 +75,14 @@ export async function admin (t: Teardown): Promise<Redis> {
   return client
 }
 
-/** The channels matching `prefix*` that have at least one subscriber. */
+/**
+ * The channels matching `prefix*` that have at least one subscriber: the groups of
+ * subscriptions. The two channels each app keeps for resuming subscriptions
+ * (`wsrest:resume:…`, lib/resume.ts) are left out.
+ */
 export async function channels (client: Redis, prefix: string): Promise<string[]> {
-  return ((await client.pubsub('CHANNELS', `${prefix}*`)) as string[]).sort()
+  const all = (await client.pubsub('CHANNELS', `${prefix}*`)) as string[]
+  return all.filter((c) => !c.startsWith(`${prefix}wsrest:resume:`)).sort()
 }
 
 /** How many connections are subscribed to `channel`. */

@@ -1,0 +1,229 @@
+/**
+ * Resumable subscriptions: no event lost across a reconnect.
+ *
+ * A subscribe frame may carry `"resume": {"key": K}` (K: the client's secret for this
+ * subscription). Its events then carry `"seq": n`, numbered 1, 2, 3… per subscription, and
+ * the subscription keeps its last `maxEvents` events. When the socket goes, the
+ * subscription is *parked*: it goes on listening for `window` ms, numbering and keeping
+ * what it would have sent. A client that reconnects re-sends the subscribe frame with
+ * `"resume": {"key": K, "seq": <last seen>}`; the new subscription *claims* K from whoever
+ * holds it — a parked subscription, or a live one on a half-open socket, in this process
+ * or on another instance through the broadcast layer — and sends exactly the events after
+ * `seq`, then its own live ones, with no duplicates. Before the subscribe reply it says
+ * which happened: `"resume"` 200 (resumed), 201 (a new resumable subscription) or 410
+ * (missed events are gone: refetch).
+ *
+ * Exactly once across instances: the claimer listens to the groups *before* it claims.
+ * A layer delivers in publish order, so the holder has seen every event published before
+ * the claim; every event after the subscribe reaches the claimer; events seen by both are
+ * recognised by their id and sent once.
+ */
+import type { BroadcastLayer, BroadcastMessage } from './layers/layer.js'
+import type { GroupMessage } from './observer/changes.js'
+import type { Hub, Listening } from './observer/hub.js'
+import type { Rendered } from './observer/subscription.js'
+import { InvalidOption } from './errors.js'
+import { positiveInteger } from './state.js'
+
+/** Options of resumable subscriptions (`resume` plugin option). */
+export interface ResumeOptions {
+  /** How long a subscription whose socket went away keeps its events for a reconnect, in ms. Default 60 s. */
+  window?: number
+  /** Most events a subscription keeps for a reconnect; a client further behind is told to refetch. Default 500. */
+  maxEvents?: number
+  /** How long a claim waits for another instance to hand a subscription over, in ms. Default 1 s. */
+  claimTimeout?: number
+}
+
+export type ResolvedResume = Required<ResumeOptions>
+
+/** `false` turns resuming off (a `resume` key in a frame is then ignored, and no event carries `seq`). */
+export function resolveResume (value: unknown): ResolvedResume | false {
+  if (value === false) return false
+  if (value !== undefined && (value === null || typeof value !== 'object')) throw new InvalidOption('resume', 'must be an object or false')
+  const opts = (value ?? {}) as ResumeOptions
+  return {
+    window: positiveInteger('resume.window', opts.window, 60_000),
+    maxEvents: positiveInteger('resume.maxEvents', opts.maxEvents, 500),
+    claimTimeout: positiveInteger('resume.claimTimeout', opts.claimTimeout, 1000)
+  }
+}
+
+/** What a subscribe frame's `resume` asks for. */
+export interface ResumeRequest {
+  key: string
+  /** The last seq the client saw; absent on a first subscribe. */
+  seq: number | undefined
+}
+
+const KEY = /^[A-Za-z0-9_-]{16,128}$/
+
+/** The frame's `resume` value checked, or a message saying what it must be. */
+export function parseResume (value: unknown): ResumeRequest | string {
+  const problem = 'Expected {"key": <16 to 128 letters, digits, "-" or "_">, "seq": <an integer of 0 or more, when resuming>}.'
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return problem
+  const { key, seq } = value as Record<string, unknown>
+  if (typeof key !== 'string' || !KEY.test(key)) return problem
+  if (seq !== undefined && (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)) return problem
+  return { key, seq }
+}
+
+/** One event of a resumable subscription, numbered, as kept for a reconnect. */
+export interface LoggedEvent extends Rendered {
+  /** The published message's id: the same event reaching two subscriptions is recognised. */
+  id: string
+  seq: number
+}
+
+/** What a holder hands to the subscription that claims its key. */
+export interface Handoff {
+  /** The last seq it numbered. */
+  seq: number
+  /** The events it still has, oldest first. */
+  events: LoggedEvent[]
+}
+
+/** A resumable subscription's numbering and memory of recent events. */
+export class ResumeState {
+  seq = 0
+  readonly log: LoggedEvent[] = []
+  /** While a claim is pending: events that arrived meanwhile, not yet numbered. */
+  held: Array<Rendered & { id: string }> | undefined
+  /** Set once the socket has gone: the subscription keeps its events until claimed or expired. */
+  parked: NodeJS.Timeout | undefined
+  /** An event was lost (too many waiting on permission checks): not to be resumed. */
+  broken = false
+  /** How the registry reaches this subscription while it holds the key. */
+  holder: Holder | undefined
+
+  constructor (readonly key: string, readonly route: string, private readonly maxEvents: number) {}
+
+  /** Number an event and keep it (the oldest is forgotten past `maxEvents`). */
+  record (id: string, rendered: Rendered): LoggedEvent {
+    const event = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson }
+    this.log.push(event)
+    if (this.log.length > this.maxEvents) this.log.shift()
+    return event
+  }
+
+  /**
+   * Take over from `handoff` for a client that saw up to `seen`: the events to send again,
+   * or `undefined` when some it missed are gone (too old, or nobody held the key).
+   */
+  continueFrom (handoff: Handoff | undefined, seen: number): LoggedEvent[] | undefined {
+    if (handoff === undefined || seen > handoff.seq) return undefined
+    const missed = handoff.events.filter((e) => e.seq > seen)
+    const first = missed[0]?.seq ?? handoff.seq + 1
+    if (first !== seen + 1) return undefined
+    this.seq = handoff.seq
+    this.log.push(...handoff.events.slice(-this.maxEvents))
+    return missed
+  }
+}
+
+/** A subscription that can hand its key over. */
+export interface Holder {
+  readonly route: string
+  /** Stop listening and hand over what it has (after the events it is still delivering). */
+  surrender: () => Promise<Handoff>
+  /** Stop listening and forget everything (the app is closing). */
+  drop: () => void
+}
+
+/** Holders by key, per layer: apps sharing one in-process layer can resume each other's subscriptions. */
+const holdersByLayer = new WeakMap<BroadcastLayer, Map<string, Holder>>()
+
+/** The control group claims travel on; a claim reaches every instance sharing the layer. */
+const CLAIMS = 'wsrest:resume:claims'
+
+interface ClaimMessage extends BroadcastMessage { kind: 'resume-claim', key: string, route: string, nonce: string, reply: string }
+interface HandoffMessage extends BroadcastMessage { kind: 'resume-handoff', nonce: string, handoff: Handoff }
+
+/** One app's side of resuming: its holders, and claims to and from other instances. */
+export class ResumeRegistry implements Listening {
+  readonly groups: readonly string[]
+  /** Every app's holders on this layer, by key. */
+  private readonly holders: Map<string, Holder>
+  /** This app's own, dropped when it closes. */
+  private readonly own = new Set<Holder>()
+  private readonly id = randomId()
+  private claims = 0
+  private readonly pending = new Map<string, (handoff: Handoff | undefined) => void>()
+
+  constructor (private readonly hub: Hub, readonly options: ResolvedResume) {
+    let holders = holdersByLayer.get(hub.layer)
+    if (holders === undefined) holdersByLayer.set(hub.layer, (holders = new Map()))
+    this.holders = holders
+    this.groups = [CLAIMS, `wsrest:resume:reply:${this.id}`]
+    // Listening from the start: the reply group is subscribed long before a handoff is sent to it.
+    if (hub.layer.remote === true) hub.add(this)
+  }
+
+  hold (key: string, holder: Holder): void {
+    this.holders.set(key, holder)
+    this.own.add(holder)
+  }
+
+  release (key: string, holder: Holder): void {
+    if (this.holders.get(key) === holder) this.holders.delete(key)
+    this.own.delete(holder)
+  }
+
+  /**
+   * Take key's subscription over from whoever holds it on `route`: in this process at
+   * once, on another instance through the layer (answered within `claimTimeout`).
+   * Undefined when nobody does.
+   */
+  async claim (key: string, route: string): Promise<Handoff | undefined> {
+    const local = this.holders.get(key)
+    if (local !== undefined) {
+      if (local.route !== route) return undefined
+      this.holders.delete(key)
+      return await local.surrender()
+    }
+    if (this.hub.layer.remote !== true) return undefined
+    const nonce = `${this.id}:${++this.claims}`
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => finish(undefined), this.options.claimTimeout)
+      const finish = (handoff: Handoff | undefined): void => {
+        clearTimeout(timer)
+        this.pending.delete(nonce)
+        resolve(handoff)
+      }
+      this.pending.set(nonce, finish)
+      const claim: ClaimMessage = { kind: 'resume-claim', key, route, nonce, reply: this.groups[1] }
+      this.hub.publish(CLAIMS, claim as never)
+    })
+  }
+
+  /** A claim from another instance, or the answer to one of ours. */
+  deliver (message: GroupMessage | BroadcastMessage): void {
+    if (message.kind === 'resume-handoff') {
+      const { nonce, handoff } = message as HandoffMessage
+      this.pending.get(nonce)?.(handoff)
+      return
+    }
+    if (message.kind !== 'resume-claim') return
+    const { key, route, nonce, reply } = message as ClaimMessage
+    const holder = this.holders.get(key)
+    if (holder === undefined || holder.route !== route) return
+    this.holders.delete(key)
+    void holder.surrender().then((handoff) => {
+      const answer: HandoffMessage = { kind: 'resume-handoff', nonce, handoff }
+      this.hub.publish(reply, answer as never)
+    })
+  }
+
+  /** The app is closing: pending claims answer "nobody", and this app's subscriptions kept for a reconnect go. */
+  close (): void {
+    for (const finish of [...this.pending.values()]) finish(undefined)
+    for (const holder of [...this.own]) holder.drop()
+    this.own.clear()
+    this.hub.remove(this)
+  }
+}
+
+/** A process-unique id for this app's messages: ids of events, names of reply groups. */
+export function randomId (): string {
+  return Math.random().toString(36).slice(2, 10) + Date.now().toString(36)
+}
