@@ -25,6 +25,7 @@ import {
 } from './subscription.js'
 import { encodeFrame, readFrame, type Reply } from './wire.js'
 import { CLOSED, OPEN, resolveWebSocket, type WebSocketConstructor, type WebSocketLike } from './websocket.js'
+import { actionHelpers, type ClientFor } from './typed.js'
 
 /** Options of `createClient(url, options)`. */
 export interface ClientOptions {
@@ -136,6 +137,7 @@ export class WsRestClient {
   private attempts = 0
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined
   private closing: Promise<void> | undefined
+  private helpers: Record<string, (args?: Record<string, unknown>, options?: RequestOptions) => Promise<unknown>> | undefined
 
   /** What subscriptions use of the client (closures, so none of it is public API). */
   private readonly host: SubscriptionHost = {
@@ -242,6 +244,11 @@ export class WsRestClient {
       this.subscriptions.set(requestId, live)
       if (this.current === 'open') live.send()
     })
+  }
+
+  /** One function per action: `client.actions.create(args)` is `client.request('create', args)` (typed with `createClient<typeof route>`). */
+  get actions (): Record<string, (args?: Record<string, unknown>, options?: RequestOptions) => Promise<unknown>> {
+    return (this.helpers ??= actionHelpers(async (action, args, options) => await this.request(action, args, options)))
   }
 
   /** A multiplexed stream: `request` and `subscribe` scoped to it. Only on a client made with `multiplex: true`. */
@@ -460,8 +467,8 @@ export class WsRestClient {
  * const alice = await client.request('retrieve', { pk: 1 })
  * ```
  */
-export function createClient (url: string, options: ClientOptions = {}): WsRestClient {
-  return new WsRestClient(url, options)
+export function createClient<T = undefined> (url: string, options: ClientOptions = {}): ClientFor<T> {
+  return new WsRestClient(url, options) as unknown as ClientFor<T>
 }
 
 function positive (name: string, value: number | undefined, fallback: number): number {

@@ -4,6 +4,7 @@
  * request_id and checks they came on the stream that was asked.
  */
 import type { RequestOptions, WsRestClient } from './client.js'
+import { actionHelpers } from './typed.js'
 import type { SubscribeOptions, Subscription, SubscriptionListener } from './subscription.js'
 
 /** `RequestOptions` without `stream`: the stream is the one the handle was made for. */
@@ -16,6 +17,9 @@ export type StreamSubscribeOptions = Omit<SubscribeOptions, 'stream'>
 export class WsRestStream {
   /** Made by `client.stream(name)`. */
   constructor (readonly client: WsRestClient, readonly name: string) {}
+
+  /** One function per action of the stream: `actions.create(args)` is `request('create', args)`. */
+  readonly actions = actionHelpers<StreamRequestOptions>(async (action, args, options) => await this.request(action, args, options))
 
   /** `client.request(action, args, { ...options, stream: name })`. */
   async request (action: string, args: Record<string, unknown> = {}, options: StreamRequestOptions = {}): Promise<unknown> {
