@@ -17,13 +17,17 @@ interface Waiting<J, R> {
   reject: (error: unknown) => void
 }
 
-/** Runs jobs in batches through `run`, which answers one outcome per job, in order. */
+/**
+ * Runs jobs in batches through `run`, which answers one outcome per job, in order — all at
+ * once (one statement for the batch), or one promise per job, each answered as soon as it
+ * settles (distinct queries of one batch, so a quick one never waits for a slow one).
+ */
 export class Batcher<J, R> {
   private queue: Array<Waiting<J, R>> = []
   private busy = false
 
   constructor (
-    private readonly run: (jobs: J[]) => Promise<Array<Outcome<R>>>,
+    private readonly run: (jobs: J[]) => Promise<Array<Outcome<R>>> | Array<Promise<R>>,
     /** Largest batch: a bound on one statement's size (SQLite allows 32,766 parameters). */
     private readonly maxSize = 500
   ) {}
@@ -43,7 +47,14 @@ export class Batcher<J, R> {
       const batch = this.queue.splice(0, this.maxSize)
       let outcomes: Array<Outcome<R>>
       try {
-        outcomes = await this.run(batch.map((w) => w.job))
+        const answers = this.run(batch.map((w) => w.job))
+        if (Array.isArray(answers)) {
+          batch.forEach((w, i) => { void answers[i].then(w.resolve, w.reject) })
+          // The next batch still starts only once this one is done: it must not read older data than a write between them.
+          await Promise.allSettled(answers)
+          continue
+        }
+        outcomes = await answers
       } catch (error) {
         outcomes = batch.map(() => ({ error }))
       }

@@ -290,11 +290,15 @@ export class GenericModel<E extends object = any> {
     return values.map((v) => ({ value: byValue.get(String(v)) ?? null }))
   }
 
-  /** Each distinct list query of a batch once, in a fork of its own; the jobs asking the same share the answer. */
-  private async runLists (jobs: ListJob[]): Promise<Array<Outcome<{ results: E[], count: number }>>> {
-    const em = this.orm.em.fork()
+  /**
+   * Each distinct list query of a batch once, all started together, each in a fork of its
+   * own; the jobs asking the same share the answer, and each is answered as soon as its
+   * query is (a quick list never waits for a slow one of the same batch).
+   */
+  private runLists (jobs: ListJob[]): Array<Promise<{ results: E[], count: number }>> {
     const answers = new Map<string, Promise<{ results: E[], count: number }>>()
     const answer = async (job: ListJob): Promise<{ results: E[], count: number }> => {
+      const em = this.orm.em.fork()
       const orderBy = this.query.orderBy(job.query.order)
       if (job.page === undefined) {
         const results = await em.find(this.entity, job.query.where() ?? {}, { orderBy } as object)
@@ -302,18 +306,12 @@ export class GenericModel<E extends object = any> {
       }
       return await this.findPage(em, () => job.query.where() ?? {}, orderBy, job.page)
     }
-    const outcomes: Array<Outcome<{ results: E[], count: number }>> = []
-    for (const job of jobs) {
+    return jobs.map((job) => {
       const key = job.page === undefined ? job.query.key : `${job.query.key}|${job.page.limit}|${job.page.offset}`
       let pending = answers.get(key)
       if (pending === undefined) answers.set(key, (pending = answer(job)))
-      try {
-        outcomes.push({ value: await pending })
-      } catch (error) {
-        outcomes.push({ error })
-      }
-    }
-    return outcomes
+      return pending
+    })
   }
 
   /** The `filter` / `ordering` / `search` of a list message: 400 keyed by the argument when invalid. */

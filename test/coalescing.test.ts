@@ -6,6 +6,8 @@
  */
 import t, { type Test } from 'tap'
 import { mixins } from '../index.js'
+import { Batcher } from '../lib/batching.js'
+import { deferred, within } from './helpers/async.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { spyQueries } from './helpers/database.js'
 import { Item, itemModel, seedItems } from './helpers/item.js'
@@ -89,4 +91,24 @@ t.test('a route with a per-connection scope is never coalesced: each socket sees
   lists.forEach((reply, i) => t.equal(reply.data.count, i + 1, `socket with max=${i + 1} counts ${i + 1}`))
   const retrieves = await together(clients, () => ({ action: 'retrieve', pk: 5 }))
   retrieves.forEach((reply, i) => t.equal(reply.response_status, i + 1 >= 5 ? 200 : 404, `max=${i + 1}: row 5 is ${i + 1 >= 5 ? 'visible' : 'not found'}`))
+})
+
+t.test('distinct lists of one batch: each answered as soon as its own query is, the next batch only after the whole batch', async (t) => {
+  // At the Batcher itself: on SQLite the single connection runs queries one by one anyway,
+  // so a slow query cannot be made to overlap a quick one through the database.
+  const slow = deferred<string>()
+  const batches: string[][] = []
+  const batcher = new Batcher<string, string>((jobs) => {
+    batches.push(jobs)
+    return jobs.map(async (job) => job === 'slow' ? await slow.promise : `${job}!`)
+  })
+  const first = batcher.submit('slow')
+  const quick = batcher.submit('quick')
+  t.equal(await within(quick, 'the quick answer while the slow one runs'), 'quick!')
+  const later = batcher.submit('later')
+  t.same(batches, [['slow', 'quick']], 'a job that comes meanwhile waits: it must not read older data than a write before it')
+  slow.resolve('slow!')
+  t.equal(await within(first, 'the slow answer'), 'slow!')
+  t.equal(await within(later, 'the next batch'), 'later!')
+  t.same(batches, [['slow', 'quick'], ['later']])
 })
