@@ -26,21 +26,12 @@ import { runFanout, type FanoutResult } from './fanout.js'
 import { coreTimes, coreUse, OPS, runLoad, sleep, type LoadResult, type Op } from './load.js'
 import { runIdleMemory, type IdleMemoryResult } from './memory.js'
 import { GENERATOR_CORE, SERVER_CORE, startServer, type BenchServer, type ServerKind } from './servers.js'
+import { parseFlags } from './flags.js'
 
 // ---------------------------------------------------------------------------- options
 
-const argv = process.argv.slice(2)
-const flags = new Map<string, string>()
-for (let i = 0; i < argv.length; i++) {
-  const arg = argv[i]!
-  if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`)
-  const eq = arg.indexOf('=')
-  if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1))
-  else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(arg.slice(2), argv[++i]!)
-  else flags.set(arg.slice(2), 'true')
-}
 const KNOWN = ['quick', 'quiet-wait', 'ops', 'connections', 'depth', 'duration', 'warmup', 'rows', 'fanout-sockets', 'fanout-rounds', 'idle-sockets', 'delete-rows', 'redis-url', 'json', 'parts']
-for (const key of flags.keys()) if (!KNOWN.includes(key)) throw new Error(`unknown flag --${key} (known: ${KNOWN.map((k) => '--' + k).join(' ')})`)
+const flags = parseFlags(process.argv.slice(2), KNOWN)
 
 const quick = flags.has('quick')
 const num = (key: string, full: number, fast: number): number => {

@@ -43,21 +43,12 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { percentiles, processCpuSeconds } from './load.js'
+import { parseFlags } from './flags.js'
 
 // ---------------------------------------------------------------------------- options
 
-const argv = process.argv.slice(2)
-const flags = new Map<string, string>()
-for (let i = 0; i < argv.length; i++) {
-  const arg = argv[i]!
-  if (!arg.startsWith('--')) throw new Error(`unexpected argument ${arg}`)
-  const eq = arg.indexOf('=')
-  if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1))
-  else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags.set(arg.slice(2), argv[++i]!)
-  else flags.set(arg.slice(2), 'true')
-}
 const KNOWN = ['quick', 'connections', 'duration', 'warmup', 'subscriber-share', 'rows-per-connection', 'list-share', 'timeout', 'quiet', 'database-url', 'redis-url', 'seed']
-for (const key of flags.keys()) if (!KNOWN.includes(key)) throw new Error(`unknown flag --${key} (known: ${KNOWN.map((k) => '--' + k).join(' ')})`)
+const flags = parseFlags(process.argv.slice(2), KNOWN)
 
 const quick = flags.has('quick')
 const num = (key: string, full: number, fast: number): number => {
