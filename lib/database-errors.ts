@@ -8,7 +8,6 @@
  */
 import {
   DeadlockException,
-  DriverException,
   LockWaitTimeoutException,
   NotNullConstraintViolationException,
   OptimisticLockError,
@@ -17,8 +16,18 @@ import {
 } from '@mikro-orm/core'
 import { Conflict, ValidationError } from './errors.js'
 
-/** SQLSTATE of a lock wait that gave up (lock_timeout, NOWAIT). */
-const PG_LOCK_NOT_AVAILABLE = '55P03'
+/**
+ * SQLSTATEs the client may cause, for PostgreSQL errors MikroORM leaves unconverted: those
+ * raised at COMMIT (a deferred unique constraint, a serialization failure) reach us as the
+ * driver's own error, and lock_not_available is never converted.
+ */
+const PG_UNIQUE = '23505'
+const PG_NOT_NULL = '23502'
+const PG_RETRYABLE = new Set(['55P03', '40001', '40P01']) // lock not available, serialization failure, deadlock
+
+function sqlState (err: unknown): unknown {
+  return err !== null && typeof err === 'object' ? (err as { code?: unknown }).code : undefined
+}
 
 /** Column names named by a unique-violation message of SQLite or PostgreSQL. */
 function violatedColumns (err: Error & { detail?: string, column?: string }): string[] {
@@ -58,7 +67,8 @@ export function uniqueMessage (meta: EntityMetadata | undefined, field: string):
  * when it is not one the client caused (the caller then logs it and replies 500).
  */
 export function translateDatabaseError (err: unknown, meta?: EntityMetadata): Error | undefined {
-  if (err instanceof UniqueConstraintViolationException) {
+  const code = sqlState(err)
+  if (err instanceof UniqueConstraintViolationException || (err instanceof Error && code === PG_UNIQUE)) {
     const fields = violatedColumns(err).map((c) => propertyOf(meta, c))
     const key = fields.length === 1 ? fields[0] : 'non_field_errors'
     const message = fields.length === 1
@@ -66,14 +76,13 @@ export function translateDatabaseError (err: unknown, meta?: EntityMetadata): Er
       : `The fields ${fields.join(', ')} must make a unique set.`
     return ValidationError.field(key, message)
   }
-  if (err instanceof NotNullConstraintViolationException) {
+  if (err instanceof NotNullConstraintViolationException || (err instanceof Error && code === PG_NOT_NULL)) {
     const [column] = violatedColumns(err)
     return ValidationError.field(column === undefined ? 'non_field_errors' : propertyOf(meta, column), 'This field may not be null.')
   }
   if (err instanceof OptimisticLockError || err instanceof DeadlockException || err instanceof LockWaitTimeoutException ||
-      // PostgreSQL's lock_not_available (lock_timeout expired), which MikroORM leaves unconverted;
       // SQLite's "database is locked" arrives as LockWaitTimeoutException.
-      (err instanceof DriverException && err.code === PG_LOCK_NOT_AVAILABLE)) {
+      (err instanceof Error && PG_RETRYABLE.has(code as string))) {
     return new Conflict()
   }
   return undefined
