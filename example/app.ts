@@ -9,6 +9,7 @@ import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
 import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, whoami, type TokenPayload, type TokenUser } from './auth.js'
+import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
 import { User, UserCreate, UserPublic, UserUpdate } from './user.js'
 
@@ -126,6 +127,7 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
 
   // @fastify/jwt, `POST /token`, and `request.user` (null until a hook sets it).
   await registerAuth(app, orm, options.jwtSecret)
+  await registerPage(app)
 
   await app.register(wsRest, {
     orm,
