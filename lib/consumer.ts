@@ -425,7 +425,7 @@ export class Connection implements FrameReceiver, EventSink {
    */
   private async makeResumable (subscription: Subscription, request: ResumeRequest): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
     const registry = this.state.resume!
-    const resume = new ResumeState(request.key, this.resumeRoute, registry.options.maxEvents)
+    const resume = new ResumeState(request.key, this.resumeRoute, registry.options)
     subscription.resume = resume
     if (request.seq === undefined) {
       this.hold(subscription)

@@ -3,7 +3,7 @@
  *
  * A subscribe frame may carry `"resume": {"key": K}` (K: the client's secret for this
  * subscription). Its events then carry `"seq": n`, numbered 1, 2, 3… per subscription, and
- * the subscription keeps its last `maxEvents` events. When the socket goes, the
+ * the subscription keeps its last `maxEvents` events of the last `window` ms. When the socket goes, the
  * subscription is *parked*: it goes on listening for `window` ms, numbering and keeping
  * what it would have sent. A client that reconnects re-sends the subscribe frame with
  * `"resume": {"key": K, "seq": <last seen>}`; the new subscription *claims* K from whoever
@@ -73,6 +73,8 @@ export interface LoggedEvent extends Rendered {
   /** The published message's id: the same event reaching two subscriptions is recognised. */
   id: string
   seq: number
+  /** When it was numbered (ms since the epoch): kept no longer than the window. */
+  at: number
 }
 
 /** What a holder hands to the subscription that claims its key. */
@@ -96,13 +98,23 @@ export class ResumeState {
   /** How the registry reaches this subscription while it holds the key. */
   holder: Holder | undefined
 
-  constructor (readonly key: string, readonly route: string, private readonly maxEvents: number) {}
+  constructor (
+    readonly key: string,
+    readonly route: string,
+    private readonly limits: Pick<ResolvedResume, 'maxEvents' | 'window'>
+  ) {}
 
-  /** Number an event and keep it (the oldest is forgotten past `maxEvents`). */
+  /**
+   * Number an event and keep it. The oldest are forgotten past `maxEvents`, and those older
+   * than the window: a client that last saw one of those could not resume anyway, and a
+   * quiet subscription then costs no memory for what it sent long ago.
+   */
   record (id: string, rendered: Rendered): LoggedEvent {
-    const event = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson }
+    const at = Date.now()
+    const event = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson, at }
     this.log.push(event)
-    if (this.log.length > this.maxEvents) this.log.shift()
+    const oldest = at - this.limits.window
+    while (this.log.length > this.limits.maxEvents || this.log[0].at < oldest) this.log.shift()
     return event
   }
 
@@ -116,7 +128,7 @@ export class ResumeState {
     const first = missed[0]?.seq ?? handoff.seq + 1
     if (first !== seen + 1) return undefined
     this.seq = handoff.seq
-    this.log.push(...handoff.events.slice(-this.maxEvents))
+    this.log.push(...handoff.events.slice(-this.limits.maxEvents))
     return missed
   }
 }
