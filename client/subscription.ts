@@ -16,6 +16,7 @@
  */
 import { WsRestClosedError, WsRestError, WsRestTimeoutError } from './errors.js'
 import { isObject, type Reply } from './wire.js'
+import { randomHex } from './random.js'
 
 /** An event of a subscription, as `onEvent` gets it. */
 export interface SubscriptionEvent {
@@ -127,12 +128,16 @@ export class LiveSubscription {
   private answer: ResumeAnswer = 'none'
   /** The last `seq` handed to onEvent (0: none yet, or numbering restarted). */
   private lastSeq = 0
+  /** The resume key. A new one for each subscribe the server never confirmed: the old may still be held there. */
+  private key: string | undefined
+  private sentBefore = false
   private firstTimer: ReturnType<typeof setTimeout> | undefined
   private firstSettled = false
   private unsubscribing: Promise<void> | undefined
   private settleUnsubscribe: { resolve: () => void, reject: (error: Error) => void, timer: ReturnType<typeof setTimeout> } | undefined
 
   constructor (readonly init: SubscriptionInit) {
+    this.key = init.key
     this.handle = new Subscription(this)
     this.firstTimer = setTimeout(() => this.firstTimedOut(), init.timeout)
   }
@@ -144,8 +149,11 @@ export class LiveSubscription {
   /** Send the subscribe frame on the socket that just opened (first time, or after a reconnect). */
   send (): void {
     if (!this.active) return
-    const { action, requestId, args, key, stream } = this.init
+    const { action, requestId, args, stream } = this.init
     const frame: Record<string, unknown> = { ...args, action, request_id: requestId }
+    if (this.key !== undefined && !this.confirmed && this.sentBefore) this.key = randomHex(16)
+    this.sentBefore = true
+    const key = this.key
     if (key !== undefined) {
       // Before the first reply there is nothing to resume: ask for a fresh numbering.
       frame.resume = this.confirmed ? { key, seq: this.lastSeq } : { key }
@@ -165,7 +173,7 @@ export class LiveSubscription {
       return
     }
     if (this.awaitingReply) {
-      if (action === 'resume' && this.init.key !== undefined) return this.resumeAnswered(message)
+      if (action === 'resume' && this.key !== undefined) return this.resumeAnswered(message)
       if (action === this.init.action || (action === null && message.response_status >= 400)) return this.subscribeAnswered(message)
     }
     this.event(message)
@@ -204,11 +212,12 @@ export class LiveSubscription {
   private resumeAnswered (message: Reply): void {
     const data = message.data
     // A resume message for another key is not about this subscription.
-    if (isObject(data) && data.key !== undefined && data.key !== this.init.key) return
+    if (isObject(data) && data.key !== undefined && data.key !== this.key) return
     this.resumable = true
     if (message.response_status === 201) {
       this.answer = 'fresh'
-      this.lastSeq = isObject(data) && typeof data.seq === 'number' ? data.seq : 0
+      // Never lowered: an event already handed over stays handed over.
+      if (isObject(data) && typeof data.seq === 'number' && data.seq > this.lastSeq) this.lastSeq = data.seq
     } else if (message.response_status === 200) {
       this.answer = 'resumed'
     } else {

@@ -20,7 +20,15 @@ const { app } = await buildApp({
   redisUrl: process.env.REDIS_URL,
   redisPrefix: process.env.REDIS_PREFIX,
   jwtSecret: process.env.JWT_SECRET,
-  fastify: { logger: { level: process.env.LOG_LEVEL ?? 'info' } }
+  fastify: {
+    logger: {
+      level: process.env.LOG_LEVEL ?? 'info',
+      // Tokens travel in query strings here (`/ws/jwt/?token=`, `/ws/secure/?token=`): log the path only.
+      serializers: {
+        req: (req: { method: string, url: string, ip?: string }) => ({ method: req.method, url: req.url.split('?')[0], remoteAddress: req.ip })
+      }
+    }
+  }
 })
 
 await app.listen({ host, port })

@@ -540,7 +540,7 @@ export function buildAsyncApi (declared: readonly DeclaredRoute[], options: Asyn
       const entity = entry.route.model?.entityName
       const channel = addChannel(builder, entry.path, {
         title: entry.path,
-        description: `WebSocket route${entity === undefined ? '' : ` on ${entity}`}. One JSON object per text frame; replies have exactly five keys.`
+        description: `WebSocket route${entity === undefined ? '' : ` on ${entity}`}. One JSON object per text frame; replies have exactly five keys. Extension: a subscribe frame may carry "resume": {key, seq?}; it is then answered by a "resume" message (200 resumed, 201 new, 410 refetch) before its reply, and its events carry a sixth key, "seq".`
       })
       builder.channels[channel].messages.error = errorMessage
       describeActions(builder, { channel }, entry.route, entry.options)

@@ -53,6 +53,8 @@ interface PendingResume {
   subscription?: Subscription
   /** Settles once the subscription is resumable: resumed (200), new (201), or refetch (410) with nothing to replay. */
   outcome?: Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }>
+  /** What is replayed after the reply, fixed when the `resume` reply is sent. */
+  replay?: LoggedEvent[]
 }
 
 /** The `resume` reply's text when the missed events are gone. */
@@ -232,9 +234,9 @@ export class Connection implements FrameReceiver, EventSink {
     let status = 200
     let resume: PendingResume | undefined
     try {
-      if (request.resume !== undefined) resume = this.expectResume(request)
       // Permissions come first, before validation or any lookup (DCRF's order).
       if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
+      if (request.resume !== undefined) resume = this.expectResume(request)
       for (const hook of this.route.preActionHooks) await hook(ctx, request.args)
       const args = compiled.validate === undefined ? request.args : await compiled.validate(request.args)
       const result = def.transaction
@@ -390,7 +392,7 @@ export class Connection implements FrameReceiver, EventSink {
   private emitResumable (subscription: Subscription, id: string, rendered: Rendered): void {
     const resume = subscription.resume as ResumeState
     if (resume.held !== undefined) {
-      resume.held.push({ id, ...rendered })
+      resume.hold(id, rendered)
       return
     }
     const event = resume.record(id, rendered)
@@ -403,9 +405,12 @@ export class Connection implements FrameReceiver, EventSink {
 
   // ------------------------------------------------------------------ resuming
 
-  /** Where a resumable subscription of this consumer lives: the route, and the stream on a multiplexed one. */
-  private get resumeRoute (): string {
-    return `${this.route.path}#${this.stream ?? ''}`
+  /**
+   * What a claim of a subscription's key must match: the route, the stream on a
+   * multiplexed one, and the subscription itself (its row or list, its request_id).
+   */
+  private resumeIdentity (subscription: Subscription): string {
+    return `${this.route.path}#${this.stream ?? ''}#${subscription.key}`
   }
 
   /** A message's `resume` key: checked, and remembered until its action has subscribed. Ignored when resuming is off. */
@@ -419,40 +424,41 @@ export class Connection implements FrameReceiver, EventSink {
   }
 
   /**
-   * Make a subscription resumable under the client's key. Resuming, it holds its live
-   * events back while it claims the key, then keeps the claimed numbering when the
+   * Make a subscription resumable under the client's key. Its live events wait until its
+   * reply is out. Resuming, it claims the key, then keeps the claimed numbering when the
    * client's last seen event is still there, and starts afresh (410) when it is not.
    */
   private async makeResumable (subscription: Subscription, request: ResumeRequest): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
     const registry = this.state.resume!
-    const resume = new ResumeState(request.key, this.resumeRoute, registry.options)
+    const resume = new ResumeState(request.key, this.resumeIdentity(subscription), registry.options)
     subscription.resume = resume
+    resume.held = []
+    const ticket = registry.begin(request.key)
     if (request.seq === undefined) {
-      this.hold(subscription)
+      this.hold(subscription, ticket)
       return { status: 201, replay: [] }
     }
-    resume.held = []
     let handoff: Handoff | undefined
     try {
-      handoff = await registry.claim(request.key, resume.route)
+      handoff = await registry.claim(request.key, resume.identity)
     } catch (err) {
       this.log.error({ err }, 'fastify-ws-rest: claiming a subscription to resume failed')
     }
-    if (subscription.active) this.hold(subscription)
     const replay = resume.continueFrom(handoff, request.seq)
+    if (subscription.active) this.hold(subscription, ticket)
+    else registry.abandon(request.key, ticket)
     return replay === undefined ? { status: 410, replay: [] } : { status: 200, replay }
   }
 
-  /** Register a resumable subscription as the holder of its key. */
-  private hold (subscription: Subscription): void {
+  /** Register a resumable subscription as the holder of its key — unless a newer subscription has taken the key meanwhile. */
+  private hold (subscription: Subscription, ticket: number): void {
     const resume = subscription.resume as ResumeState
     const holder: Holder = {
-      route: resume.route,
+      identity: resume.identity,
       surrender: async () => await this.surrender(subscription),
       drop: () => this.dropSubscription(subscription)
     }
-    resume.holder = holder
-    this.state.resume!.hold(resume.key, holder)
+    if (this.state.resume!.hold(resume.key, ticket, holder)) resume.holder = holder
   }
 
   /** Hand a subscription over to its claimer: stop listening, finish the events already received, give up the rest. */
@@ -467,9 +473,16 @@ export class Connection implements FrameReceiver, EventSink {
   /** The `resume` reply, sent before the subscribing action's own reply. */
   private async announceResume (pending: PendingResume): Promise<void> {
     if (pending.outcome === undefined) return
-    const { status } = await pending.outcome
+    let { status, replay } = await pending.outcome
     const resume = pending.subscription!.resume as ResumeState
     const requestId = pending.subscription!.requestId
+    if (resume.overflowed && status !== 410) {
+      // More events came while the action ran than are kept: the client cannot be told all of them.
+      status = 410
+      replay = []
+      resume.restart()
+    }
+    pending.replay = replay
     if (status === 410) {
       this.send({ action: 'resume', status, data: null, errors: [REFETCH], requestId })
       return
@@ -482,18 +495,18 @@ export class Connection implements FrameReceiver, EventSink {
   private finishResume (pending: PendingResume): void {
     if (this.resumes?.get(pending.requestIdJson) === pending) this.resumes.delete(pending.requestIdJson)
     const subscription = pending.subscription
-    if (subscription === undefined || pending.outcome === undefined) return
-    void pending.outcome.then(({ replay }) => {
-      const resume = subscription.resume as ResumeState
-      if (resume.held === undefined) return
-      for (const event of replay) this.sendEvent(subscription, event)
-      const seen = new Set(resume.log.map((e) => e.id))
-      const held = resume.held
-      resume.held = undefined
-      for (const { id, ...rendered } of held) {
-        if (id === '' || !seen.has(id)) this.emitResumable(subscription, id, rendered)
-      }
-    })
+    const replay = pending.replay
+    if (subscription === undefined || replay === undefined) return
+    const resume = subscription.resume as ResumeState
+    for (const event of replay) this.sendEvent(subscription, event)
+    const held = resume.held ?? []
+    const claimed = resume.claimed
+    resume.held = undefined
+    resume.claimed = undefined
+    for (const { id, ...rendered } of held) {
+      // Seen by the previous holder too (published before the claim, received here after the subscribe): sent once.
+      if (id === '' || claimed === undefined || !claimed.has(id)) this.emitResumable(subscription, id, rendered)
+    }
   }
 
   /** `ctx.subscribe`: this socket joins `groups` under a request_id. */

@@ -89,8 +89,15 @@ export interface Handoff {
 export class ResumeState {
   seq = 0
   readonly log: LoggedEvent[] = []
-  /** While a claim is pending: events that arrived meanwhile, not yet numbered. */
+  /**
+   * Until the subscribing action's reply is out (and its claim answered): events that
+   * arrived meanwhile, not yet numbered — none may come before the reply.
+   */
   held: Array<Rendered & { id: string }> | undefined
+  /** More than `maxEvents` arrived while held: the oldest were dropped, so the client must refetch. */
+  overflowed = false
+  /** Ids of the events handed over by the previous holder, until the held ones are sent: each is sent once. */
+  claimed: Set<string> | undefined
   /** Set once the socket has gone: the subscription keeps its events until claimed or expired. */
   parked: NodeJS.Timeout | undefined
   /** An event was lost (too many waiting on permission checks): not to be resumed. */
@@ -100,22 +107,37 @@ export class ResumeState {
 
   constructor (
     readonly key: string,
-    readonly route: string,
+    /** What a claim must match: the route (and stream), and the subscription on it (its lookup or list, its request_id). */
+    readonly identity: string,
     private readonly limits: Pick<ResolvedResume, 'maxEvents' | 'window'>
   ) {}
 
-  /**
-   * Number an event and keep it. The oldest are forgotten past `maxEvents`, and those older
-   * than the window: a client that last saw one of those could not resume anyway, and a
-   * quiet subscription then costs no memory for what it sent long ago.
-   */
+  /** Hold an event back until the reply is out; past `maxEvents` the oldest goes, and the client will be told to refetch. */
+  hold (id: string, rendered: Rendered): void {
+    const held = this.held as Array<Rendered & { id: string }>
+    held.push({ id, ...rendered })
+    if (held.length > this.limits.maxEvents) {
+      held.shift()
+      this.overflowed = true
+    }
+  }
+
+  /** Number an event and keep it. */
   record (id: string, rendered: Rendered): LoggedEvent {
-    const at = Date.now()
-    const event = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson, at }
+    const event = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson, at: Date.now() }
     this.log.push(event)
-    const oldest = at - this.limits.window
-    while (this.log.length > this.limits.maxEvents || this.log[0].at < oldest) this.log.shift()
+    this.prune(event.at)
     return event
+  }
+
+  /**
+   * Forget the oldest events past `maxEvents`, and those older than the window (a client
+   * that last saw one of those could not resume anyway). Run as events arrive and at a
+   * handoff; a subscription that goes quiet keeps what it has, at most `maxEvents`.
+   */
+  prune (now = Date.now()): void {
+    const oldest = now - this.limits.window
+    while (this.log.length > 0 && (this.log.length > this.limits.maxEvents || this.log[0].at < oldest)) this.log.shift()
   }
 
   /**
@@ -128,34 +150,49 @@ export class ResumeState {
     const first = missed[0]?.seq ?? handoff.seq + 1
     if (first !== seen + 1) return undefined
     this.seq = handoff.seq
-    this.log.push(...handoff.events.slice(-this.limits.maxEvents))
+    this.log.push(...handoff.events)
+    this.claimed = new Set(handoff.events.map((e) => e.id))
+    this.prune()
     return missed
+  }
+
+  /** Numbering starts again (410): nothing kept, nothing claimed. */
+  restart (): void {
+    this.seq = 0
+    this.log.length = 0
+    this.claimed = undefined
   }
 }
 
 /** A subscription that can hand its key over. */
 export interface Holder {
-  readonly route: string
+  readonly identity: string
   /** Stop listening and hand over what it has (after the events it is still delivering). */
   surrender: () => Promise<Handoff>
   /** Stop listening and forget everything (the app is closing). */
   drop: () => void
 }
 
-/** Holders by key, per layer: apps sharing one in-process layer can resume each other's subscriptions. */
-const holdersByLayer = new WeakMap<BroadcastLayer, Map<string, Holder>>()
+/**
+ * Per layer (apps sharing one in-process layer resume each other's subscriptions): the
+ * holders by key, and for a key being taken over, the ticket of its latest taker — only
+ * that one may hold it once its claim is answered, so a slow claim overtaken by a newer
+ * one never displaces it.
+ */
+interface Keys { holders: Map<string, Holder>, takers: Map<string, number>, tickets: number }
+const keysByLayer = new WeakMap<BroadcastLayer, Keys>()
 
 /** The control group claims travel on; a claim reaches every instance sharing the layer. */
 const CLAIMS = 'wsrest:resume:claims'
 
-interface ClaimMessage extends BroadcastMessage { kind: 'resume-claim', key: string, route: string, nonce: string, reply: string }
+interface ClaimMessage extends BroadcastMessage { kind: 'resume-claim', key: string, identity: string, nonce: string, reply: string }
 interface HandoffMessage extends BroadcastMessage { kind: 'resume-handoff', nonce: string, handoff: Handoff }
 
 /** One app's side of resuming: its holders, and claims to and from other instances. */
 export class ResumeRegistry implements Listening {
   readonly groups: readonly string[]
-  /** Every app's holders on this layer, by key. */
-  private readonly holders: Map<string, Holder>
+  /** Every app's holders on this layer, by key, and their latest takers. */
+  private readonly keys: Keys
   /** This app's own, dropped when it closes. */
   private readonly own = new Set<Holder>()
   private readonly id = randomId()
@@ -163,47 +200,73 @@ export class ResumeRegistry implements Listening {
   private readonly pending = new Map<string, (handoff: Handoff | undefined) => void>()
 
   constructor (private readonly hub: Hub, readonly options: ResolvedResume) {
-    let holders = holdersByLayer.get(hub.layer)
-    if (holders === undefined) holdersByLayer.set(hub.layer, (holders = new Map()))
-    this.holders = holders
+    let keys = keysByLayer.get(hub.layer)
+    if (keys === undefined) keysByLayer.set(hub.layer, (keys = { holders: new Map(), takers: new Map(), tickets: 0 }))
+    this.keys = keys
     this.groups = [CLAIMS, `wsrest:resume:reply:${this.id}`]
     // Listening from the start: the reply group is subscribed long before a handoff is sent to it.
     if (hub.layer.remote === true) hub.add(this)
   }
 
-  hold (key: string, holder: Holder): void {
-    this.holders.set(key, holder)
+  /** A subscription starts taking `key` (fresh, or by a claim): its ticket, which {@link hold} checks. */
+  begin (key: string): number {
+    const ticket = ++this.keys.tickets
+    this.keys.takers.set(key, ticket)
+    return ticket
+  }
+
+  /**
+   * Become the holder of `key`, if `ticket` is still its latest taker; a subscription that
+   * held it before (in this process) is dropped — a subscribe that was sent again, the
+   * first one never confirmed. False when a newer taker came meanwhile.
+   */
+  hold (key: string, ticket: number, holder: Holder): boolean {
+    if (this.keys.takers.get(key) !== ticket) return false
+    this.keys.takers.delete(key)
+    const previous = this.keys.holders.get(key)
+    if (previous !== undefined && previous !== holder) previous.drop()
+    this.keys.holders.set(key, holder)
     this.own.add(holder)
+    return true
+  }
+
+  /** A taker gave up before holding (its socket went): the key is free for the next. */
+  abandon (key: string, ticket: number): void {
+    if (this.keys.takers.get(key) === ticket) this.keys.takers.delete(key)
   }
 
   release (key: string, holder: Holder): void {
-    if (this.holders.get(key) === holder) this.holders.delete(key)
+    if (this.keys.holders.get(key) === holder) this.keys.holders.delete(key)
     this.own.delete(holder)
   }
 
   /**
-   * Take key's subscription over from whoever holds it on `route`: in this process at
-   * once, on another instance through the layer (answered within `claimTimeout`).
-   * Undefined when nobody does.
+   * Take key's subscription over from whoever holds it for the same `identity`: in this
+   * process at once, on another instance through the layer (answered within
+   * `claimTimeout`). Undefined when nobody does. The claimer already listens to its
+   * groups; through a remote layer, the claim goes out only once that is in effect there.
    */
-  async claim (key: string, route: string): Promise<Handoff | undefined> {
-    const local = this.holders.get(key)
+  async claim (key: string, identity: string): Promise<Handoff | undefined> {
+    const local = this.keys.holders.get(key)
     if (local !== undefined) {
-      if (local.route !== route) return undefined
-      this.holders.delete(key)
+      if (local.identity !== identity) return undefined
+      this.keys.holders.delete(key)
       return await local.surrender()
     }
-    if (this.hub.layer.remote !== true) return undefined
+    const layer = this.hub.layer
+    if (layer.remote !== true) return undefined
+    const deadline = Date.now() + this.options.claimTimeout
+    if (layer.settled !== undefined && !(await within(layer.settled(), this.options.claimTimeout))) return undefined
     const nonce = `${this.id}:${++this.claims}`
     return await new Promise((resolve) => {
-      const timer = setTimeout(() => finish(undefined), this.options.claimTimeout)
+      const timer = setTimeout(() => finish(undefined), Math.max(0, deadline - Date.now()))
       const finish = (handoff: Handoff | undefined): void => {
         clearTimeout(timer)
         this.pending.delete(nonce)
         resolve(handoff)
       }
       this.pending.set(nonce, finish)
-      const claim: ClaimMessage = { kind: 'resume-claim', key, route, nonce, reply: this.groups[1] }
+      const claim: ClaimMessage = { kind: 'resume-claim', key, identity, nonce, reply: this.groups[1] }
       this.hub.publish(CLAIMS, claim as never)
     })
   }
@@ -216,10 +279,10 @@ export class ResumeRegistry implements Listening {
       return
     }
     if (message.kind !== 'resume-claim') return
-    const { key, route, nonce, reply } = message as ClaimMessage
-    const holder = this.holders.get(key)
-    if (holder === undefined || holder.route !== route) return
-    this.holders.delete(key)
+    const { key, identity, nonce, reply } = message as ClaimMessage
+    const holder = this.keys.holders.get(key)
+    if (holder === undefined || holder.identity !== identity) return
+    this.keys.holders.delete(key)
     void holder.surrender().then((handoff) => {
       const answer: HandoffMessage = { kind: 'resume-handoff', nonce, handoff }
       this.hub.publish(reply, answer as never)
@@ -232,6 +295,17 @@ export class ResumeRegistry implements Listening {
     for (const holder of [...this.own]) holder.drop()
     this.own.clear()
     this.hub.remove(this)
+  }
+}
+
+/** Whether `promise` settles within `ms` (a Redis that is away never acknowledges). */
+async function within (promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
+  try {
+    return await Promise.race([promise.then(() => true, () => false), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -8,8 +8,8 @@ import type { MikroORM } from '@mikro-orm/core'
 import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
-import wsRest, { MemoryLayer, mixins, RedisLayer, type WsRestOptions } from '../index.js'
-import { eventually, within, type Teardown } from './helpers/async.js'
+import wsRest, { action, MemoryLayer, mixins, RedisLayer, type Permission, type WsRestOptions } from '../index.js'
+import { deferred, eventually, gate, within, type Teardown } from './helpers/async.js'
 import { connect, openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { createDatabase } from './helpers/database.js'
 import { Item, itemModel, renameItem, seedItems } from './helpers/item.js'
@@ -247,3 +247,147 @@ if (redisAvailable) {
     t.equal((await within(onB.next(), 'the live event')).seq, total + 1)
   })
 }
+
+// ------------------------------------------------------------------ edge cases a review found
+
+/** A turn of the event loop: the events just published (in this process) have reached their subscriptions. */
+async function afterEvents (): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Items with a custom `watch` action that subscribes to group `g` and then waits at `hold` before replying. */
+async function startWatch (t: Teardown, hold: () => Promise<void>, options: Omit<WsRestOptions, 'orm'> = {}): Promise<{ url: string, publish: (n: number) => void }> {
+  const watch = action('watch', async (ctx) => {
+    await ctx.subscribe('g')
+    await hold()
+    return { status: 201 }
+  })
+  const { base, app } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', { ...itemModel, actions: [watch] })
+  }, options)
+  return { url: `${base}/items/`, publish: (n) => app.wsRest.publish('g', { n }) }
+}
+
+t.test('events published while the subscribing action still runs come after its "resume" and its reply, numbered from 1', async (t) => {
+  const held = gate()
+  const { url, publish } = await startWatch(t, held.wait)
+  const client = await openClient(t, url)
+  client.send({ action: 'watch', request_id: 'w', resume: { key: KEY } })
+  await within(held.entered, 'the action subscribed and waits')
+  publish(1)
+  publish(2)
+  await afterEvents()
+  held.open()
+  const got = await client.take(4)
+  t.same(got.map((m) => [m.action, m.response_status, m.seq]), [
+    ['resume', 201, undefined], ['watch', 201, undefined], ['event', 200, 1], ['event', 200, 2]
+  ])
+  t.same(got[0].data, { key: KEY, seq: 0, replayed: 0 })
+})
+
+t.test('more events while the action runs than maxEvents → 410 instead of 201, and the newest are sent numbered from 1', async (t) => {
+  const held = gate()
+  const { url, publish } = await startWatch(t, held.wait, { resume: { maxEvents: 3 } })
+  const client = await openClient(t, url)
+  client.send({ action: 'watch', request_id: 'w', resume: { key: KEY } })
+  await within(held.entered, 'the action subscribed and waits')
+  for (let n = 1; n <= 5; n++) publish(n)
+  await afterEvents()
+  held.open()
+  const got = await client.take(5)
+  t.same(got.map((m) => [m.action, m.response_status]), [['resume', 410], ['watch', 201], ['event', 200], ['event', 200], ['event', 200]])
+  t.same(got.slice(2).map((m) => [m.seq, m.data]), [[1, { n: 3 }], [2, { n: 4 }], [3, { n: 5 }]], 'the two oldest are gone: the client refetches')
+})
+
+t.test('a key names one subscription: claimed for another row → 410, and the key now belongs to that row\'s subscription', async (t) => {
+  const { url, orm } = await startItems(t)
+  const [one, two] = await seedItems(orm, 'one', 'two')
+  const first = await openClient(t, url)
+  await subscribe(first, one, { key: KEY })
+  first.socket.terminate()
+  await first.waitClose()
+  await renameItem(orm, one, 'changed')
+
+  const other = await openClient(t, url)
+  t.equal((await subscribe(other, two, { key: KEY, seq: 0 }))[0].response_status, 410, 'row two cannot take row one\'s events')
+  await renameItem(orm, one, 'again')
+  await renameItem(orm, two, 'two!')
+  const next = await other.next()
+  t.same([next.seq, next.data], [1, { id: two, name: 'two!' }], 'no event of row one reached it')
+  other.socket.terminate()
+  await other.waitClose()
+
+  const rowOne = await openClient(t, url)
+  t.equal((await subscribe(rowOne, one, { key: KEY, seq: 0 }))[0].response_status, 410, 'the parked row-one subscription was replaced')
+})
+
+t.test('a fresh subscribe with a key still held (its first reply was lost) replaces the old holder, which stops listening', async (t) => {
+  const { url, orm, layer } = await startItems(t)
+  const [one, two] = await seedItems(orm, 'one', 'two')
+  const first = await openClient(t, url)
+  await subscribe(first, one, { key: KEY })
+  first.socket.terminate()
+  await first.waitClose()
+  const parked = layer.groups()
+  t.equal(parked.length, 1, 'parked: still listening to row one')
+
+  const second = await openClient(t, url)
+  t.equal((await subscribe(second, two, { key: KEY }))[0].response_status, 201)
+  t.equal(layer.groups().length, 1)
+  t.not(layer.groups()[0], parked[0], 'row one\'s group is gone, row two\'s is listened to')
+})
+
+t.test('a slow claim overtaken by a newer one does not take the key back when it ends', async (t) => {
+  // Events for socket "one" wait on a permission check held at a gate, so its surrender —
+  // and with it the claim of socket "two" — cannot finish until the gate opens.
+  const slow = gate()
+  let holding = false
+  const gated: Permission = {
+    async hasPermission (ctx) {
+      if (holding && (ctx.request.query as { who?: string }).who === 'one') await slow.wait()
+      return true
+    }
+  }
+  let subscribed = deferred()
+  const watch = action('watch', async (ctx) => {
+    await ctx.subscribe('g') // a claim, when resuming, has begun once this returns
+    subscribed.resolve()
+    return { status: 201 }
+  })
+  const { base, app } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', { ...itemModel, permissions: [gated], actions: [watch] })
+  })
+  const url = `${base}/items/`
+  const watchFrame = (resume: Record<string, unknown>): Record<string, unknown> => ({ action: 'watch', request_id: 'w', resume })
+
+  const one = await openClient(t, `${url}?who=one`)
+  t.equal((await one.ask(watchFrame({ key: KEY }))).action, 'resume')
+  await one.next()
+  holding = true
+  app.wsRest.publish('g', { n: 1 }) // one's subscription is now stuck on its permission check
+  await within(slow.entered, 'the check of one\'s event waits')
+
+  subscribed = deferred()
+  const two = await openClient(t, `${url}?who=two`)
+  two.send(watchFrame({ key: KEY, seq: 0 }))
+  await within(subscribed.promise, 'two claims the key, and waits for one to hand it over')
+
+  const three = await openClient(t, `${url}?who=three`)
+  three.send(watchFrame({ key: KEY, seq: 0 }))
+  const [announced, reply] = await three.take(2)
+  t.same([announced.response_status, reply.action], [410, 'watch'], 'nobody holds the key while two claims it: three starts afresh')
+
+  holding = false
+  slow.open() // two's claim ends now, after three took the key
+  t.same((await two.take(2)).map((m) => [m.action, m.response_status]), [['resume', 200], ['watch', 201]], 'two got one\'s events')
+  app.wsRest.publish('g', { n: 2 })
+  t.same([(await three.next()).seq], [1])
+  three.socket.terminate()
+  await three.waitClose()
+
+  const four = await openClient(t, `${url}?who=four`)
+  four.send(watchFrame({ key: KEY, seq: 0 }))
+  const [again] = await four.take(2)
+  t.same([again.response_status, again.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'four resumes three (one event), not two')
+  t.same((await four.next()).data, { n: 2 })
+})

@@ -37,6 +37,12 @@ export interface BroadcastLayer {
    * be held by another instance, and is claimed from it through the layer.
    */
   readonly remote?: boolean
+  /**
+   * Resolves once every `listen` and `unlisten` made so far is in effect (Redis: its
+   * SUBSCRIBE acknowledged). Absent: in effect at once. A resumed subscription waits for
+   * it before it claims its key, so no event falls between the old holder and itself.
+   */
+  settled?: () => Promise<void>
   /** The groups this process listens to (for tests and diagnostics). */
   groups: () => string[]
   /** Release connections and listeners. Safe to call more than once. */

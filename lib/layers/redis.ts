@@ -92,6 +92,8 @@ export class RedisLayer implements BroadcastLayer {
   private closing: Promise<void> | undefined
   private publisher: Redis | undefined
   private subscriber: Redis | undefined
+  /** The latest SUBSCRIBE/UNSUBSCRIBE sent: its answer means every earlier one is in effect too. */
+  private lastCommand: Promise<unknown> = Promise.resolve()
   /** Messages not sent to Redis since the last successful publish; the first one of a run is logged. */
   private dropped = 0
 
@@ -228,10 +230,15 @@ export class RedisLayer implements BroadcastLayer {
   private command (name: 'subscribe' | 'unsubscribe', groups: string[]): void {
     const subscriber = this.subscriber
     if (subscriber === undefined || this.closing !== undefined) return
-    subscriber[name](...groups.map((group) => this.prefix + group)).catch((err: unknown) => {
+    this.lastCommand = subscriber[name](...groups.map((group) => this.prefix + group)).catch((err: unknown) => {
       if (this.closing !== undefined) return
       this.log?.error({ err, groups }, `fastify-ws-rest: Redis ${name} failed`)
     })
+  }
+
+  /** Resolves once Redis has acknowledged every SUBSCRIBE/UNSUBSCRIBE sent so far (one connection answers in order). */
+  async settled (): Promise<void> {
+    await this.lastCommand
   }
 
   /** A message from Redis: deliver it here unless this layer published it itself. */
