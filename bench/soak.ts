@@ -36,7 +36,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -44,6 +43,7 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { percentiles, processCpuSeconds } from './load.js'
 import { parseFlags } from './flags.js'
+import { freePort } from '../test/helpers/free-port.js'
 
 // ---------------------------------------------------------------------------- options
 
@@ -148,15 +148,6 @@ interface Server {
   levels: Map<number, number>
   /** The first warn/error lines, and stderr. */
   samples: string[]
-}
-
-/** A port nothing listens on right now. */
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** The example server as its own process; resolves once it logs `listening on ws://HOST:PORT`. */

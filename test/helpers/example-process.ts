@@ -4,18 +4,9 @@
  * any other environment, ready once it logs `listening on ws://HOST:PORT`, killed in teardown.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { within, type Teardown } from './async.js'
 import { createDatabase, type TestDatabase } from './database.js'
-
-/** A port nothing listens on right now. */
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
+import { freePort } from './free-port.js'
 
 export interface Running { child: ChildProcess, url: string, exited: Promise<number | null> }
 
