@@ -20,7 +20,7 @@
  */
 import type { BroadcastLayer, BroadcastMessage } from './layers/layer.js'
 import type { GroupMessage } from './observer/changes.js'
-import type { Hub, Listening } from './observer/hub.js'
+import { randomId, type Hub, type Listening } from './observer/hub.js'
 import type { Rendered } from './observer/subscription.js'
 import { InvalidOption } from './errors.js'
 import { positiveInteger } from './state.js'
@@ -307,9 +307,4 @@ async function within (promise: Promise<unknown>, ms: number): Promise<boolean> 
   } finally {
     clearTimeout(timer)
   }
-}
-
-/** A process-unique id for this app's messages: ids of events, names of reply groups. */
-export function randomId (): string {
-  return Math.random().toString(36).slice(2, 10) + Date.now().toString(36)
 }

@@ -308,6 +308,25 @@ if (redisAvailable) {
     t.equal(logB.find(LEVEL.error, '').length, 0, 'a clean kill is a warning, not an error')
   })
 
+  t.test('settled() resolves once every listen made so far is subscribed in Redis, also one made during an outage', async (t) => {
+    // What a resumed subscription waits for before it claims its key (lib/resume.ts).
+    const prefix = uniquePrefix()
+    const redis = await admin(t)
+    const proxy = await redisProxy(t)
+    const layer = await openLayer(t, { prefix, url: proxy.url, redis: { retryStrategy: () => 10 } })
+    const r = recorder()
+    layer.listen('s1', r.listener)
+    await within(layer.settled(), 'settled')
+    t.same(await channels(redis, prefix), [`${prefix}s1`], 'subscribed when settled() resolves')
+
+    proxy.down()
+    layer.listen('s2', r.listener)
+    const settled = layer.settled()
+    proxy.up()
+    await within(settled, 'settled after the outage')
+    t.same(await channels(redis, prefix), [`${prefix}s1`, `${prefix}s2`], 'the SUBSCRIBE sent during the outage is in effect')
+  })
+
   t.test('through an outage: publishes are dropped (logged once), and listen/unlisten made meanwhile take effect on recovery', async (t) => {
     const prefix = uniquePrefix()
     const redis = await admin(t)

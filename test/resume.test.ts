@@ -15,6 +15,7 @@ import { createDatabase } from './helpers/database.js'
 import { Item, itemModel, renameItem, seedItems } from './helpers/item.js'
 import { startApp } from './helpers/server.js'
 import { redisAvailable, redisUrl, uniquePrefix } from './helpers/redis.js'
+import { ResumeState } from '../lib/resume.js'
 
 const KEY = 'k0123456789abcdef'
 const actions = [mixins.create(), mixins.patch(), mixins.subscribeInstance(), mixins.subscribeList()]
@@ -247,6 +248,21 @@ if (redisAvailable) {
     t.equal((await within(onB.next(), 'the live event')).seq, total + 1)
   })
 }
+
+t.test('kept events older than the window are dropped as new ones come: a client that last saw one of those must refetch', async (t) => {
+  // At the state itself, with the clock passed in: waiting a window out would only slow the test.
+  const state = new ResumeState(KEY, 'route', { maxEvents: 10, window: 1000 })
+  const now = Date.now()
+  state.record('e1', { action: 'update', status: 200, dataJson: '1' })
+  state.record('e2', { action: 'update', status: 200, dataJson: '2' })
+  state.prune(now + 500)
+  t.same(state.log.map((e) => e.seq), [1, 2], 'within the window: kept')
+  state.prune(now + 5000)
+  t.same(state.log, [], 'past it: gone')
+  const next = new ResumeState(KEY, 'route', { maxEvents: 10, window: 1000 })
+  t.equal(next.continueFrom({ seq: state.seq, events: state.log }, 0), undefined, 'seq 1 and 2 cannot be replayed: 410')
+  t.same(next.continueFrom({ seq: state.seq, events: state.log }, 2), [], 'a client that saw both resumes with nothing to replay')
+})
 
 // ------------------------------------------------------------------ edge cases a review found
 

@@ -7,7 +7,6 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { BroadcastLayer, BroadcastMessage } from '../layers/layer.js'
-import { randomId } from '../resume.js'
 import type { GroupMessage } from './changes.js'
 
 /** A subscription as the hub sees it: the groups it listens to, and where their messages go. */
@@ -68,4 +67,9 @@ export class Hub {
     for (const group of this.byGroup.keys()) this.layer.unlisten(group, this.listener)
     this.byGroup.clear()
   }
+}
+
+/** A random id, unique in the process: the prefix of an app's message ids, the name of its resume reply group. */
+export function randomId (): string {
+  return Math.random().toString(36).slice(2, 10) + Date.now().toString(36)
 }
