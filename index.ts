@@ -50,6 +50,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     hub,
     resume: resolved.resume === false ? undefined : new ResumeRegistry(hub, resolved.resume),
     observe: (className) => observer?.observe(className),
+    describeEvents: (className, serializers, paths) => observer?.describe(className, serializers, paths),
     observeEntity (entity, groupsOf) {
       if (orm === undefined || observer === undefined) throw new InvalidOption('orm', 'is needed to observe an entity')
       let name: string

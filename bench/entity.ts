@@ -1,6 +1,8 @@
 /**
- * The entity both benchmark servers serve, its TypeBox schemas, and the seeding both use,
- * so the plugin and the hand-written baseline do the same work on the same rows.
+ * The entities both benchmark servers serve, their TypeBox schemas, and the seeding both
+ * use, so the plugin and the hand-written baseline do the same work on the same rows:
+ * `Note` for the single-table ops, and `Doc` with its `Owner` (many-to-one) and `Label`s
+ * (many-to-many) for the `nested` op, a list whose rows carry both relations as objects.
  */
 import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
@@ -49,9 +51,104 @@ export const SEED_BODY = 'A seeded note. It has a body of about a hundred charac
 /** What the no-database `noop` action (plugin) and the bare echo handler (baseline) answer. */
 export const NOOP_DATA: NoteView = Object.freeze({ id: 1, title: seedTitle(1), body: SEED_BODY, done: false })
 
+// ---------------------------------------------------------------------------- nested
+
+export const Owner = defineEntity({
+  name: 'Owner',
+  tableName: 'owner',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    name: p.string()
+  })
+})
+export type Owner = InferEntity<typeof Owner>
+
+export const Label = defineEntity({
+  name: 'Label',
+  tableName: 'label',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    name: p.string()
+  })
+})
+export type Label = InferEntity<typeof Label>
+
+export const Doc = defineEntity({
+  name: 'Doc',
+  tableName: 'doc',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    title: p.string(),
+    owner: () => p.manyToOne(Owner),
+    // Named, so the reset can empty it by name.
+    labels: () => p.manyToMany(Label).owner().pivotTable('doc_label')
+  })
+})
+export type Doc = InferEntity<typeof Doc>
+
+const OwnerPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
+const LabelPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
+/** A doc as the `nested` list shows it: the owner and the labels as objects, not keys. */
+export const DocNested = Type.Object({
+  id: Type.Integer(),
+  title: Type.String(),
+  owner: OwnerPublic,
+  labels: Type.Array(LabelPublic)
+})
+
+/** A doc as the `nested` list shows it (the baseline's serializer builds it by hand); labels ordered by id. */
+export interface DocView { id: number, title: string, owner: { id: number, name: string }, labels: Array<{ id: number, name: string }> }
+
+/**
+ * Docs the `nested` op lists, always this many whatever `rows` the flat ops use: the
+ * nested list is a page-sized list, so its cost compares with the flat first page of 20.
+ */
+export const NESTED_ROWS = 20
+const OWNERS = 5
+const LABELS = 6
+
+/** The owner and the label ids of seeded doc `id`: 2 labels, 3 on every third doc, not always inserted in id order. */
+function docRelations (id: number): { owner: number, labels: number[] } {
+  const labels = [(id - 1) % LABELS + 1, id % LABELS + 1]
+  if (id % 3 === 0) labels.push((id + 2) % LABELS + 1)
+  return { owner: (id - 1) % OWNERS + 1, labels }
+}
+
+/** What seeded doc `id` looks like in a `nested` reply: the load generator checks replies against it. */
+export function seededDoc (id: number): DocView {
+  const { owner, labels } = docRelations(id)
+  return {
+    id,
+    title: `doc ${id}`,
+    owner: { id: owner, name: `owner ${owner}` },
+    labels: [...labels].sort((a, b) => a - b).map((label) => ({ id: label, name: `label ${label}` }))
+  }
+}
+
+/** Empty the doc tables and seed NESTED_ROWS docs, their owners and labels, with ids 1.. so replies can be checked exactly. */
+async function seedDocs (orm: MikroORM): Promise<void> {
+  const connection = orm.em.getConnection()
+  for (const table of ['doc_label', 'doc', 'owner', 'label']) await connection.execute(`delete from ${table}`)
+  const em = orm.em.fork()
+  const owners = Array.from({ length: OWNERS }, (_, i) => em.create(Owner, { id: i + 1, name: `owner ${i + 1}` }))
+  const labels = Array.from({ length: LABELS }, (_, i) => em.create(Label, { id: i + 1, name: `label ${i + 1}` }))
+  for (let id = 1; id <= NESTED_ROWS; id++) {
+    const relations = docRelations(id)
+    em.create(Doc, { id, title: `doc ${id}`, owner: owners[relations.owner - 1]!, labels: relations.labels.map((l) => labels[l - 1]!) })
+  }
+  await em.flush()
+  const [counts] = await connection.execute<Array<{ docs: number, links: number }>>(
+    'select (select count(*) from doc) as docs, (select count(*) from doc_label) as links')
+  let links = 0
+  for (let id = 1; id <= NESTED_ROWS; id++) links += docRelations(id).labels.length
+  if (counts?.docs !== NESTED_ROWS || counts.links !== links) throw new Error(`seeding gave ${counts?.docs} docs with ${counts?.links} labels, expected ${NESTED_ROWS} with ${links}`)
+}
+
+// ---------------------------------------------------------------------------- ORM and seed
+
 /** An ORM on SQLite: `:memory:` (the default) or a file shared by several processes. */
 export async function openOrm (dbName: string): Promise<MikroORM> {
-  return await SqliteORM.init({ dbName, entities: [Note], debug: false, allowGlobalContext: false })
+  return await SqliteORM.init({ dbName, entities: [Note, Owner, Label, Doc], debug: false, allowGlobalContext: false })
 }
 
 /** What a reset leaves: rows `minId..maxId` (seeded titles), and `deletable` more rows after them for delete runs. */
@@ -60,11 +157,12 @@ export interface SeedInfo { minId: number, maxId: number, deletableFrom: number,
 /**
  * Empty the table and fill it again: `rows` notes with ids 1..rows through the ORM, then
  * `deletable` more (ids rows+1..rows+deletable) by one INSERT … SELECT, which is quick even
- * for hundreds of thousands of rows. The schema itself stays, so no cached statement of
- * either server goes stale.
+ * for hundreds of thousands of rows; and the NESTED_ROWS docs of the `nested` op. The
+ * schema itself stays, so no cached statement of either server goes stale.
  */
 export async function seed (orm: MikroORM, rows: number, deletable = 0): Promise<SeedInfo> {
   await orm.schema.updateSchema()
+  await seedDocs(orm)
   const connection = orm.em.getConnection()
   await connection.execute('delete from note')
   const sequence = await connection.execute<Array<{ name: string }>>("select name from sqlite_master where name = 'sqlite_sequence'")

@@ -4,7 +4,8 @@
  *
  * Every reply is checked: the five DCRF keys, the request_id of a request still in flight
  * on that socket, the expected action and status, no errors, and the data's content (the
- * row with the requested id and exactly the public keys; the title that was sent…). A
+ * row with the requested id and exactly the public keys; the title that was sent; for
+ * `nested`, every doc with exactly its seeded owner and labels…). A
  * reply that fails any of it is an error, and so is a request still unanswered 10 s after
  * the run.
  *
@@ -14,19 +15,26 @@
  *
  * Usable as a module (`runLoad`) or from the command line against a running server:
  * `node --import tsx bench/load.ts --url ws://127.0.0.1:PORT/ws/ --op retrieve [--connections 50]
+ *  (`--op nested` goes to the docs route: `--url ws://127.0.0.1:PORT/ws/docs/`)
  *  [--depth 1] [--warmup 2] [--duration 10] [--rows 1000] [--server-pid PID]`
  */
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
-import { NOOP_DATA, SEED_BODY, seedTitle, type SeedInfo } from './entity.js'
+import { NESTED_ROWS, NOOP_DATA, SEED_BODY, seededDoc, seedTitle, type DocView, type SeedInfo } from './entity.js'
 import { WsClient } from './client.js'
 
-/** The operations a run can load the server with. */
-export const OPS = ['retrieve', 'list', 'create', 'patch', 'update', 'delete', 'mixed', 'noop'] as const
+/**
+ * The operations a run can load the server with. `nested` is a `list` too, on the docs
+ * route (OP_PATH): its rows carry a to-one and a to-many relation as objects.
+ */
+export const OPS = ['retrieve', 'list', 'nested', 'create', 'patch', 'update', 'delete', 'mixed', 'noop'] as const
 export type Op = typeof OPS[number]
 type SingleOp = Exclude<Op, 'mixed'>
+
+/** The route an op is sent to, where it is not `/ws/` (the servers' `/ws/echo/` and `/ws/noop/` are chosen by run.ts). */
+export const OP_PATH: Partial<Record<Op, string>> = { nested: '/ws/docs/' }
 
 export interface LoadOptions {
   /** ws://host:port/path */
@@ -80,9 +88,15 @@ interface Expectation {
   done?: boolean
 }
 
-const STATUS: Record<SingleOp, number> = { retrieve: 200, list: 200, create: 201, patch: 200, update: 200, delete: 204, noop: 200 }
+const STATUS: Record<SingleOp, number> = { retrieve: 200, list: 200, nested: 200, create: 201, patch: 200, update: 200, delete: 204, noop: 200 }
+/** The action an op sends (and its reply names), where it is not the op's own name. */
+const ACTION: Partial<Record<SingleOp, string>> = { nested: 'list' }
 const REPLY_KEYS = ['action', 'data', 'errors', 'request_id', 'response_status']
 const PUBLIC_KEYS = ['body', 'done', 'id', 'title']
+const DOC_KEYS = ['id', 'labels', 'owner', 'title']
+const RELATED_KEYS = ['id', 'name']
+/** The docs a `nested` reply must hold, in this order (seeded once per reset, never written). */
+const SEEDED_DOCS: DocView[] = Array.from({ length: NESTED_ROWS }, (_, i) => seededDoc(i + 1))
 const LIST_LIMIT = 20
 const DRAIN_TIMEOUT_MS = 10_000
 const MAX_SAMPLES = 10
@@ -179,13 +193,38 @@ function badRow (row: unknown): string | undefined {
   return undefined
 }
 
+/** Why `value` is not exactly the related object `expected` ({id, name}), or undefined. */
+function badRelated (value: unknown, expected: { id: number, name: string }, what: string): string | undefined {
+  if (typeof value !== 'object' || value === null || !sameKeys(value, RELATED_KEYS)) return `${what} is ${JSON.stringify(value)}, expected ${JSON.stringify(expected)}`
+  const r = value as { id: unknown, name: unknown }
+  return r.id === expected.id && r.name === expected.name ? undefined : `${what} is ${JSON.stringify(value)}, expected ${JSON.stringify(expected)}`
+}
+
+/** Why `row` is not exactly the seeded doc `expected` (keys, owner object, labels ordered by id), or undefined. */
+function badDoc (row: unknown, expected: DocView): string | undefined {
+  if (typeof row !== 'object' || row === null) return `doc is ${JSON.stringify(row)}`
+  if (!sameKeys(row, DOC_KEYS)) return `doc has keys ${Object.keys(row).join(',')}, expected ${DOC_KEYS.join(',')}`
+  const r = row as Record<string, unknown>
+  if (r.id !== expected.id) return `doc ${String(r.id)} where doc ${expected.id} belongs (not all docs, or not ordered by id)`
+  if (r.title !== expected.title) return `doc ${expected.id} has title ${JSON.stringify(r.title)}`
+  const owner = badRelated(r.owner, expected.owner, `doc ${expected.id}'s owner`)
+  if (owner !== undefined) return owner
+  if (!Array.isArray(r.labels) || r.labels.length !== expected.labels.length) return `doc ${expected.id} has labels ${JSON.stringify(r.labels)}, expected ${JSON.stringify(expected.labels)}`
+  for (let i = 0; i < expected.labels.length; i++) {
+    const bad = badRelated(r.labels[i], expected.labels[i]!, `doc ${expected.id}'s label ${i}`)
+    if (bad !== undefined) return bad
+  }
+  return undefined
+}
+
 /**
  * Why `reply` does not answer `expect` (or undefined if it does). `exact`: nothing else
  * changes the seeded rows during the run, so their content is known exactly.
  */
 function check (reply: Record<string, unknown>, expect: Expectation, seed: SeedInfo, exact: boolean): string | undefined {
   if (!sameKeys(reply, REPLY_KEYS)) return `reply has keys ${Object.keys(reply).join(',')}`
-  if (reply.action !== expect.op) return `action ${JSON.stringify(reply.action)}, expected ${expect.op}`
+  const action = ACTION[expect.op] ?? expect.op
+  if (reply.action !== action) return `action ${JSON.stringify(reply.action)}, expected ${action}`
   if (reply.response_status !== STATUS[expect.op]) return `status ${String(reply.response_status)}, expected ${STATUS[expect.op]}: ${JSON.stringify(reply.errors)}`
   if (!Array.isArray(reply.errors) || reply.errors.length > 0) return `errors ${JSON.stringify(reply.errors)}`
   const data = reply.data as Record<string, unknown> | null
@@ -194,6 +233,15 @@ function check (reply: Record<string, unknown>, expect: Expectation, seed: SeedI
       return data === null ? undefined : `data ${JSON.stringify(data)}, expected null`
     case 'noop':
       return JSON.stringify(data) === JSON.stringify(NOOP_DATA) ? undefined : `data ${JSON.stringify(data)}`
+    case 'nested': {
+      // A plain list (no pagination): every doc, and nothing writes docs during any run.
+      if (!Array.isArray(data) || data.length !== NESTED_ROWS) return `nested data is not ${NESTED_ROWS} docs: ${JSON.stringify(data).slice(0, 200)}`
+      for (let i = 0; i < NESTED_ROWS; i++) {
+        const bad = badDoc(data[i], SEEDED_DOCS[i]!)
+        if (bad !== undefined) return bad
+      }
+      return undefined
+    }
     case 'list': {
       if (typeof data !== 'object' || data === null || !sameKeys(data, ['count', 'limit', 'offset', 'results'])) return `list data ${JSON.stringify(data)}`
       const { count, results, limit, offset } = data as { count: unknown, results: unknown, limit: unknown, offset: unknown }
@@ -286,6 +334,9 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
         break
       case 'list':
         message = { action: kind, request_id: requestId, limit: LIST_LIMIT, offset: 0 }
+        break
+      case 'nested':
+        message = { action: 'list', request_id: requestId }
         break
       case 'create':
         expect.title = `created ${requestId}`
@@ -425,7 +476,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   if (!OPS.includes(op)) throw new Error(`--op must be one of ${OPS.join(', ')}`)
   const rows = Number(args.get('rows') ?? 1000)
   const result = await runLoad({
-    url: args.get('url') ?? 'ws://127.0.0.1:8000/ws/',
+    url: args.get('url') ?? `ws://127.0.0.1:8000${OP_PATH[op] ?? '/ws/'}`,
     op,
     connections: Number(args.get('connections') ?? 50),
     depth: Number(args.get('depth') ?? 1),

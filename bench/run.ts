@@ -6,7 +6,10 @@
  *
  * Parts (all by default; `--parts ops,overhead,fanout,memory` picks some):
  * - ops: for each op, the baseline then the plugin, same parameters, each on freshly
- *   reseeded rows → req/s, ratio, p50/p99, errors.
+ *   reseeded rows → req/s, ratio, p50/p99, errors. `nested` (a list of 20 docs, each with
+ *   its owner and labels as objects) is also compared with the plugin's flat `list`: what
+ *   serializing relations costs. With `--ops nested` alone the plugin's flat list is run
+ *   for that comparison (not the baseline's: the ops table shows no list row then).
  * - overhead: server CPU per request of a no-database action through the plugin, minus
  *   that of a bare @fastify/websocket echo handler, as a share of the plugin's retrieve.
  * - fanout: one change to S subscribed sockets, in-process layer and Redis layer.
@@ -23,7 +26,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { runFanout, type FanoutResult } from './fanout.js'
-import { coreTimes, coreUse, OPS, runLoad, sleep, type LoadResult, type Op } from './load.js'
+import { coreTimes, coreUse, OP_PATH, OPS, runLoad, sleep, type LoadResult, type Op } from './load.js'
 import { runIdleMemory, type IdleMemoryResult } from './memory.js'
 import { GENERATOR_CORE, SERVER_CORE, startServer, type BenchServer, type ServerKind } from './servers.js'
 import { parseFlags } from './flags.js'
@@ -189,7 +192,7 @@ async function waitForQuiet (what: string): Promise<void> {
   }
 }
 
-async function load (server: BenchServer, op: Op, path = '/ws/'): Promise<LoadResult> {
+async function load (server: BenchServer, op: Op, path = OP_PATH[op] ?? '/ws/'): Promise<LoadResult> {
   await waitForQuiet(`${server.kind} ${op}`)
   const seed = await server.reset(config.rows, op === 'delete' ? deleteRows : 0)
   const result = await runLoad({
@@ -207,6 +210,26 @@ async function load (server: BenchServer, op: Op, path = '/ws/'): Promise<LoadRe
 
 interface Overhead { echo: LoadResult, noop: LoadResult, retrieveUs: number, overheadUs: number, share: number }
 
+/** One server's nested list against its flat list, in the same run. */
+interface NestedCost {
+  flat: LoadResult
+  nested: LoadResult
+  /** Flat req/s ÷ nested req/s: how many flat lists one nested list costs in throughput. */
+  rpsRatio: number
+  /** Nested server µs/req ÷ flat server µs/req. */
+  cpuRatio: number
+}
+interface NestedVsFlat {
+  plugin: NestedCost
+  /** The same for the baseline, when the ops measured both its lists. */
+  baseline?: NestedCost
+  /** True when the plugin's flat list was run for this comparison only (`--ops` without `list`). */
+  flatRunForThis: boolean
+}
+const nestedCost = (flat: LoadResult, nested: LoadResult): NestedCost => ({
+  flat, nested, rpsRatio: flat.rps / nested.rps, cpuRatio: (nested.serverCpuUsPerRequest ?? NaN) / (flat.serverCpuUsPerRequest ?? NaN)
+})
+
 // ---------------------------------------------------------------------------- main
 
 const started = performance.now()
@@ -216,6 +239,7 @@ const results: {
   config: typeof config & { deleteRows: number, ops: Op[] }
   ops: OpRow[]
   overhead?: Overhead
+  nestedVsFlat?: NestedVsFlat
   fanout: FanoutResult[]
   memory: IdleMemoryResult[]
   verdicts: Array<{ check: string, target: string, value: string, pass: boolean }>
@@ -228,7 +252,7 @@ const header = [
   `fastify-ws-rest benchmark${quick ? ' (--quick)' : ''}`,
   ...Object.entries(info).map(([k, v]) => `${k.padEnd(8)} ${v}`),
   `load     ${config.connections} connections × ${config.depth} in flight, warm-up ${config.warmupS} s, measured ${config.durationS} s, ` +
-    `${config.rows} rows, in-memory SQLite; list = first page of 20`
+    `${config.rows} rows, in-memory SQLite; list = first page of 20; nested = list of 20 docs, each with its owner {id, name} and 2–3 labels [{id, name}]`
 ].join('\n')
 log(header + '\n')
 
@@ -260,6 +284,24 @@ if (parts.has('ops') || parts.has('overhead')) {
           problem(`${op}: ${row.failure}`)
         }
         results.ops.push(row)
+      }
+      const nestedRow = results.ops.find((r) => r.op === 'nested')
+      if (nestedRow?.plugin !== undefined) {
+        try {
+          const listRow = results.ops.find((r) => r.op === 'list')
+          let flat = listRow?.plugin
+          if (flat === undefined) {
+            plugin = await alive(plugin)
+            flat = await load(plugin, 'list')
+          }
+          results.nestedVsFlat = {
+            plugin: nestedCost(flat, nestedRow.plugin),
+            ...(listRow?.baseline !== undefined && nestedRow.baseline !== undefined ? { baseline: nestedCost(listRow.baseline, nestedRow.baseline) } : {}),
+            flatRunForThis: listRow?.plugin === undefined
+          }
+        } catch (err) {
+          problem(`nested vs flat list: ${(err as Error).message}`)
+        }
       }
     }
     if (parts.has('overhead')) {
@@ -341,6 +383,21 @@ if (results.ops.length > 0) {
   out.push('Where the time goes (server CPU time per request; CPU use of the server and of the generator, 100% = one core;')
   out.push(`"other" = what else used core ${SERVER_CORE} / core ${GENERATOR_CORE} meanwhile, incl. kernel softirq and steal: more than a few % means a noisy run)`)
   out.push(table(['op', 'baseline µs/req', 'plugin µs/req', 'baseline server/gen CPU', 'plugin server/gen CPU', 'other b', 'other p', 'max ms b / p', 'requests b / p'], diag), '')
+}
+
+if (results.nestedVsFlat !== undefined) {
+  const { plugin: p, baseline: b, flatRunForThis } = results.nestedVsFlat
+  const cell = (c: NestedCost | undefined, value: (c: NestedCost) => string): string => c === undefined ? '—' : value(c)
+  out.push('Nested vs flat list, same run: what serializing a to-one and a to-many relation costs (flat = first page of 20 notes with its count;')
+  out.push(`nested = 20 docs with owner and labels as objects; flat ÷ nested req/s = how many flat lists one nested list costs${flatRunForThis ? '; the plugin\'s flat list was run for this only' : ''})`)
+  out.push(table(['measure', 'plugin', 'baseline'], [
+    ['flat list req/s', cell(p, (c) => fmt(c.flat.rps)), cell(b, (c) => fmt(c.flat.rps))],
+    ['nested list req/s', cell(p, (c) => fmt(c.nested.rps)), cell(b, (c) => fmt(c.nested.rps))],
+    ['flat ÷ nested (req/s)', cell(p, (c) => `${c.rpsRatio.toFixed(2)}×`), cell(b, (c) => `${c.rpsRatio.toFixed(2)}×`)],
+    ['flat server µs/req', cell(p, (c) => fmt(c.flat.serverCpuUsPerRequest)), cell(b, (c) => fmt(c.flat.serverCpuUsPerRequest))],
+    ['nested server µs/req', cell(p, (c) => fmt(c.nested.serverCpuUsPerRequest)), cell(b, (c) => fmt(c.nested.serverCpuUsPerRequest))],
+    ['nested ÷ flat (server µs/req)', cell(p, (c) => `${c.cpuRatio.toFixed(2)}×`), cell(b, (c) => `${c.cpuRatio.toFixed(2)}×`)]
+  ]), '')
 }
 
 if (results.overhead !== undefined) {

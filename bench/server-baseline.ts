@@ -6,6 +6,10 @@
  * input validation beyond picking the known fields, no subscriptions.
  *
  * - `/ws/`: create, retrieve, update, patch, delete, list (limit 20, offset 0, by id).
+ * - `/ws/docs/`: list of every doc (20) with its owner and labels, as a careful app writes
+ *   it: one `find` populating both relations (MikroORM loads each with one query for the
+ *   whole list, not one per row), then `{id, title, owner: {id, name}, labels: [{id, name}]}`
+ *   picked by hand, labels ordered by id (the plugin's order, so both send the same rows).
  * - `/ws/echo/`: parse the frame and answer a constant object: the floor a WebSocket
  *   handler costs without any framework or database (see the overhead measurement).
  *
@@ -13,7 +17,7 @@
  */
 import websocket, { type WebSocket } from '@fastify/websocket'
 import Fastify from 'fastify'
-import { NOOP_DATA, Note, openOrm, type NoteView } from './entity.js'
+import { Doc, NOOP_DATA, Note, openOrm, type DocView, type NoteView } from './entity.js'
 import { benchRoutes, settings, start } from './server-common.js'
 
 const config = settings()
@@ -33,6 +37,13 @@ interface Message {
 
 function publicView (note: Note): NoteView {
   return { id: note.id, title: note.title, body: note.body, done: note.done }
+}
+
+function docView (doc: Doc): DocView {
+  const owner = doc.owner
+  const labels = doc.labels.getItems().map((label) => ({ id: label.id, name: label.name }))
+  labels.sort((a, b) => a.id - b.id)
+  return { id: doc.id, title: doc.title, owner: { id: owner.id, name: owner.name }, labels }
 }
 
 function reply (socket: WebSocket, message: Message, status: number, data: unknown, errors: unknown[] = []): void {
@@ -102,6 +113,27 @@ async function handle (socket: WebSocket, raw: string): Promise<void> {
 
 app.get('/ws/', { websocket: true }, (socket) => {
   socket.on('message', (raw) => { void handle(socket, raw.toString()) })
+})
+
+async function handleDocs (socket: WebSocket, raw: string): Promise<void> {
+  let message: Message
+  try {
+    message = JSON.parse(raw) as Message
+  } catch {
+    reply(socket, {}, 400, null, ['Invalid JSON.'])
+    return
+  }
+  if (message.action !== 'list') return reply(socket, message, 405, null, [`Method "${String(message.action)}" not allowed.`])
+  try {
+    const docs = await orm.em.fork().find(Doc, {}, { populate: ['owner', 'labels'], orderBy: { id: 'asc' } })
+    reply(socket, message, 200, docs.map(docView))
+  } catch {
+    reply(socket, message, 500, null, ['Internal server error'])
+  }
+}
+
+app.get('/ws/docs/', { websocket: true }, (socket) => {
+  socket.on('message', (raw) => { void handleDocs(socket, raw.toString()) })
 })
 
 app.get('/ws/echo/', { websocket: true }, (socket) => {

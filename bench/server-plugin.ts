@@ -4,6 +4,8 @@
  *
  * - `/ws/`: create, retrieve, update, patch, delete, paginated list (first page of 20),
  *   subscribe_instance (for the fan-out test).
+ * - `/ws/docs/`: list (all 20 docs) with each doc's owner and labels nested as objects, the
+ *   `nested` op: the populate hints come from the response schema, as an app declares them.
  * - `/ws/noop/`: one custom action, `noop`, that touches no database and answers a constant
  *   object: the plugin's own per-message cost (see the overhead measurement in run.ts).
  *
@@ -11,7 +13,7 @@
  */
 import Fastify from 'fastify'
 import wsRest, { action, mixins, RedisLayer } from '../index.js'
-import { NOOP_DATA, Note, NoteCreate, NotePublic, NoteUpdate, openOrm } from './entity.js'
+import { Doc, DocNested, NOOP_DATA, Note, NoteCreate, NotePublic, NoteUpdate, openOrm } from './entity.js'
 import { benchRoutes, settings, start } from './server-common.js'
 
 const config = settings()
@@ -38,6 +40,12 @@ app.wsRest.route('/ws/', {
     mixins.paginatedList({ defaultLimit: 20 }),
     mixins.subscribeInstance()
   ]
+})
+
+app.wsRest.route('/ws/docs/', {
+  entity: Doc,
+  schema: { response: DocNested },
+  actions: [mixins.list()]
 })
 
 app.wsRest.route('/ws/noop/', {

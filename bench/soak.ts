@@ -104,7 +104,7 @@ const PROGRESS_EVERY_MS = quick ? 5_000 : 10_000
 const MAX_SAMPLES = 20
 /** A reply slower than this is counted as slow: not an error, but a sign of queueing. */
 const SLOW_MS = 5_000
-/** The five keys of every reply and event, in the order PROTOCOL.md fixes. */
+/** The five keys of every reply and event, in the order docs/protocol.md fixes. */
 const REPLY_KEYS = 'errors,data,action,response_status,request_id'
 /** The list subscriptions' filter: rows whose email is on this domain. */
 const FILTER_DOMAIN = '@blue.'

@@ -1,6 +1,6 @@
 /**
  * The example application: a Fastify app with fastify-ws-rest serving the `User` entity
- * on the routes of EXAMPLE.md. `server.ts` runs it; the tests build it in-process.
+ * on the routes of docs/example.md. `server.ts` runs it; the tests build it in-process.
  *
  * Read it top to bottom as the walkthrough of the README.
  */
@@ -11,6 +11,7 @@ import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLay
 import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
+import { Post, PostInput, PostPublic, Tag, TagCreate, TagPublic } from './post.js'
 import { User, UserCreate, UserPublic, UserUpdate } from './user.js'
 
 /** The roles the `/ws/secure/` route knows, by the `?token=` they come with. */
@@ -96,9 +97,34 @@ export const users = defineRoute({
   ]
 })
 
+/** Tags: create (a duplicate name → 400 keyed `name`), list, retrieve, delete (taken off every post that had it). */
+export const tags = defineRoute({
+  entity: Tag,
+  schema: { create: TagCreate, response: TagPublic },
+  actions: [mixins.create(), mixins.list(), mixins.retrieve(), mixins.delete()]
+})
+
+/**
+ * Posts, with relations both ways: in, related rows by key (`"author": 3`, `"tags": [1, 2]`;
+ * a missing one → 400 `Invalid pk "999" - object does not exist.`); out, author and tags
+ * nested in every reply and event. Lists filter, order and search across the relations.
+ */
+export const posts = defineRoute({
+  entity: Post,
+  schema: { create: PostInput, update: PostInput, response: PostPublic },
+  filterFields: ['id', 'title', 'author', 'tags', 'author.username'],
+  orderingFields: ['id', 'title', 'author.username'],
+  searchFields: ['title', 'body', 'author.username'],
+  actions: [
+    mixins.create(), mixins.list(), mixins.retrieve(),
+    mixins.update(), mixins.patch(), mixins.delete(),
+    mixins.subscribeInstance(), mixins.subscribeList()
+  ]
+})
+
 /** The ORM on PostgreSQL when a `databaseUrl` is given, else on the SQLite file `db`. */
 async function initOrm (options: ExampleOptions): Promise<MikroORM> {
-  const common = { entities: [User], debug: false, allowGlobalContext: false }
+  const common = { entities: [User, Post, Tag], debug: false, allowGlobalContext: false }
   const url = options.databaseUrl
   if (url === undefined || url === '') {
     return await SqliteORM.init({ ...common, dbName: options.db ?? 'example.sqlite3' })
@@ -139,6 +165,8 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   })
 
   app.wsRest.route('/ws/', users)
+  app.wsRest.route('/ws/tags/', tags)
+  app.wsRest.route('/ws/posts/', posts)
 
   // The same API as stream "users" of a multiplexed socket, as DCRF front ends (dcrf-client) use it.
   app.wsRest.multiplex('/ws/multiplex/', { streams: { users } })

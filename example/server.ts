@@ -1,5 +1,5 @@
 /**
- * `npm run example`: the example server of EXAMPLE.md.
+ * `npm run example`: the example server of docs/example.md.
  *
  * HOST (127.0.0.1), PORT (8000), DB (SQLite file, default example.sqlite3; ':memory:' for
  * a fresh one), DATABASE_URL (a postgresql://… URL: PostgreSQL instead of SQLite),

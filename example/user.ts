@@ -3,8 +3,9 @@
  * or update a user, and the public shape every reply carries (the password hash never
  * leaves the server).
  */
-import { defineEntity, type InferEntity } from '@mikro-orm/core'
+import { Cascade, defineEntity, type InferEntity } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
+import { Post } from './post.js'
 
 export const User = defineEntity({
   name: 'User',
@@ -14,7 +15,9 @@ export const User = defineEntity({
     username: p.string().length(150).unique(),
     email: p.string().length(254).default(''),
     // Hidden: MikroORM's serialization and fastify-ws-rest's change events leave it out.
-    password: p.string().length(255).hidden()
+    password: p.string().length(255).hidden(),
+    // Deleting a user deletes their posts through the ORM, so each removed post publishes its delete.
+    posts: () => p.oneToMany(Post).mappedBy('author').cascade(Cascade.REMOVE)
   })
 })
 export type User = InferEntity<typeof User>
@@ -35,8 +38,8 @@ export const UserCreate = Type.Object({
   password2: Type.String({ minLength: 1, trim: false })
 })
 
-/** `data` of update (all of it) and patch (any subset). */
-export const UserUpdate = Type.Object({ username, email })
+/** `data` of update (all of it; `email` has a default, so as in DRF it may be left out and keeps its value) and patch (any subset). */
+export const UserUpdate = Type.Object({ username, email: Type.Optional(email) })
 
 /** A user as every reply shows it. */
 export const UserPublic = Type.Object({

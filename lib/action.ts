@@ -110,6 +110,8 @@ export interface ActionDefinition<Name extends string = string, Wire = unknown> 
   readonly permissions?: Permission[]
   /** The action subscribes to the route entity's changes: the plugin observes that entity. */
   readonly observes?: boolean
+  /** The action's own response schema, when it has one: events it subscribes to are rendered by it too. */
+  readonly response?: TSchema
   readonly handler: ActionHandler<any>
   /** Compile time only, never set: what the typed client infers this action's arguments and reply data from. */
   readonly '~wire'?: Wire
@@ -168,12 +170,13 @@ export function action (
 export function modelAction<const N extends string> (
   name: N,
   handler: ActionHandler<Record<string, unknown>>,
-  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind, observes?: boolean, describe?: ActionDescriber } = {}
+  options: { transaction?: boolean, detached?: boolean, stream?: boolean, permissions?: Permission[], input?: InputKind, observes?: boolean, response?: TSchema, describe?: ActionDescriber } = {}
 ): ActionDefinition<N, never> {
   return {
     name,
     input: options.input,
     observes: options.observes === true,
+    response: options.response,
     detached: options.detached === true,
     transaction: options.transaction === true,
     stream: options.stream === true,

@@ -98,21 +98,48 @@ export class CursorCodec {
   }
 }
 
+/** Where-part of one field: `{ field: condition }`, or nested for a path through a relation. */
+export type FieldPlacer = (field: string, condition: unknown) => Record<string, unknown>
+
+const flat: FieldPlacer = (field, condition) => ({ [field]: condition })
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)
+}
+
+/**
+ * Add `part` to `into`, merging the objects under a shared key: two fields of one
+ * relation (`{ author: { name: … } }`, `{ author: { born: … } }`) make one nested
+ * condition instead of the second replacing the first.
+ */
+function mergeInto (into: Record<string, unknown>, part: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(part)) {
+    const existing = into[key]
+    if (isPlainObject(existing) && isPlainObject(value)) mergeInto(existing, value)
+    else into[key] = value
+  }
+}
+
 /**
  * The keyset condition "after `position`" in its ordering (or "before", going back):
  * (a > va) OR (a = va AND b > vb) OR … with each comparison flipped for a descending step.
+ * `place` puts a condition on a field (a path's goes under its relation).
  */
-export function keysetCondition (position: CursorPosition, toValue: (field: string, value: unknown) => unknown): FilterQuery<any> {
+export function keysetCondition (
+  position: CursorPosition,
+  toValue: (field: string, value: unknown) => unknown,
+  place: FieldPlacer = flat
+): FilterQuery<any> {
   const { order, values, back, inclusive } = position
   const branches: Array<Record<string, unknown>> = []
   for (let k = 0; k < order.length; k++) {
     const branch: Record<string, unknown> = {}
-    for (let i = 0; i < k; i++) branch[order[i].field] = toValue(order[i].field, values[i])
+    for (let i = 0; i < k; i++) mergeInto(branch, place(order[i].field, toValue(order[i].field, values[i])))
     // Greater-than when ascending and going forward, or descending and going back.
     const greater = order[k].desc === back
     const last = k === order.length - 1
     const op = greater ? (last && inclusive ? '$gte' : '$gt') : (last && inclusive ? '$lte' : '$lt')
-    branch[order[k].field] = { [op]: toValue(order[k].field, values[k]) }
+    mergeInto(branch, place(order[k].field, { [op]: toValue(order[k].field, values[k]) }))
     branches.push(branch)
   }
   return branches.length === 1 ? branches[0] : { $or: branches }

@@ -2,19 +2,24 @@
  * Database errors → protocol errors, the same way on SQLite and PostgreSQL.
  *
  * A unique violation is a 400 keyed by the field in DRF's wording ("user with this
- * username already exists."), never a 500; a stale version, deadlock or lock timeout is
+ * username already exists."), never a 500; so is a related key naming no row ("Invalid pk
+ * "999" - object does not exist.", the text the input check gives before the write, for a
+ * row deleted since the check or a write that skipped it); a stale version, deadlock or lock timeout is
  * a 409 (the client may retry). A lost connection or anything else is the caller's 500.
  * The driver's message (SQL, constraint names) never reaches the reply.
  */
 import {
   DeadlockException,
+  ForeignKeyConstraintViolationException,
   LockWaitTimeoutException,
   NotNullConstraintViolationException,
   OptimisticLockError,
   UniqueConstraintViolationException,
-  type EntityMetadata
+  type EntityMetadata,
+  type EntityProperty
 } from '@mikro-orm/core'
 import { Conflict, ValidationError } from './errors.js'
+import { DOES_NOT_EXIST, doesNotExist } from './relation-input.js'
 
 /**
  * SQLSTATEs the client may cause, for PostgreSQL errors MikroORM leaves unconverted: those
@@ -23,6 +28,7 @@ import { Conflict, ValidationError } from './errors.js'
  */
 const PG_UNIQUE = '23505'
 const PG_NOT_NULL = '23502'
+const PG_FOREIGN_KEY = '23503'
 const PG_RETRYABLE = new Set(['55P03', '40001', '40P01']) // lock not available, serialization failure, deadlock
 
 function sqlState (err: unknown): unknown {
@@ -62,6 +68,61 @@ export function uniqueMessage (meta: EntityMetadata | undefined, field: string):
   return `${verboseName(meta)} with this ${fieldName} already exists.`
 }
 
+/** A table name without its schema, as PostgreSQL's error names it. */
+function bareTable (name: string | undefined): string | undefined {
+  return name?.split('.').pop()?.replace(/["`]/g, '')
+}
+
+const sameColumns = (a: string[] | undefined, b: string[]): boolean =>
+  a !== undefined && a.length === b.length && a.every((column) => b.includes(column))
+
+/** Relations whose foreign key the entity's own row holds (many-to-one, owning one-to-one). */
+const toOneOwners = (meta: EntityMetadata): EntityProperty[] =>
+  meta.props.filter((p) => p.kind === 'm:1' || (p.kind === '1:1' && p.owner))
+
+/**
+ * The relation of `meta` whose foreign key lives in `table`: by `columns` where the database
+ * names them (PostgreSQL), else only where the table leaves no doubt (SQLite): the pivot
+ * table of one many-to-many, or the entity's own table with one to-one relation.
+ */
+function relationOf (meta: EntityMetadata | undefined, table: string | undefined, columns?: string[]): string | undefined {
+  if (meta === undefined || table === undefined) return undefined
+  // The pivot row's other key is the row being written, which exists: the related key is the one missing.
+  const pivots = meta.props.filter((p) => p.kind === 'm:n' && p.owner && bareTable(p.pivotTable) === table)
+  const inPivot = columns === undefined ? pivots : pivots.filter((p) => sameColumns(p.inverseJoinColumns, columns))
+  if (inPivot.length === 1) return inPivot[0].name
+  if (table !== bareTable(meta.tableName)) return undefined
+  const owners = toOneOwners(meta)
+  const own = columns === undefined ? owners : owners.filter((p) => sameColumns(p.fieldNames, columns))
+  return own.length === 1 ? own[0].name : undefined
+}
+
+/** 400 for a row deleted while others still refer to it: nothing the client could have checked before. */
+export const STILL_REFERENCED = 'Cannot delete this object: other objects refer to it.'
+
+/**
+ * A foreign-key violation → 400 keyed by the relation, with the text of the input check.
+ * PostgreSQL names the table, column and value; SQLite names nothing but the statement
+ * (MikroORM's message starts with it), so there the key stays unknown and, unless the
+ * table alone tells the relation, the field too (`non_field_errors`).
+ */
+function foreignKeyError (err: Error & { detail?: string, table?: string }, meta: EntityMetadata | undefined): ValidationError {
+  const detail = err.detail ?? ''
+  // PostgreSQL: "Key (author_id)=(999) is not present in table "author"." — the written row refers to no row.
+  const missing = /^Key \((.+?)\)=\((.*)\) is not present in table/s.exec(detail)
+  if (missing !== null) {
+    const field = relationOf(meta, bareTable(err.table), missing[1].split(',').map((c) => c.trim().replace(/^"|"$/g, '')))
+    return field === undefined ? ValidationError.field('non_field_errors', DOES_NOT_EXIST) : ValidationError.field(field, doesNotExist(missing[2]))
+  }
+  // PostgreSQL: "Key (id)=(1) is still referenced from table "book"."; SQLite: the statement was a delete.
+  const statement = /^\s*(insert\s+into|update|delete\s+from)\s+([`"\w.]+)/i.exec(err.message)
+  if (/is still referenced from table/.test(detail) || /^delete/i.test(statement?.[1] ?? '')) {
+    return ValidationError.field('non_field_errors', STILL_REFERENCED)
+  }
+  const field = detail === '' ? relationOf(meta, bareTable(statement?.[2])) : undefined
+  return ValidationError.field(field ?? 'non_field_errors', DOES_NOT_EXIST)
+}
+
 /**
  * Translate a database error into the protocol error to reply with, or `undefined`
  * when it is not one the client caused (the caller then logs it and replies 500).
@@ -79,6 +140,11 @@ export function translateDatabaseError (err: unknown, meta?: EntityMetadata): Er
   if (err instanceof NotNullConstraintViolationException || (err instanceof Error && code === PG_NOT_NULL)) {
     const [column] = violatedColumns(err)
     return ValidationError.field(column === undefined ? 'non_field_errors' : propertyOf(meta, column), 'This field may not be null.')
+  }
+  if (err instanceof ForeignKeyConstraintViolationException ||
+      // PostgreSQL's, raised at COMMIT (a deferred constraint); SQLite's, unconverted.
+      (err instanceof Error && (code === PG_FOREIGN_KEY || /FOREIGN KEY constraint failed/.test(err.message)))) {
+    return foreignKeyError(err, meta)
   }
   if (err instanceof OptimisticLockError || err instanceof DeadlockException || err instanceof LockWaitTimeoutException ||
       // SQLite's "database is locked" arrives as LockWaitTimeoutException.

@@ -18,6 +18,12 @@ export interface Dialect {
    * quietly rolls back, though knex reports success. SQLite carries on and commits.
    */
   readonly errorsAbortTransactions: boolean
+  /**
+   * Whether an integer column holds only its declared width (PostgreSQL: a parameter out of an
+   * `integer` column's range is an error, 22003, not a value matching no row). SQLite stores
+   * any 64-bit integer in any integer column.
+   */
+  readonly sizedIntegers: boolean
 }
 
 /** The dialect of a MikroORM platform. */
@@ -26,6 +32,7 @@ export function dialectOf (platform: Platform): Dialect {
   return {
     position: /postgre/i.test(name) ? 'strpos' : 'instr',
     rowLocks: !/sqlite/i.test(name),
-    errorsAbortTransactions: /postgre/i.test(name)
+    errorsAbortTransactions: /postgre/i.test(name),
+    sizedIntegers: !/sqlite/i.test(name)
   }
 }

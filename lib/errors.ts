@@ -3,7 +3,7 @@
  *
  * Every condition a client or a user of the plugin can hit is a coded
  * `@fastify/error` class with a `statusCode`. For the errors that reach the wire,
- * the message is exactly the DCRF text (PROTOCOL.md), so `errors: [err.message]`
+ * the message is exactly the DCRF text (docs/protocol.md), so `errors: [err.message]`
  * is the reply; ValidationError carries DRF-shaped field details instead.
  */
 import createError from '@fastify/error'

@@ -9,23 +9,41 @@
  * orderBy, used by plain, paginated, streamed and cursor lists alike, and an in-memory
  * predicate with the same meaning, which filtered-list subscriptions test each changed
  * row with.
+ *
+ * Besides the entity's own scalar properties, a route may declare relations:
+ *
+ * - a to-one relation (many-to-one, or the owning side of a one-to-one), e.g. `author`:
+ *   filtered by the related primary key, with the comparison operators;
+ * - a to-many relation (one-to-many, many-to-many), e.g. `tags`: filtered by membership
+ *   ("has a related row whose key is …"), with a scalar, `$eq` or `$in` only;
+ * - a path through one to-one relation to a scalar of the related entity, e.g.
+ *   `author.name`: filtered, ordered and searched like an own scalar (MikroORM joins).
+ *
+ * The in-memory predicate reads a row snapshot by the same names (see `Row` keys in
+ * `relationPaths`): a to-one relation under its name holds the related key, a to-many
+ * relation an array of related keys, a path the related scalar (null when the relation is
+ * null). A key missing from the row never matches.
  */
-import { raw, type EntityMetadata, type FilterQuery, type Platform } from '@mikro-orm/core'
+import { raw, Reference, ReferenceKind, wrap, type EntityMetadata, type EntityProperty, type FilterQuery, type Platform } from '@mikro-orm/core'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import { dialectOf } from './dialect.js'
 import { InvalidOption, ValidationError } from './errors.js'
 import { NULL_CHARACTERS } from './validation.js'
 import type { Row } from './observer/changes.js'
-import { anyRow, compare, containsText, type RowPredicate } from './observer/matcher.js'
+import { anyRow, compare, containsText, includesAny, type RowPredicate } from './observer/matcher.js'
 
 /** What a route lets clients filter, order and search by. */
 export interface QueryOptions {
-  /** Fields `filter` may name. */
+  /**
+   * Fields `filter` may name: scalar properties, to-one relations (by the related key),
+   * to-many relations (by membership: a key or `$in` keys) and `relation.field` paths
+   * through one to-one relation.
+   */
   filterFields?: string[]
-  /** Fields `ordering` may name (`"username"`, `"-id"`). */
+  /** Fields `ordering` may name (`"username"`, `"-id"`, `"author.name"`): scalars and `relation.field` paths. */
   orderingFields?: string[]
-  /** Fields `search` looks in (case-insensitive substring, any of them). */
+  /** Fields `search` looks in (case-insensitive substring, any of them): string scalars and `relation.field` paths to one. */
   searchFields?: string[]
   /** The default ordering, as a client would send it. Default: the primary key, ascending. */
   ordering?: string | string[]
@@ -56,17 +74,110 @@ export interface ListQuery {
 const COMPARISON_OPERATORS = ['$eq', '$ne', '$gt', '$gte', '$lt', '$lte'] as const
 const LIST_OPERATORS = ['$in', '$nin'] as const
 const OPERATORS = new Set<string>([...COMPARISON_OPERATORS, ...LIST_OPERATORS, '$contains'])
+/** What "has a related row" can mean on a to-many field: that key, or one of those keys. */
+const MEMBERSHIP_OPERATORS = new Set<string>(['$eq', '$in'])
 /** Longest `$in`/`$nin` list accepted, so one frame cannot build an unbounded SQL statement. */
 const MAX_LIST = 1000
 
+/**
+ * Where a declared field's value lives: an own column (`scalar`), the key a to-one
+ * relation holds (`to-one`), the keys of a to-many relation's rows (`to-many`), or a
+ * column of the row a to-one relation points to (`path`, `author.name`).
+ */
+type FieldKind = 'scalar' | 'to-one' | 'to-many' | 'path'
+
 interface FieldInfo {
+  /** As declared and as clients name it; also the field's key in a row snapshot. */
   name: string
+  kind: FieldKind
+  /** The to-one relation a path goes through (`author` of `author.name`). */
+  via?: string
+  /** The property a condition names (inside `via` for a path; the related key for a to-many field). */
+  prop: string
+  /** The column of the compared value (for `$contains` / search). */
   column: string
   check: TypeCheck<TSchema>
   typeName: string
   isString: boolean
   isDate: boolean
   nullable: boolean
+}
+
+/** A declared field resolved against the metadata, before its checker is compiled. */
+interface Resolved {
+  kind: FieldKind
+  via?: string
+  /** The property holding the compared values (the related primary key for relations). */
+  leaf: EntityProperty
+  /** The property a condition names at its level (see `FieldInfo.prop`). */
+  prop: string
+  nullable: boolean
+}
+
+/** A relation whose row holds the key: many-to-one, or the owning side of a one-to-one. */
+function isToOne (prop: EntityProperty): boolean {
+  return prop.kind === ReferenceKind.MANY_TO_ONE || (prop.kind === ReferenceKind.ONE_TO_ONE && prop.owner)
+}
+
+function isToMany (prop: EntityProperty): boolean {
+  return prop.kind === ReferenceKind.ONE_TO_MANY || prop.kind === ReferenceKind.MANY_TO_MANY
+}
+
+/** An own property of `meta` by name (never one inherited from Object.prototype, as `constructor`). */
+function propertyOf (meta: EntityMetadata, name: string): EntityProperty | undefined {
+  return Object.hasOwn(meta.properties, name) ? (meta.properties as Record<string, EntityProperty>)[name] : undefined
+}
+
+/** The single primary key property of a relation's target; composite keys cannot be filtered by one value. */
+function relatedKey (option: string, name: string, relation: EntityProperty): EntityProperty {
+  const target = relation.targetMeta as EntityMetadata
+  if (target.primaryKeys.length !== 1) {
+    throw new InvalidOption(option, `"${name}": ${target.className} has a composite primary key`)
+  }
+  return propertyOf(target, target.primaryKeys[0])!
+}
+
+/**
+ * Resolve `relation.field`: one to-one relation, then a scalar of its target. Deeper
+ * paths, paths through a to-many relation and paths to a relation are refused: each
+ * would need a join (or a subquery) whose value a row snapshot cannot carry as one scalar.
+ */
+function resolvePath (meta: EntityMetadata, option: string, name: string): Resolved {
+  const parts = name.split('.')
+  if (parts.length !== 2) {
+    throw new InvalidOption(option, `"${name}": a path may go through one relation only ("relation.field")`)
+  }
+  const [via, field] = parts
+  const relation = propertyOf(meta, via)
+  if (relation === undefined) throw new InvalidOption(option, `"${name}": "${via}" is not a property of ${meta.className}`)
+  if (!isToOne(relation)) {
+    throw new InvalidOption(option, `"${name}": "${via}" is not a to-one relation (many-to-one, or the owning side of a one-to-one); a path can only go through one`)
+  }
+  const target = relation.targetMeta as EntityMetadata
+  const leaf = propertyOf(target, field)
+  if (leaf === undefined) throw new InvalidOption(option, `"${name}": "${field}" is not a property of ${target.className}`)
+  if (leaf.kind !== ReferenceKind.SCALAR) throw new InvalidOption(option, `"${name}": "${field}" of ${target.className} is not a scalar property`)
+  // A null relation makes the joined value null too (MikroORM left-joins a nullable relation).
+  return { kind: 'path', via, leaf, prop: field, nullable: relation.nullable === true || leaf.nullable === true }
+}
+
+/** Resolve a declared field name; `relations`: whether a relation itself may be named (filters only). */
+function resolveField (meta: EntityMetadata, option: string, name: unknown, relations: boolean): Resolved {
+  if (typeof name !== 'string') throw new InvalidOption(option, `"${String(name)}" is not a property of ${meta.className}`)
+  if (name.includes('.')) return resolvePath(meta, option, name)
+  const prop = propertyOf(meta, name)
+  if (prop === undefined) throw new InvalidOption(option, `"${name}" is not a property of ${meta.className}`)
+  if (prop.kind === ReferenceKind.SCALAR) return { kind: 'scalar', leaf: prop, prop: name, nullable: prop.nullable === true }
+  if (!relations) {
+    throw new InvalidOption(option, `"${name}" is a relation; name a field of it instead ("${name}.field", through a to-one relation)`)
+  }
+  if (isToOne(prop)) return { kind: 'to-one', leaf: relatedKey(option, name, prop), prop: name, nullable: prop.nullable === true }
+  if (isToMany(prop)) {
+    const key = relatedKey(option, name, prop)
+    return { kind: 'to-many', leaf: key, prop: key.name, nullable: false }
+  }
+  // An embedded property, or the inverse side of a one-to-one (its row holds no key to compare).
+  throw new InvalidOption(option, `"${name}" cannot be filtered by: only scalar properties, to-one relations (many-to-one, the owning side of a one-to-one) and to-many relations can`)
 }
 
 /** A TypeBox schema for one property's values, from its MikroORM metadata. */
@@ -95,6 +206,14 @@ export class QueryRules {
   private readonly searchable: FieldInfo[] = []
   /** The route's default ordering, with the primary key tie-break. */
   readonly defaultOrder: OrderStep[]
+  /**
+   * What a row snapshot must carry beyond the entity's own columns and to-one keys for
+   * `ListQuery.matches` to decide it: every to-many relation (an array of related keys
+   * under its name) and every `relation.field` path (the related scalar under the dotted
+   * name, null when the relation is null) named by `filterFields` or `searchFields`.
+   * Orderings need none: a subscription never orders rows in memory.
+   */
+  readonly relationPaths: string[]
   private readonly position: string
   private readonly dateFields = new Set<string>()
 
@@ -103,37 +222,44 @@ export class QueryRules {
     private readonly platform: Platform,
     options: QueryOptions
   ) {
-    const field = (option: string, name: string): FieldInfo => {
-      const prop = meta.properties[name]
-      if (prop === undefined || typeof name !== 'string') {
-        throw new InvalidOption(option, `"${String(name)}" is not a property of ${meta.className}`)
-      }
-      if (prop.kind !== 'scalar') throw new InvalidOption(option, `"${name}" is a relation; only scalar properties can be used`)
-      const { schema, typeName } = valueSchema(prop.runtimeType, String(prop.columnTypes?.[0] ?? prop.type ?? ''))
-      if (prop.runtimeType === 'Date') this.dateFields.add(name)
-      return {
-        name,
-        column: prop.fieldNames[0],
-        check: TypeCompiler.Compile(schema),
-        typeName,
-        isString: prop.runtimeType === 'string',
-        isDate: prop.runtimeType === 'Date',
-        nullable: prop.nullable === true
-      }
-    }
-    for (const name of options.filterFields ?? []) this.filterable.set(name, field('filterFields', name))
-    for (const name of options.orderingFields ?? []) this.orderable.set(name, field('orderingFields', name))
+    for (const name of options.filterFields ?? []) this.filterable.set(name, this.field('filterFields', name, true))
+    for (const name of options.orderingFields ?? []) this.orderable.set(name, this.field('orderingFields', name, false))
     for (const name of options.searchFields ?? []) {
-      const info = field('searchFields', name)
+      const info = this.field('searchFields', name, false)
       if (!info.isString) throw new InvalidOption('searchFields', `"${name}" is not a string property`)
       this.searchable.push(info)
     }
+    this.relationPaths = [...new Set([...this.filterable.values(), ...this.searchable]
+      .filter((f) => f.kind === 'to-many' || f.kind === 'path')
+      .map((f) => f.name))]
     this.position = dialectOf(platform).position
     const primaryKey = meta.primaryKeys[0]
-    this.orderable.set(primaryKey, field('ordering', primaryKey))
+    this.orderable.set(primaryKey, this.field('ordering', primaryKey, false))
     const defaults = this.parseOrdering(options.ordering ?? primaryKey)
     if (typeof defaults === 'string') throw new InvalidOption('ordering', defaults)
     this.defaultOrder = defaults
+  }
+
+  /** A declared field with its value checker, compiled once; InvalidOption naming `option` if it cannot be used. */
+  private field (option: string, name: string, relations: boolean): FieldInfo {
+    const { kind, via, leaf, prop, nullable } = resolveField(this.meta, option, name, relations)
+    const { schema, typeName } = valueSchema(leaf.runtimeType, String(leaf.columnTypes?.[0] ?? leaf.type ?? ''))
+    const own = kind === 'scalar' || kind === 'path'
+    const isDate = leaf.runtimeType === 'Date'
+    if (isDate) this.dateFields.add(name)
+    return {
+      name,
+      kind,
+      via,
+      prop,
+      column: leaf.fieldNames[0],
+      check: TypeCompiler.Compile(schema),
+      typeName,
+      // A relation's key is compared by value, never searched as text.
+      isString: own && leaf.runtimeType === 'string',
+      isDate,
+      nullable
+    }
   }
 
   /** The entity's primary key, the final tie-break of every ordering. */
@@ -209,7 +335,8 @@ export class QueryRules {
 
   /**
    * Keyset pages compare with `<` / `>`, which never match NULL: ordering a cursor list by a
-   * nullable field would silently skip rows, so it is refused (400 keyed `ordering`).
+   * nullable field (or a path through a nullable relation) would silently skip rows, so it
+   * is refused (400 keyed `ordering`).
    */
   checkKeysetOrder (steps: OrderStep[]): void {
     const nullable = steps.find((s) => this.orderable.get(s.field)?.nullable === true)
@@ -223,9 +350,43 @@ export class QueryRules {
     return this.dateFields.has(field) && typeof value === 'string' ? new Date(value) : value
   }
 
-  /** MikroORM's orderBy for `steps`. */
+  /**
+   * MikroORM's orderBy for `steps`. A path orders by the joined column, nested as
+   * `{ author: { name: 'asc' } }`: the declared element type names only the flat form its
+   * callers pass on to MikroORM untouched.
+   */
   orderBy (steps: OrderStep[]): Array<Record<string, 'asc' | 'desc'>> {
-    return steps.map((s) => ({ [s.field]: s.desc ? 'desc' : 'asc' }))
+    return steps.map((s) => this.onField(s.field, s.desc ? 'desc' : 'asc') as Record<string, 'asc' | 'desc'>)
+  }
+
+  /**
+   * `condition` on orderable `field`, as a MikroORM where (or orderBy) part: `{ rank: c }`,
+   * or `{ author: { name: c } }` for a path. What keyset conditions are made of.
+   */
+  onField (field: string, condition: unknown): Record<string, unknown> {
+    const info = this.orderable.get(field)
+    return info === undefined ? { [field]: condition } : this.place(info, condition)
+  }
+
+  /**
+   * The relations to populate when `steps` must be read back from the loaded entities
+   * (a cursor's position): a path's value is on the related entity, which a join for
+   * ordering alone does not load.
+   */
+  populate (steps: OrderStep[]): string[] {
+    return [...new Set(steps.map((s) => this.orderable.get(s.field)?.via).filter((v) => v !== undefined))]
+  }
+
+  /** The value of orderable `field` on a loaded entity; a path's relation must have been populated (see `populate`). */
+  valueOf (entity: object, field: string): unknown {
+    const info = this.orderable.get(field)
+    const own = entity as Record<string, unknown>
+    if (info?.via === undefined) return own[field]
+    const related = own[info.via] === null || own[info.via] === undefined ? null : Reference.unwrapReference(own[info.via] as object)
+    if (related === null) return null
+    // An unloaded reference would read as undefined, silently turning a position into null.
+    if (!wrap(related).isInitialized()) throw new Error(`"${info.via}" was not populated, so "${field}" cannot be read`)
+    return (related as Record<string, unknown>)[info.prop]
   }
 
   private parseFilter (filter: unknown, out: Condition[], messages: string[]): void {
@@ -241,7 +402,7 @@ export class QueryRules {
       }
       if (!isPlainObject(condition)) {
         const value = this.value(info, condition, messages)
-        if (value !== INVALID) out.push({ build: () => ({ [name]: value }), test: (row) => compare('$eq', row[name], value, info.isDate) === true })
+        if (value !== INVALID) out.push(info.kind === 'to-many' ? this.membership(info, '$eq', value) : this.comparison(info, value, [['$eq', value]]))
         continue
       }
       const operators = Object.entries(condition)
@@ -250,6 +411,8 @@ export class QueryRules {
       for (const [op, operand] of operators) {
         if (!OPERATORS.has(op)) {
           messages.push(`Unknown operator "${op}" for field "${name}".`)
+        } else if (info.kind === 'to-many' && !MEMBERSHIP_OPERATORS.has(op)) {
+          messages.push(`Operator "${op}" is not available for "${name}".`)
         } else if (op === '$contains') {
           if (!info.isString) messages.push(`Operator "$contains" needs a string field; "${name}" is not one.`)
           else if (typeof operand !== 'string') messages.push(`Invalid value for "${name}": $contains expects a string.`)
@@ -267,14 +430,46 @@ export class QueryRules {
           if (value !== INVALID) ops[op] = value
         }
       }
-      if (Object.keys(ops).length > 0) {
-        const entries = Object.entries(ops)
-        out.push({
-          build: () => ({ [name]: ops }),
-          test: (row) => entries.every(([op, operand]) => compare(op, row[name], operand, info.isDate) === true)
-        })
+      if (Object.keys(ops).length === 0) continue
+      if (info.kind === 'to-many') {
+        // Each operator is a membership of its own: {$eq: 1, $in: [2, 3]} has 1 and has 2 or 3.
+        for (const [op, operand] of Object.entries(ops)) out.push(this.membership(info, op as '$eq' | '$in', operand))
+      } else {
+        out.push(this.comparison(info, ops, Object.entries(ops)))
       }
     }
+  }
+
+  /** `info`'s value satisfies `ops` (every one): `sql` is the MikroORM condition on it, a value or an operator object. */
+  private comparison (info: FieldInfo, sql: unknown, ops: Array<[string, unknown]>): Condition {
+    return {
+      build: () => this.place(info, sql),
+      test: (row) => ops.every(([op, operand]) => compare(op, row[info.name], operand, info.isDate) === true)
+    }
+  }
+
+  /**
+   * A to-many field has a related row whose key is `operand` (`$eq`) or one of `operand`
+   * (`$in`). In SQL a `$some` subquery (`id in (select …)`), so a row with several
+   * matching related rows is listed and counted once.
+   */
+  private membership (info: FieldInfo, op: '$eq' | '$in', operand: unknown): Condition {
+    const keys = op === '$in' ? operand as unknown[] : [operand]
+    return {
+      build: () => this.place(info, op === '$in' ? { $in: operand } : operand),
+      test: (row) => includesAny(row[info.name], keys, info.isDate)
+    }
+  }
+
+  /** `condition` on `info`'s value as a MikroORM where part: on its column, through its relation, or in a `$some`. */
+  private place (info: FieldInfo, condition: unknown): Record<string, unknown> {
+    if (info.kind === 'to-many') return { [info.name]: { $some: { [info.prop]: condition } } }
+    return this.within(info, { [info.prop]: condition })
+  }
+
+  /** `part` where `info`'s property lives: as is for the entity's own, nested under the relation for a path (MikroORM joins). */
+  private within (info: FieldInfo, part: Record<string, unknown>): Record<string, unknown> {
+    return info.via === undefined ? part : { [info.via]: part }
   }
 
   /** A checked scalar for `info` (a Date for date fields), or INVALID with a message added. */
@@ -294,11 +489,12 @@ export class QueryRules {
   /**
    * Case-insensitive substring test with `%` and `_` taken literally: a position search
    * (instr / strpos) instead of LIKE, so there are no wildcards to escape on any database.
+   * Nested under a path's relation, MikroORM hands the callback the joined table's alias.
    */
   private contains (info: FieldInfo, needle: string): FilterQuery<any> {
     const column = this.platform.quoteIdentifier(info.column)
     const fn = this.position
-    return { [raw((alias: string) => `${fn}(lower(${alias === '' ? '' : `${alias}.`}${column}), lower(?))`, [needle])]: { $gt: 0 } }
+    return this.within(info, { [raw((alias: string) => `${fn}(lower(${alias === '' ? '' : `${alias}.`}${column}), lower(?))`, [needle])]: { $gt: 0 } })
   }
 }
 

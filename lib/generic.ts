@@ -18,8 +18,10 @@ import { Batcher, type Outcome } from './batching.js'
 import { GroupWrites } from './group-writes.js'
 import type { ModelView } from './observer/subscription.js'
 import type { Page } from './pagination.js'
-import { compileShaper, type Shaper } from './shape.js'
+import { isLoaded, SerializerCompiler, type OutputFields, type Serializer } from './serializer.js'
+import { removalPlan, type RemovalPlan } from './removal.js'
 import { compileValidator, type CrossFieldCheck, type InputValidator } from './validation.js'
+import { RelationInput } from './relation-input.js'
 
 /** The model part of a route's options. */
 export interface ModelOptions<
@@ -35,9 +37,15 @@ export interface ModelOptions<
     create?: C
     /** Validates `data` of update (whole object); patch validates its Partial. */
     update?: U
-    /** Shapes every object in every reply: what it does not declare never leaves the server. */
+    /** Shapes every object in every reply and event: what it does not declare never leaves the server. */
     response: R
   }
+  /**
+   * Output fields that are not stored as declared: taken from another property
+   * (`{ source: 'author.username' }`) or computed (`{ get: (entity, ctx) => … }`). Each must
+   * also be declared in `schema.response`, which types it for clients.
+   */
+  fields?: OutputFields<E>
   /** Cross-field rules run after the schema, merged into the same 400 (e.g. password1 == password2). */
   validate?: {
     create?: CrossFieldCheck<Static<C>>
@@ -72,7 +80,7 @@ type LookupCoercer = (value: unknown) => unknown
 /**
  * Turn a client's lookup value into one of the property's type, or `undefined`.
  * Only scalars pass: an object such as `{"$like": "%"}` would act as a query operator
- * inside MikroORM, so it must never reach the ORM (PROTOCOL.md → 404).
+ * inside MikroORM, so it must never reach the ORM (docs/protocol.md → 404).
  */
 function lookupCoercer (runtimeType: string | undefined): LookupCoercer {
   if (runtimeType === 'number') {
@@ -96,10 +104,17 @@ export class GenericModel<E extends object = any> {
   readonly primaryKey: string
   readonly lookupField: string
   readonly lookupArg: string
-  /** Shapes replies by the route's response schema. */
-  readonly serializer: Shaper
+  /** Shapes replies and events by the route's response schema. */
+  readonly serializer: Serializer
+  private readonly serializers: SerializerCompiler
+  /** Mixins' own response schemas, compiled once each. */
+  private readonly ownSerializers = new Map<TSchema, Serializer>()
+  /** What a delete loads first, so cascaded removals and detached many-to-many owners publish their changes. */
+  private readonly removal: RemovalPlan
   private readonly coerceLookup: LookupCoercer
   private readonly validators: Partial<Record<InputKind, InputValidator<any>>>
+  /** The relations each input declares by related primary key(s): typed and looked up around the schema. */
+  private readonly relationInputs: Partial<Record<InputKind, RelationInput>>
   private readonly options: ModelOptions<E>
   /** Whether the database locks rows (`SELECT … FOR UPDATE`). */
   private readonly rowLocks: boolean
@@ -132,11 +147,13 @@ export class GenericModel<E extends object = any> {
     }
     this.lookupArg = options.lookupArg ?? (this.lookupField === this.primaryKey ? 'pk' : this.lookupField)
     this.coerceLookup = lookupCoercer(lookupProp.runtimeType)
-    this.serializer = compileShaper(options.schema.response)
+    this.serializers = new SerializerCompiler(orm.getMetadata())
+    this.serializer = this.serializers.compile(meta as EntityMetadata, options.schema.response, options.fields)
     this.query = new QueryRules(meta as EntityMetadata, orm.em.getPlatform(), options)
     this.rowLocks = dialectOf(orm.em.getPlatform()).rowLocks
     this.uniqueProps = meta.props.filter((p) => p.unique !== undefined && p.unique !== false).map((p) => p.name)
     this.orm = orm
+    this.removal = removalPlan(orm.getMetadata(), meta as EntityMetadata, this.query.relationPaths)
     // A connection's scope (getQueryset) may differ from its neighbours': such routes read alone.
     const shared = options.getQueryset === undefined
     const uniqueLookup = this.lookupField === this.primaryKey || this.uniqueProps.includes(this.lookupField)
@@ -157,6 +174,14 @@ export class GenericModel<E extends object = any> {
       create: create && compileValidator(create, options.validate?.create),
       update: update && compileValidator(update, options.validate?.update),
       patch: update && compileValidator(Type.Partial(update), options.validate?.update)
+    }
+    const dialect = dialectOf(orm.em.getPlatform())
+    const updateRelations = update && RelationInput.compile(meta as EntityMetadata, update, dialect)
+    this.relationInputs = {
+      create: create && RelationInput.compile(meta as EntityMetadata, create, dialect),
+      // patch declares the same properties as update, only all optional: the same relations.
+      update: updateRelations,
+      patch: updateRelations
     }
   }
 
@@ -183,7 +208,7 @@ export class GenericModel<E extends object = any> {
    * A scope too rich to decide in memory (relation paths, raw SQL) lets no event through,
    * and says so in the log: failing closed never shows a row the subscriber could not list.
    */
-  async view (ctx: ActionContext, options: { shaper?: Shaper, filter?: RowPredicate, creates?: boolean } = {}): Promise<ModelView> {
+  async view (ctx: ActionContext, options: { serializer?: Serializer, filter?: RowPredicate, creates?: boolean } = {}): Promise<ModelView> {
     const condition = await this.queryset(ctx)
     let scope = compileCondition(this.meta as EntityMetadata, condition)
     if (scope === undefined) {
@@ -192,7 +217,7 @@ export class GenericModel<E extends object = any> {
     }
     return {
       entity: this.entityName,
-      shaper: options.shaper ?? this.serializer,
+      serializer: options.serializer ?? this.serializer,
       scope,
       filter: options.filter ?? anyRow,
       creates: options.creates ?? true
@@ -286,6 +311,8 @@ export class GenericModel<E extends object = any> {
     const distinct = [...new Map(values.map((v) => [String(v), v])).values()]
     const where = { [this.lookupField]: { $in: distinct } } as FilterQuery<E>
     const rows = await this.orm.em.fork().find(this.entity, where).catch(async () => await this.orm.em.fork().find(this.entity, where))
+    // Once for the whole batch of retrieves, rather than once per socket when each renders its row.
+    await this.load(rows, this.serializer)
     const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
     return values.map((v) => ({ value: byValue.get(String(v)) ?? null }))
   }
@@ -300,11 +327,12 @@ export class GenericModel<E extends object = any> {
     const answer = async (job: ListJob): Promise<{ results: E[], count: number }> => {
       const em = this.orm.em.fork()
       const orderBy = this.query.orderBy(job.query.order)
-      if (job.page === undefined) {
-        const results = await em.find(this.entity, job.query.where() ?? {}, { orderBy } as object)
-        return { results, count: results.length }
-      }
-      return await this.findPage(em, () => job.query.where() ?? {}, orderBy, job.page)
+      const found = job.page === undefined
+        ? await em.find(this.entity, job.query.where() ?? {}, { orderBy } as object).then((results) => ({ results, count: results.length }))
+        : await this.findPage(em, () => job.query.where() ?? {}, orderBy, job.page)
+      // Once for every socket sharing this answer, rather than once per socket when each renders it.
+      await this.load(found.results, this.serializer)
+      return found
     }
     return jobs.map((job) => {
       const key = job.page === undefined ? job.query.key : `${job.query.key}|${job.page.limit}|${job.page.offset}`
@@ -354,14 +382,17 @@ export class GenericModel<E extends object = any> {
 
   /**
    * Validate a message's `data` for `kind`: 400 keyed `data` if absent, DRF-shaped field
-   * errors if invalid. `current` is the object being updated, if any.
+   * errors if invalid. Relations given by related primary key are typed before the schema
+   * and looked up after it, on the message's EntityManager (relation-input.ts). `current` is
+   * the object being updated, if any.
    */
   async validate (kind: InputKind, data: unknown, ctx: ActionContext, current?: E): Promise<any> {
     const validator = this.validators[kind]
     if (validator === undefined) throw new InvalidOption(`schema.${kind === 'create' ? 'create' : 'update'}`, `is required by the ${kind} action`)
     if (data === undefined) throw ValidationError.field('data', 'This field is required.')
+    const relations = this.relationInputs[kind]
     try {
-      return await validator(data)
+      return relations === undefined ? await validator(data) : await relations.validate(ctx.em, data, validator)
     } catch (err) {
       if (err instanceof ValidationError) await this.addUniqueErrors(err, data, ctx, current)
       throw err
@@ -455,21 +486,85 @@ export class GenericModel<E extends object = any> {
 
   /** Apply and flush (or the route's performUpdate). */
   async update (ctx: ActionContext, entity: E, data: any): Promise<void> {
+    await this.beforeChange(ctx.em, [entity], data)
     if (this.options.performUpdate !== undefined) await this.options.performUpdate(ctx, entity, data)
     else ctx.em.assign(entity, data)
     await ctx.em.flush()
   }
 
+  /**
+   * Load the to-many collections `data` replaces, before it does: the change then knows
+   * which related rows the entity had, so a list subscription filtered by them sees the
+   * row leave (an unloaded collection is replaced without MikroORM knowing its old items).
+   */
+  async beforeChange (em: EntityManager, entities: E[], data: unknown): Promise<void> {
+    if (typeof data !== 'object' || data === null || entities.length === 0) return
+    const replaced = this.removal.collections.filter((name) => (data as Record<string, unknown>)[name] !== undefined)
+    if (replaced.length > 0) await em.populate(entities, replaced as never)
+  }
+
   /** Remove and flush (or the route's performDelete). */
   async delete (ctx: ActionContext, entity: E): Promise<void> {
+    await this.beforeRemove(ctx.em, [entity])
     if (this.options.performDelete !== undefined) await this.options.performDelete(ctx, entity)
     else ctx.em.remove(entity)
     await ctx.em.flush()
   }
 
-  /** Shape an entity, or a list of them, by `shaper` (default: the route's response schema). */
-  serialize (value: E | E[] | null, shaper: Shaper = this.serializer): unknown {
+  /**
+   * Before rows are removed: load what the ORM cascades the removal to (so every removed
+   * row is a change of its own, published as a delete), and take the rows out of the
+   * many-to-many collections of their owners (so each owner publishes an update instead
+   * of losing the link silently in the database).
+   */
+  async beforeRemove (em: EntityManager, entities: E[]): Promise<void> {
+    await this.removal.prepare(em, entities)
+  }
+
+  /** Shape an entity, or a list of them, by `serializer` (default: the route's response schema); relations must be loaded. */
+  serialize (value: E | E[] | null, serializer: Serializer = this.serializer, ctx?: ActionContext): unknown {
     if (value === null) return null
-    return Array.isArray(value) ? value.map(shaper) : shaper(value)
+    return Array.isArray(value) ? value.map((entity) => serializer.shape(entity, ctx)) : serializer.shape(value, ctx)
+  }
+
+  /**
+   * What a reply sends for `value`: the relations `serializer` needs loaded (one query per
+   * relation for the whole list, never one per row), then shaped.
+   */
+  async render (ctx: ActionContext, value: E | E[] | null, serializer: Serializer = this.serializer): Promise<unknown> {
+    if (value === null) return null
+    await this.load(Array.isArray(value) ? value : [value], serializer)
+    return this.serialize(value, serializer, ctx)
+  }
+
+  /** Load what `serializer` shows of `entities`, each batch through the EntityManager that loaded it. */
+  async load (entities: E[], serializer: Serializer): Promise<void> {
+    if (serializer.populate.length === 0 || entities.length === 0) return
+    const byManager = new Map<EntityManager | undefined, E[]>()
+    for (const entity of entities) {
+      if (isLoaded(entity, serializer.populate)) continue
+      const em = (entity as { __helper?: { __em?: EntityManager } }).__helper?.__em
+      const list = byManager.get(em)
+      if (list === undefined) byManager.set(em, [entity])
+      else list.push(entity)
+    }
+    for (const [em, list] of byManager) await (em ?? this.orm.em.fork()).populate(list, serializer.populate as never)
+  }
+
+  /** Load what the route's own serializer shows of `entities` (group commit, for a whole batch's replies at once). */
+  async loadForReplies (entities: E[]): Promise<void> {
+    await this.load(entities, this.serializer)
+  }
+
+  /** The serializer of a mixin's own response schema (the route's `fields` apply where it declares them), compiled once. */
+  serializerFor (schema: TSchema | undefined): Serializer {
+    if (schema === undefined) return this.serializer
+    let serializer = this.ownSerializers.get(schema)
+    if (serializer === undefined) {
+      const declared = (schema as { properties?: Record<string, unknown> }).properties ?? {}
+      const fields = Object.fromEntries(Object.entries(this.options.fields ?? {}).filter(([name]) => declared[name] !== undefined))
+      this.ownSerializers.set(schema, (serializer = this.serializers.compile(this.meta as EntityMetadata, schema, fields)))
+    }
+    return serializer
   }
 }

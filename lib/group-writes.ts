@@ -24,6 +24,11 @@ export interface GroupedModel<E extends object> {
   readonly lookupField: string
   lookupValue: (args: Record<string, unknown>) => unknown
   validate: (kind: 'update' | 'patch', data: unknown, ctx: ActionContext, current?: E) => Promise<any>
+  /** Load what a change replaces / a removal takes with it, so their changes are published (generic.ts). */
+  beforeChange: (em: EntityManager, entities: E[], data: unknown) => Promise<void>
+  beforeRemove: (em: EntityManager, entities: E[]) => Promise<void>
+  /** Load what the route's replies show of `entities` (one query per relation for all of them). */
+  loadForReplies: (entities: E[]) => Promise<void>
   /** The request alone, in a transaction of its own: the path of every request that cannot be grouped. */
   createAlone: (ctx: ActionContext, data: any) => Promise<E>
   changeAlone: (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>) => Promise<E>
@@ -72,22 +77,36 @@ export class GroupWrites<E extends object> {
     const entities = jobs.map((job) => em.create(this.model.entity, job.data))
     try {
       await em.flush()
-      return entities.map((value) => ({ value }))
     } catch {
       return await eachAlone(jobs, async (job) => await this.model.createAlone(job.ctx, job.data))
     }
+    await this.loadForReplies(entities)
+    return entities.map((value) => ({ value }))
+  }
+
+  /**
+   * What the replies show of the batch's rows, loaded for all of them at once: each
+   * request's reply then finds its relations loaded, instead of one query per request.
+   * A failure here is not the write's: each reply loads its own row again.
+   */
+  private async loadForReplies (entities: E[]): Promise<void> {
+    if (entities.length > 1) await this.model.loadForReplies(entities).catch(() => undefined)
   }
 
   private async changeMany (jobs: ChangeJob[]): Promise<Array<Outcome<E>>> {
-    return await this.onRows(jobs, async (em, entity, job) => {
+    const outcomes = await this.onRows(jobs, async (em, entity, job) => {
       const data = await this.model.validate(job.kind, job.args.data, job.ctx, entity)
+      await this.model.beforeChange(em, [entity], data)
       em.assign(entity, data)
       return entity
     }, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+    await this.loadForReplies(outcomes.flatMap((outcome) => 'value' in outcome && outcome.value !== undefined ? [outcome.value] : []))
+    return outcomes
   }
 
   private async removeMany (jobs: RemoveJob[]): Promise<Array<Outcome<undefined>>> {
     return await this.onRows(jobs, async (em, entity) => {
+      await this.model.beforeRemove(em, [entity])
       em.remove(entity)
       return undefined
     }, async (job) => {

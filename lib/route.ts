@@ -229,8 +229,14 @@ export async function refuseConnect (reply: FastifyReply): Promise<void> {
 export function compileRoute (instance: FastifyInstance, state: PluginState, path: string, options: RouteOptions): CompiledRoute {
   const route = new CompiledRoute(instance, path, options, state.options.orm, state)
   state.routes.push(route)
-  if (route.model !== undefined && [...route.actions.values()].some((a) => a.def.observes === true)) {
-    state.observe(route.model.entityName)
+  const model = route.model
+  if (model !== undefined) {
+    const observing = [...route.actions.values()].filter((a) => a.def.observes === true)
+    // Every shape events of the entity may take, on every instance alike: a change is rendered
+    // where it is committed, for subscribers wherever they are (ctx.subscribe uses the route's own).
+    const serializers = [model.serializer, ...observing.map((a) => model.serializerFor(a.def.response))]
+    state.describeEvents(model.entityName, serializers, model.query.relationPaths)
+    if (observing.length > 0) state.observe(model.entityName)
   }
   return route
 }

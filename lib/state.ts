@@ -7,6 +7,7 @@ import { resolveAsyncApiOption, type AsyncApiPluginOptions, type DeclaredRoute, 
 import type { BroadcastLayer } from './layers/layer.js'
 import { MemoryLayer } from './layers/memory.js'
 import type { Hub } from './observer/hub.js'
+import type { Serializer } from './serializer.js'
 import { resolveResume, type ResolvedResume, type ResumeOptions, type ResumeRegistry } from './resume.js'
 import type { CompiledRoute } from './route.js'
 import type { Session } from './session.js'
@@ -103,6 +104,8 @@ export interface PluginState {
   readonly resume: ResumeRegistry | undefined
   /** Start publishing the changes of an entity (by class name). */
   observe: (className: string) => void
+  /** The shapes and relation paths events of an entity (by class name) are rendered and decided by. */
+  describeEvents: (className: string, serializers: Serializer[], paths: readonly string[]) => void
   /** `app.wsRest.observe`: publish an entity's changes, also to the groups `groups` names. */
   observeEntity: (entity: unknown, groups?: (change: any) => Iterable<string>) => void
   /** Declared routes, whose hook chains are fixed when the app is ready. */

@@ -32,13 +32,14 @@ for (const [name, check] of Object.entries(formats)) {
 }
 
 /** Python's name for a JSON value's type, as DRF prints it in "Expected a dictionary, but got str." */
-function pythonTypeName (value: unknown): string {
+export function pythonTypeName (value: unknown): string {
   if (value === null) return 'NoneType'
   if (Array.isArray(value)) return 'list'
   switch (typeof value) {
     case 'string': return 'str'
     case 'boolean': return 'bool'
     case 'number': return Number.isInteger(value) ? 'int' : 'float'
+    case 'object': return 'dict' // a JSON object arrives in Python as a dict
     default: return typeof value
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Bad input (PROTOCOL.md "Bad input — better than DCRF" and the error rows of "Reply"),
+ * Bad input (docs/protocol.md "Bad input — better than DCRF" and the error rows of "Reply"),
  * over real sockets to the example server: every bad frame gets an error reply with
  * exactly the five keys, the socket stays open and still answers a valid `list`, other
  * sockets are unaffected, and nothing reaches the database.

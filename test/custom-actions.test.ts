@@ -83,7 +83,7 @@ t.test('args are validated by the TypeBox schema; failures are DRF-shaped 400s',
   t.strictSame((await client.request('greet', { name: 'ada', count: 1, loud: 'yes' })).errors, [{ loud: ['Must be a valid boolean.'] }])
   t.equal(received.length, 1, 'the handler ran only for the valid message')
 
-  // Unknown extra keys are ignored (PROTOCOL.md), not a 400.
+  // Unknown extra keys are ignored (docs/protocol.md), not a 400.
   const extra = await client.request('greet', { name: 'bob', count: 1, loud: true, colour: 'red' })
   t.strictSame([extra.response_status, extra.data], [200, 'HELLO bob x1'])
   // The validated args hold only what the schema declares, so a handler never sees (or spreads) undeclared keys.

@@ -1,5 +1,5 @@
 /**
- * The example server as EXAMPLE.md fixes it, driven from outside: `node --import tsx
+ * The example server as docs/example.md fixes it, driven from outside: `node --import tsx
  * example/server.ts` in its own process, with HOST/PORT/DB (or DATABASE_URL) from the
  * environment; it logs `listening on ws://HOST:PORT` once ready and, on SIGTERM/SIGINT,
  * closes open sockets with 1001 and exits 0.

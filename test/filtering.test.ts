@@ -1,5 +1,5 @@
 /**
- * Filtering, ordering and search of lists (PROTOCOL.md → "Filtering, ordering, search
+ * Filtering, ordering and search of lists (docs/protocol.md → "Filtering, ordering, search
  * (beyond DCRF)"): every operator on integer, string, boolean, nullable and date fields,
  * ordering with the primary-key tie-break, search over several fields, the exact 400s,
  * injection attempts that must never reach the database, composition with getQueryset,
@@ -767,7 +767,7 @@ t.test('example /ws/: filter by id, username and email', async (t) => {
   t.strictSame(
     { errors: reply.errors, data: reply.data, action: reply.action, status: reply.response_status },
     { errors: [], data: [{ id: 7, username: 'zxay', email: 'zxay@other.org' }], action: 'list', status: 200 },
-    'PROTOCOL.md\'s example shape: public users only'
+    'docs/protocol.md\'s example shape: public users only'
   )
   const cases: Array<[unknown, number[]]> = [
     [{ id: { $gt: 3 }, email: 'alice@example.com' }, []],
@@ -826,7 +826,7 @@ t.test('example /ws/: search over username and email, case-insensitive', async (
   t.strictSame(await listIds(client, { search: 'example', filter: { id: { $gt: 3 } }, ordering: '-username' }), [6, 8], 'with a filter and an ordering')
 })
 
-t.test('example /ws/: filtering by password is exactly PROTOCOL.md\'s 400 and never queries', async (t) => {
+t.test('example /ws/: filtering by password is exactly docs/protocol.md\'s 400 and never queries', async (t) => {
   const { client, orm } = await example(t)
   const sql = spyQueries(orm)
 

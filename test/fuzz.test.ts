@@ -1,5 +1,5 @@
 /**
- * Seeded fuzz test (PROTOCOL.md "Bad input — better than DCRF"): several connections to
+ * Seeded fuzz test (docs/protocol.md "Bad input — better than DCRF"): several connections to
  * the example server send ≥10,000 random and mutated frames — broken JSON, deep nesting,
  * huge numbers, unicode edge cases, wrong types in every field, `__proto__` /
  * `constructor` keys, very long strings, binary, empty and oversized frames.
@@ -281,7 +281,7 @@ t.test(`fuzz: ${TOTAL_FRAMES} random and mutated frames (FUZZ_SEED=${seed})`, as
   t.same(failures, [], `every frame got its reply or its close code (${REPLAY})`)
   t.ok(canaryChecks > 0, 'the canary connection kept working during the run')
   for (const finding of stats.findings) t.comment(`finding: ${finding}`)
-  t.equal(stats.findings.length, 0, `no 500 for bad input — PROTOCOL.md wants a 4xx (${REPLAY})`)
+  t.equal(stats.findings.length, 0, `no 500 for bad input — docs/protocol.md wants a 4xx (${REPLAY})`)
 
   // Nothing leaked into the prototypes (the server runs in this process).
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype not polluted')

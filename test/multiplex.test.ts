@@ -1,5 +1,5 @@
 /**
- * Multiplexed routes (PROTOCOL.md "Multiplexing") over real sockets: every frame is an
+ * Multiplexed routes (docs/protocol.md "Multiplexing") over real sockets: every frame is an
  * envelope `{"stream", "payload"}` both ways. The example's `/ws/multiplex/` (stream
  * `users`, the `/ws/` actions) for CRUD, subscriptions and bad envelopes; bare apps for
  * two streams on two entities, per-stream and per-socket connect permissions, and

@@ -1,5 +1,5 @@
 /**
- * The wire protocol's shapes and error rows (PROTOCOL.md), over a real socket to the example server.
+ * The wire protocol's shapes and error rows (docs/protocol.md), over a real socket to the example server.
  */
 import t from 'tap'
 import { connect } from './helpers/client.js'

@@ -1,6 +1,6 @@
 /**
  * Subscriptions over real sockets: `subscribe_instance` / `unsubscribe_instance` exactly
- * as PROTOCOL.md says, filtered-list subscriptions (rows entering and leaving the filter),
+ * as docs/protocol.md says, filtered-list subscriptions (rows entering and leaving the filter),
  * the route's scope and permissions applied to every delivery, and subscriptions released
  * when a socket closes.
  *
@@ -23,7 +23,7 @@ async function startItems (t: Teardown, options: Omit<RouteOptions, 'entity' | '
   return await startApp(t, [Item], (app) => { app.wsRest.route('/items/', { ...itemModel, ...options }) })
 }
 
-// ------------------------------------------------------------------ subscribe_instance (PROTOCOL.md)
+// ------------------------------------------------------------------ subscribe_instance (docs/protocol.md)
 
 t.test('subscribe_instance → 201; update and delete events carry the subscription\'s request_id; no event for creates', async (t) => {
   const { base } = await startExample(t)

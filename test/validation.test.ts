@@ -1,5 +1,5 @@
 /**
- * DRF-shaped validation through the example's create / update / patch (PROTOCOL.md
+ * DRF-shaped validation through the example's create / update / patch (docs/protocol.md
  * "validation failure" row): one object holding every failing field, DRF's wording,
  * unique violations as 400s keyed by the field, passwords stored hashed and never
  * returned, unknown fields ignored.
@@ -58,7 +58,7 @@ t.test('every failing field at once, in one object', async (t) => {
   const running = await startExample(t)
   const client = await open(t, running.base)
 
-  // The PROTOCOL.md example: no username, passwords differ.
+  // The docs/protocol.md example: no username, passwords differ.
   checkInvalid(t, await client.request('create', { data: { password1: 'a', password2: 'b' } }), 'create', {
     password2: ['Passwords do not match.'],
     username: ['This field is required.']
@@ -80,12 +80,13 @@ t.test('every failing field at once, in one object', async (t) => {
     password1: ['This field may not be blank.']
   }, 'blank + bad email + blank password')
 
-  // update: the whole object is required.
+  // update: the whole object is required, but for fields with a default (email), which keep their value (DRF).
   const alice = await create(t, client, valid('alice'))
   checkInvalid(t, await client.request('update', { pk: alice.id, data: {} }), 'update', {
-    username: ['This field is required.'],
-    email: ['This field is required.']
+    username: ['This field is required.']
   }, 'update with empty data')
+  const kept = await client.request('update', { pk: alice.id, data: { username: 'alice' } })
+  t.same([kept.response_status, kept.data.email], [200, 'alice@example.com'], 'a full update without email keeps it')
   checkInvalid(t, await client.request('update', { pk: alice.id, data: { username: '', email: 'nope' } }), 'update', {
     username: ['This field may not be blank.'],
     email: ['Enter a valid email address.']
@@ -111,7 +112,7 @@ t.test('"This field may not be blank." and "Enter a valid email address."', asyn
   }
   t.same(await rows(running), [], 'nothing written')
 
-  // The email may be empty or absent (EXAMPLE.md: "may be empty").
+  // The email may be empty or absent (docs/example.md: "may be empty").
   const empty = await create(t, client, { ...valid('empty'), email: '' })
   t.equal(empty.email, '', 'empty email accepted')
   const absent = await create(t, client, { username: 'absent', password1: 'p', password2: 'p' })

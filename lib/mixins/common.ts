@@ -5,7 +5,7 @@ import type { TSchema } from '@sinclair/typebox'
 import type { ActionContext } from '../action.js'
 import type { GenericModel } from '../generic.js'
 import type { Permission } from '../permissions.js'
-import { compileShaper, type Shaper } from '../shape.js'
+import type { Serializer } from '../serializer.js'
 
 /** Options every mixin takes. */
 export interface MixinOptions<Response extends TSchema | undefined = TSchema | undefined> {
@@ -20,8 +20,8 @@ export function modelOf (ctx: ActionContext): GenericModel {
   return ctx.model as GenericModel
 }
 
-/** The shaper for this mixin's replies: its own response schema, compiled now (at declaration), or the route's. */
-export function shaperOf (options: MixinOptions): (model: GenericModel) => Shaper {
-  const own = options.response === undefined ? undefined : compileShaper(options.response)
-  return (model) => own ?? model.serializer
+/** The serializer of this mixin's replies: its own response schema (compiled once per route), or the route's. */
+export function serializerOf (options: MixinOptions): (model: GenericModel) => Serializer {
+  const own = options.response
+  return (model) => own === undefined ? model.serializer : model.serializerFor(own)
 }

@@ -1,7 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
 import type { ActionDescriber } from '../asyncapi.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /**
@@ -9,7 +9,7 @@ import type { MixinWire } from '../wire.js'
  * transaction of its own, or with other sockets' creates in one flush (group commit).
  */
 export function create<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): ActionDefinition<'create', MixinWire<'create', Response>> {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'Create an object.',
     args: Type.Object({ data: route.input('create') }),
@@ -20,6 +20,6 @@ export function create<const Response extends TSchema | undefined = undefined> (
     const model = modelOf(ctx)
     const data = await model.validate('create', args.data, ctx)
     const entity = await model.createOne(ctx, data)
-    return { status: 201, data: model.serialize(entity, shaper(model)) }
+    return { status: 201, data: await model.render(ctx, entity, serializer(model)) }
   }, { permissions: options.permissions, input: 'create', describe })
 }

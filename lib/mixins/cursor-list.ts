@@ -5,7 +5,7 @@ import { integerArg, type ActionDescriber } from '../asyncapi.js'
 import { CursorCodec, keysetCondition, type CursorOptions, type CursorPosition } from '../cursor.js'
 import type { OrderStep } from '../filtering.js'
 import { LimitOffsetPaginator } from '../pagination.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /**
@@ -14,7 +14,7 @@ import type { MixinWire } from '../wire.js'
  * first page's order; the filter and search are applied again from each message.
  */
 export function cursorList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & CursorOptions = {}): ActionDefinition<'list', MixinWire<'cursor_list', Response>> {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const codec = new CursorCodec(options.secret)
   const describe: ActionDescriber = (route) => ({
@@ -40,15 +40,19 @@ export function cursorList<const Response extends TSchema | undefined = undefine
     model.query.checkKeysetOrder(order)
     const back = from?.back === true
 
-    const keyset = from === undefined ? undefined : keysetCondition(from, (f, v) => model.query.fieldValue(f, v))
+    const keyset = from === undefined
+      ? undefined
+      : keysetCondition(from, (f, v) => model.query.fieldValue(f, v), (f, c) => model.query.onField(f, c))
     const condition = (): FilterQuery<any> | undefined => {
       const parts = [query.where(), keyset].filter((c) => c !== undefined)
       return parts.length <= 1 ? parts[0] : { $and: parts }
     }
     // Going back, read the rows before the position nearest-first, then restore the order.
     const readOrder = back ? order.map((s) => ({ field: s.field, desc: !s.desc })) : order
+    // A position ordered by a path (`author.name`) is read from the related entity: populated, not only joined.
+    const populate = model.query.populate(order)
     const rows = await ctx.em.find(model.entity, await model.where(ctx, condition), {
-      orderBy: model.query.orderBy(readOrder), limit: limit + 1
+      orderBy: model.query.orderBy(readOrder), limit: limit + 1, ...(populate.length > 0 ? { populate } : {})
     } as object)
     const more = rows.length > limit
     const page = rows.slice(0, limit)
@@ -57,7 +61,7 @@ export function cursorList<const Response extends TSchema | undefined = undefine
     const at = (row: object | undefined, where: 'after' | 'before', inclusive = false): string =>
       codec.encode({
         order,
-        values: row === undefined ? from!.values : order.map((s) => (row as Record<string, unknown>)[s.field]),
+        values: row === undefined ? from!.values : order.map((s) => model.query.valueOf(row, s.field)),
         back: where === 'before',
         inclusive
       })
@@ -76,6 +80,6 @@ export function cursorList<const Response extends TSchema | undefined = undefine
       previous = more ? at(first, 'before') : null
       next = last !== undefined ? at(last, 'after') : at(undefined, 'after', true)
     }
-    return { data: { results: model.serialize(page, shaper(model)), next, previous } }
+    return { data: { results: await model.render(ctx, page, serializer(model)), next, previous } }
   }, { permissions: options.permissions, describe })
 }

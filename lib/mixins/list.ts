@@ -1,12 +1,12 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
 import type { ActionDescriber } from '../asyncapi.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /** `list {filter?, ordering?, search?}` → 200 with every matching object the connection may see (default order: primary key). */
 export function list<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): ActionDefinition<'list', MixinWire<'list', Response>> {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'Every object the connection may see, filtered, searched and ordered as asked.',
     args: Type.Object({ ...route.query, ...route.ordering }),
@@ -15,6 +15,6 @@ export function list<const Response extends TSchema | undefined = undefined> (op
   return modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
     const query = model.listQuery(args)
-    return { data: model.serialize(await model.list(ctx, query), shaper(model)) }
+    return { data: await model.render(ctx, await model.list(ctx, query), serializer(model)) }
   }, { permissions: options.permissions, describe })
 }

@@ -2,12 +2,12 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
 import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi.js'
 import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /** `list {limit?, offset?, filter?, ordering?, search?}` → 200 with `{count, results, limit, offset}`. */
 export function paginatedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): ActionDefinition<'list', MixinWire<'paginated_list', Response>> {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'One page of the objects the connection may see, filtered, searched and ordered as asked.',
@@ -24,6 +24,6 @@ export function paginatedList<const Response extends TSchema | undefined = undef
     const query = model.listQuery(args)
     const page = paginator.page(args)
     const { results, count } = await model.page(ctx, query, page)
-    return { data: { count, results: model.serialize(results, shaper(model)), limit: page.limit, offset: page.offset } }
+    return { data: { count, results: await model.render(ctx, results, serializer(model)), limit: page.limit, offset: page.offset } }
   }, { permissions: options.permissions, describe })
 }

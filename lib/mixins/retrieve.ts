@@ -1,12 +1,12 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
 import type { ActionDescriber } from '../asyncapi.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /** `retrieve {pk}` → 200 with the object; 404 when it is not there or not in the connection's scope. */
 export function retrieve<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): ActionDefinition<'retrieve', MixinWire<'retrieve', Response>> {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'One object, looked up within the connection\'s scope (404 otherwise).',
     args: Type.Object(route.lookup),
@@ -14,6 +14,6 @@ export function retrieve<const Response extends TSchema | undefined = undefined>
   })
   return modelAction('retrieve', async (ctx, args) => {
     const model = modelOf(ctx)
-    return { data: model.serialize(await model.retrieve(ctx, args), shaper(model)) }
+    return { data: await model.render(ctx, await model.retrieve(ctx, args), serializer(model)) }
   }, { permissions: options.permissions, describe })
 }

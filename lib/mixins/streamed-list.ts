@@ -2,7 +2,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
 import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi.js'
 import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /** The cancellation scope shared by streamed lists and `list_cancel`. */
@@ -15,7 +15,7 @@ const STREAM_SCOPE = 'list'
  * once and the socket's other actions are not held up behind them.
  */
 export function streamedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): [ActionDefinition<'list', MixinWire<'streamed_list', Response>>, ActionDefinition<'list_cancel', MixinWire<'list_cancel'>>] {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'The list, one reply per page (offsets 0, limit, 2·limit …) until offset + limit >= count.',
@@ -40,7 +40,7 @@ export function streamedList<const Response extends TSchema | undefined = undefi
       const { results, count } = await model.page(ctx, query, { limit, offset })
       // A cancel that arrived during the query wins: no page after list_cancel's reply.
       if (signal.aborted) break
-      ctx.reply({ count, results: model.serialize(results, shaper(model)), limit, offset })
+      ctx.reply({ count, results: await model.render(ctx, results, serializer(model)), limit, offset })
       if (offset + limit >= count) break
     }
     return {}

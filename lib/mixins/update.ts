@@ -2,7 +2,7 @@ import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
 import type { ActionDescriber } from '../asyncapi.js'
 import type { InputKind } from '../generic.js'
-import { modelOf, shaperOf, type MixinOptions } from './common.js'
+import { modelOf, serializerOf, type MixinOptions } from './common.js'
 import type { MixinWire } from '../wire.js'
 
 /**
@@ -12,7 +12,7 @@ import type { MixinWire } from '../wire.js'
  * A `version` argument that is not the current one is a 409.
  */
 export function changeAction<const N extends string> (name: N, kind: InputKind, options: MixinOptions): ActionDefinition<N, never> {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: kind === 'patch' ? 'Change some fields of an object.' : 'Change every field of an object.',
     args: Type.Object({ ...route.lookup, ...route.version, data: route.input(kind) }),
@@ -21,7 +21,7 @@ export function changeAction<const N extends string> (name: N, kind: InputKind, 
   return modelAction(name, async (ctx, args) => {
     const model = modelOf(ctx)
     const entity = await model.changeOne(ctx, kind as 'update' | 'patch', args)
-    return { data: model.serialize(entity, shaper(model)) }
+    return { data: await model.render(ctx, entity, serializer(model)) }
   }, { permissions: options.permissions, input: kind, describe })
 }
 

@@ -24,6 +24,11 @@ export interface ModelMessage {
   before: Row | null
   /** The row after the change (`null` for a delete). */
   after: Row | null
+  /**
+   * The changed object as each serializer with relations or computed fields shows it, by
+   * serializer key: rendered once, where the change was committed, for every instance.
+   */
+  views?: Record<string, unknown>
 }
 
 /** An event an app publishes itself (`app.wsRest.publish`). */
@@ -39,7 +44,7 @@ export interface CustomMessage {
 export type GroupMessage = ModelMessage | CustomMessage
 
 /** One property value in JSON-safe form. */
-function plain (value: unknown, isDate: boolean): unknown {
+export function plain (value: unknown, isDate: boolean): unknown {
   if (value === undefined || value === null) return null
   if (isDate) {
     const date = value instanceof Date ? value : new Date(value as string | number)

@@ -3,7 +3,8 @@
  * against a subscriber's filter and scope without a query per subscriber.
  *
  * The comparisons follow SQL where JavaScript would differ: a comparison with NULL never
- * matches (`$ne`, `$nin` included), dates compare as instants.
+ * matches (`$ne`, `$nin` included), dates compare as instants. A value missing from the
+ * row (undefined) never matches either: the row cannot tell, so the condition fails closed.
  */
 import type { EntityMetadata } from '@mikro-orm/core'
 import type { Row } from './changes.js'
@@ -24,8 +25,15 @@ function comparable (value: unknown, isDate: boolean): unknown {
   return value
 }
 
-/** `value <op> operand`, SQL-style (NULL never compares). Undefined for an operator it does not know. */
+const FIELD_OPERATORS = new Set(['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin'])
+
+/**
+ * `value <op> operand`, SQL-style (NULL never compares). False when `value` is undefined
+ * (missing from the row: never taken for a value, so `$ne` / `$nin` do not match it).
+ * Undefined for an operator it does not know.
+ */
 export function compare (op: string, value: unknown, operand: unknown, isDate: boolean): boolean | undefined {
+  if (value === undefined) return FIELD_OPERATORS.has(op) ? false : undefined
   const v = comparable(value, isDate)
   switch (op) {
     case '$eq':
@@ -50,6 +58,15 @@ export function compare (op: string, value: unknown, operand: unknown, isDate: b
   return undefined
 }
 
+/**
+ * A to-many relation has a related row whose key is one of `keys`: `value` is the array of
+ * related keys a row snapshot carries. Anything else (missing, null) never matches, and
+ * neither does a null key (SQL: `id in (…)` never matches NULL).
+ */
+export function includesAny (value: unknown, keys: unknown[], isDate: boolean): boolean {
+  return Array.isArray(value) && value.some((v) => v !== null && compare('$in', v, keys, isDate) === true)
+}
+
 /** Case-insensitive substring test, `%` and `_` literal (as `$contains` in SQL). */
 export function containsText (value: unknown, needle: string): boolean {
   return typeof value === 'string' && value.toLowerCase().includes(needle.toLowerCase())
@@ -58,8 +75,6 @@ export function containsText (value: unknown, needle: string): boolean {
 function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)
 }
-
-const FIELD_OPERATORS = new Set(['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin'])
 
 /**
  * Compile a MikroORM condition (a route's `getQueryset` result) into a row predicate,

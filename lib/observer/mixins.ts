@@ -7,7 +7,7 @@ import { modelAction, type ActionContext, type ActionDefinition } from '../actio
 import type { ActionDescriber } from '../asyncapi.js'
 import { MessageContext } from '../consumer.js'
 import { ValidationError } from '../errors.js'
-import { modelOf, shaperOf, type MixinOptions } from '../mixins/common.js'
+import { modelOf, serializerOf, type MixinOptions } from '../mixins/common.js'
 import { kConnection } from '../symbols.js'
 import { groups } from './changes.js'
 import { Subscription, modelRenderer, type ModelView } from './subscription.js'
@@ -17,7 +17,7 @@ import type { MixinWire } from '../wire.js'
  * Subscribe the message's socket to `groups` under the message's request_id, with `view`
  * deciding what each change looks like to it and the action's permissions re-checked
  * with `args` before every event. Events carry the request_id, so subscribing without one
- * is refused (PROTOCOL.md: 400 keyed `request_id`).
+ * is refused (docs/protocol.md: 400 keyed `request_id`).
  */
 function subscribeSocket (
   ctx: ActionContext,
@@ -69,7 +69,7 @@ function plainKey (value: unknown): unknown {
  * that leaves the scope arrives as a delete.
  */
 export function subscribeInstance<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_instance', MixinWire<'subscribe_instance', Response>>, ActionDefinition<'unsubscribe_instance', MixinWire<'unsubscribe_instance'>>] {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   // A socket's subscriptions to a row are keyed by the row and the request_id: the same pair again adds nothing.
   const keyOf = (lookup: unknown): string => `instance:${JSON.stringify(lookup)}:`
   const describe: ActionDescriber = (route) => ({
@@ -94,11 +94,11 @@ export function subscribeInstance<const Response extends TSchema | undefined = u
     const model = modelOf(ctx)
     const lookup = model.lookupValue(args)
     const entity = await model.getObject(ctx, args) as Record<string, unknown>
-    const view = await model.view(ctx, { shaper: shaper(model), creates: false })
+    const view = await model.view(ctx, { serializer: serializer(model), creates: false })
     const group = groups.instance(model.entityName, plainKey(entity[model.primaryKey]))
     subscribeSocket(ctx, keyOf(lookup) + JSON.stringify(ctx.requestId), [group], view, { [model.lookupArg]: lookup }, false)
     return { status: 201, data: null }
-  }, { permissions: options.permissions, observes: true, describe })
+  }, { permissions: options.permissions, observes: true, response: options.response, describe })
 
   const unsubscribe = modelAction('unsubscribe_instance', (ctx, args) => {
     unsubscribeSocket(ctx, keyOf(modelOf(ctx).lookupValue(args)))
@@ -118,7 +118,7 @@ export function subscribeInstance<const Response extends TSchema | undefined = u
  * Subscribing again with the same request_id replaces the filter.
  */
 export function subscribeList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_list', MixinWire<'subscribe_list', Response>>, ActionDefinition<'unsubscribe_list', MixinWire<'unsubscribe_list'>>] {
-  const shaper = shaperOf(options)
+  const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'Subscribe to the rows matching a filter: rows coming to match, changing, and leaving arrive with this request_id.',
     args: Type.Object(route.query),
@@ -141,12 +141,12 @@ export function subscribeList<const Response extends TSchema | undefined = undef
     requireRequestId(ctx)
     const model = modelOf(ctx)
     const query = model.listQuery(args)
-    const view = await model.view(ctx, { shaper: shaper(model), filter: query.matches, creates: true })
+    const view = await model.view(ctx, { serializer: serializer(model), filter: query.matches, creates: true })
     // Keyed by request_id alone: subscribing again with it replaces the filter.
     subscribeSocket(ctx, `list:${JSON.stringify(ctx.requestId)}`, [groups.model(model.entityName)], view,
       { filter: args.filter, search: args.search }, true)
     return { status: 201, data: null }
-  }, { permissions: options.permissions, observes: true, describe })
+  }, { permissions: options.permissions, observes: true, response: options.response, describe })
 
   const unsubscribe = modelAction('unsubscribe_list', (ctx) => {
     unsubscribeSocket(ctx, 'list:')

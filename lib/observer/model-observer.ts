@@ -26,7 +26,10 @@ import {
 } from '@mikro-orm/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { dialectOf } from '../dialect.js'
+import type { Serializer } from '../serializer.js'
+import { relatedKey } from '../serializer.js'
 import { RowReader, type ChangeKind, type ModelMessage } from './changes.js'
+import { EventRendering, type PendingChange } from './event-rendering.js'
 
 /** A knex transaction as MikroORM hands it around: nested ones point at their parent. */
 interface Transaction {
@@ -38,7 +41,7 @@ interface Transaction {
 interface Held {
   /** The (possibly nested) transaction they were flushed in, and its ancestors below the root. */
   chain: Transaction[]
-  messages: ModelMessage[]
+  changes: PendingChange[]
 }
 
 function kindOf (type: ChangeSetType): ChangeKind | undefined {
@@ -62,7 +65,12 @@ export class ModelObserver implements EventSubscriber {
   private readonly aborted = new WeakSet<object>()
   private readonly checkAborted: boolean
   /** Committed changes waiting for the next turn of the event loop (see emit). */
-  private outbox: ModelMessage[] = []
+  private outbox: PendingChange[] = []
+  /** The batch of changes being rendered: later batches wait for it, so events keep commit order. */
+  private rendering: Promise<void> | undefined
+  /** Keys of to-many collections as they were before the flush that replaces them, by owner. */
+  private readonly replaced = new WeakMap<object, Map<string, unknown[] | undefined>>()
+  private readonly events: EventRendering
   private active = true
 
   constructor (
@@ -71,6 +79,7 @@ export class ModelObserver implements EventSubscriber {
     private readonly log: FastifyBaseLogger
   ) {
     this.checkAborted = dialectOf(orm.em.getPlatform()).errorsAbortTransactions
+    this.events = new EventRendering(orm, log)
     // MikroORM has no way to unregister a subscriber: `stop()` turns this one off instead.
     orm.em.getEventManager().registerSubscriber(this)
   }
@@ -82,14 +91,37 @@ export class ModelObserver implements EventSubscriber {
     if (meta !== undefined) this.readers.set(className, new RowReader(meta))
   }
 
+  /** Events of `className` are shown by `serializers` and decided on relation `paths` (every route on it declares its own). */
+  describe (className: string, serializers: Serializer[], paths: readonly string[]): void {
+    this.events.describe(className, serializers, paths)
+  }
+
   /** Stop publishing (the app is closing). */
   stop (): void {
     this.active = false
   }
 
+  /**
+   * Before the flush writes: the keys of the to-many collections it replaces, as they were
+   * (after it, MikroORM keeps only the new ones) — how a row leaving a list filtered by
+   * one of its tags is recognised.
+   */
+  onFlush (args: FlushEventArgs): void {
+    if (!this.active || this.readers.size === 0) return
+    for (const collection of args.uow.getCollectionUpdates()) {
+      const owner = collection.owner as object
+      const name = collection.property.name
+      const className = (owner as { __meta?: { className: string } }).__meta?.className ?? ''
+      if (this.events.tracked(className)?.has(name) !== true) continue
+      let map = this.replaced.get(owner)
+      if (map === undefined) this.replaced.set(owner, (map = new Map()))
+      if (!map.has(name)) map.set(name, collection.getSnapshot()?.map(relatedKey))
+    }
+  }
+
   afterFlush (args: FlushEventArgs): void {
     if (!this.active || this.readers.size === 0) return
-    const messages = this.collect(args.uow.getChangeSets())
+    const messages = this.collect(args.uow.getChangeSets(), args.uow.getCollectionUpdates())
     if (messages.length === 0) return
     const em = args.em
     if (!em.isInTransaction()) {
@@ -107,7 +139,7 @@ export class ModelObserver implements EventSubscriber {
     }
     let list = this.held.get(root)
     if (list === undefined) this.held.set(root, (list = []))
-    list.push({ chain, messages })
+    list.push({ chain, changes: messages })
   }
 
   /**
@@ -133,10 +165,10 @@ export class ModelObserver implements EventSubscriber {
     this.held.delete(trx)
     // "Committed" after an error aborted it: PostgreSQL rolled everything back.
     if (this.aborted.has(trx)) return
-    for (const { chain, messages } of list) {
+    for (const { chain, changes } of list) {
       // A savepoint rolled back inside a transaction that committed: its changes never happened.
       if (chain.some((t) => this.rolledBack.has(t))) continue
-      this.emit(messages)
+      this.emit(changes)
     }
   }
 
@@ -161,20 +193,44 @@ export class ModelObserver implements EventSubscriber {
     trx.rollback = watched
   }
 
-  private collect (changeSets: Array<ChangeSet<any>>): ModelMessage[] {
-    const messages: ModelMessage[] = []
+  /**
+   * The flush's changes of observed entities: one per change set, and an update for each
+   * row whose only change is a to-many collection (MikroORM writes those without a change
+   * set of the row's own).
+   */
+  private collect (changeSets: Array<ChangeSet<any>>, collections: ReadonlyArray<{ owner: object }>): PendingChange[] {
+    const changes: PendingChange[] = []
+    const seen = new Set<object>()
     for (const cs of changeSets) {
       const reader = this.readers.get(cs.meta.className)
       const change = kindOf(cs.type)
       if (reader === undefined || change === undefined) continue
       const entity = cs.entity as Record<string, unknown>
+      seen.add(entity)
       // A delete's change set has no original data: the entity object still holds the row as it was.
       const before = change === 'create' ? null : reader.read(change === 'delete' ? entity : (cs.originalEntity ?? entity) as Record<string, unknown>)
+      if (change === 'delete' && before !== null) this.events.readLoaded(cs.meta.className, entity, before)
       const after = change === 'delete' ? null : reader.read(entity)
       const pk = (after ?? before)?.[cs.meta.primaryKeys[0]]
-      messages.push({ kind: 'model', entity: cs.meta.className, change, pk, before, after })
+      changes.push(this.pending(entity, { kind: 'model', entity: cs.meta.className, change, pk, before, after }))
     }
-    return messages
+    for (const { owner } of collections) {
+      const className = (owner as { __meta?: { className: string, primaryKeys: string[] } }).__meta?.className
+      const reader = className === undefined ? undefined : this.readers.get(className)
+      if (reader === undefined || seen.has(owner)) continue
+      seen.add(owner)
+      const row = reader.read(owner as Record<string, unknown>)
+      const pk = relatedKey(owner)
+      changes.push(this.pending(owner, { kind: 'model', entity: className as string, change: 'update', pk, before: { ...row }, after: row }))
+    }
+    return changes
+  }
+
+  /** A change with what its flush replaced of the row's collections (taken once: the next flush starts afresh). */
+  private pending (entity: object, message: ModelMessage): PendingChange {
+    const replaced = this.replaced.get(entity)
+    if (replaced !== undefined) this.replaced.delete(entity)
+    return { message, replaced }
   }
 
   /**
@@ -182,15 +238,31 @@ export class ModelObserver implements EventSubscriber {
    * the writer's flush: delivering to 10,000 local subscribers there would hold the
    * writer's own reply until the last of them was sent.
    */
-  private emit (messages: ModelMessage[]): void {
+  private emit (changes: PendingChange[]): void {
     if (this.outbox.length === 0) setImmediate(() => this.flushOutbox())
-    this.outbox.push(...messages)
+    this.outbox.push(...changes)
   }
 
+  /**
+   * Publish the waiting changes: at once when none needs rendering and no earlier batch is
+   * still being rendered; else after their rendering, behind the earlier batch.
+   */
   private flushOutbox (): void {
-    const messages = this.outbox
+    const changes = this.outbox
     this.outbox = []
-    for (const message of messages) {
+    if (this.rendering === undefined && !changes.some((c) => this.events.loads(c.message.entity))) {
+      this.publishAll(changes)
+      return
+    }
+    const run = (this.rendering ?? Promise.resolve())
+      .then(async () => { if (this.active) await this.events.render(changes) })
+      .then(() => this.publishAll(changes))
+    this.rendering = run
+    void run.finally(() => { if (this.rendering === run) this.rendering = undefined })
+  }
+
+  private publishAll (changes: PendingChange[]): void {
+    for (const { message } of changes) {
       try {
         this.publish(message)
       } catch (err) {

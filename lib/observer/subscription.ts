@@ -2,7 +2,7 @@
  * One subscription of one socket: the groups it listens to, how a message becomes the
  * event its subscriber sees (or nothing), and the permission check run on every delivery.
  */
-import type { Shaper } from '../shape.js'
+import type { Serializer } from '../serializer.js'
 import type { GroupMessage, ModelMessage, Row } from './changes.js'
 import type { ResumeState } from '../resume.js'
 import type { Listening } from './hub.js'
@@ -70,7 +70,7 @@ const AS_IS = Symbol('as is')
 /** How a model subscription sees rows. */
 export interface ModelView {
   entity: string
-  shaper: Shaper
+  serializer: Serializer
   /** The subscriber's scope (`getQueryset`), decided on a row. */
   scope: RowPredicate
   /** The subscription's own filter (a filtered list), decided on a row. */
@@ -90,13 +90,26 @@ export function renderModel (view: ModelView, message: ModelMessage): Rendered |
   const before = visible(message.before)
   const after = visible(message.after)
   if (after) {
-    const dataJson = encodeOnce(message, view.shaper, () => view.shaper(message.after))
+    const dataJson = eventData(view.serializer, message)
+    // Rendered where the change was committed, and that failed (the row was gone by then): no event rather than a wrong one.
+    if (dataJson === undefined) return undefined
     if (before) return { action: 'update', status: 200, dataJson }
     if (view.creates) return { action: 'create', status: 201, dataJson }
     return message.change === 'create' ? undefined : { action: 'update', status: 200, dataJson }
   }
   if (before) return { action: 'delete', status: 204, dataJson: encodeOnce(message, PK_ONLY, () => ({ pk: message.pk })) }
   return undefined
+}
+
+/**
+ * The encoded object of a change as `serializer` shows it — the same as a reply: a shape of
+ * the row's own columns is taken from the row; one with relations or computed fields was
+ * rendered from the entity where the change was committed (`message.views`).
+ */
+function eventData (serializer: Serializer, message: ModelMessage): string | undefined {
+  if (!serializer.needsEntity) return encodeOnce(message, serializer.key, () => serializer.shape(message.after))
+  const view = message.views?.[serializer.key]
+  return view === undefined ? undefined : encodeOnce(message, serializer.key, () => view)
 }
 
 /** A model subscription's renderer: model changes only. */

@@ -1,6 +1,6 @@
 /**
  * The example server as its own process (`node --import tsx example/server.ts`), as
- * EXAMPLE.md's acceptance tests drive it: started with HOST/PORT/DB (or DATABASE_URL) and
+ * docs/example.md's acceptance tests drive it: started with HOST/PORT/DB (or DATABASE_URL) and
  * any other environment, ready once it logs `listening on ws://HOST:PORT`, killed in teardown.
  */
 import { spawn, type ChildProcess } from 'node:child_process'

@@ -1,0 +1,65 @@
+/**
+ * What removing a row takes with it, made visible to the unit of work.
+ *
+ * The database can cascade a delete or drop a many-to-many link on its own, but then the
+ * ORM — and so every subscriber — never hears of the rows that went with it. Loading the
+ * relations the ORM cascades the removal to (`Cascade.Remove`, orphan removal) turns each
+ * of those rows into a change of its own (a published `delete`), and taking the removed
+ * row out of its many-to-many owners' collections turns each owner into a published
+ * `update`. The plan is worked out once per entity, at route declaration.
+ */
+import { Cascade, ReferenceKind, type EntityManager, type EntityMetadata, type EntityProperty, type MetadataStorage } from '@mikro-orm/core'
+
+export interface RemovalPlan {
+  /** The entity's owning many-to-many relations: what a change may replace as a whole. */
+  readonly collections: readonly string[]
+  /** Load what the removal of `entities` takes with it, and detach them from their many-to-many owners. */
+  prepare: (em: EntityManager, entities: object[]) => Promise<void>
+}
+
+const TO_MANY = new Set<string>([ReferenceKind.ONE_TO_MANY, ReferenceKind.MANY_TO_MANY])
+
+function cascadesRemoval (prop: EntityProperty): boolean {
+  const cascade = prop.cascade ?? []
+  return prop.orphanRemoval === true || cascade.includes(Cascade.REMOVE) || cascade.includes(Cascade.ALL)
+}
+
+function ownedCollections (meta: EntityMetadata): string[] {
+  return meta.props.filter((p) => p.kind === ReferenceKind.MANY_TO_MANY && p.owner === true).map((p) => p.name)
+}
+
+/**
+ * The removal plan of `meta`'s entity. `relationPaths` are the related values the route's
+ * filters read (`tags`, `author.name`): loaded too, so the delete's row still carries them
+ * and a filtered-list subscriber learns that a row it had is gone.
+ */
+export function removalPlan (metadata: MetadataStorage, meta: EntityMetadata, relationPaths: readonly string[]): RemovalPlan {
+  const populate = new Set<string>()
+  const detach: Array<{ name: string, ownerSide: string }> = []
+  for (const prop of meta.props) {
+    if (TO_MANY.has(prop.kind) && cascadesRemoval(prop)) {
+      populate.add(prop.name)
+      // The cascaded rows' own many-to-many keys, for their filtered subscribers.
+      const target = metadata.find(prop.type)
+      for (const name of target === undefined ? [] : ownedCollections(target)) populate.add(`${prop.name}.${name}`)
+    } else if (prop.kind === ReferenceKind.MANY_TO_MANY && prop.owner !== true && typeof prop.mappedBy === 'string') {
+      populate.add(`${prop.name}.${prop.mappedBy}`)
+      detach.push({ name: prop.name, ownerSide: prop.mappedBy })
+    }
+  }
+  for (const path of relationPaths) populate.add(path.split('.')[0])
+  const hints = [...populate]
+  return {
+    collections: ownedCollections(meta),
+    async prepare (em, entities) {
+      if (hints.length === 0 || entities.length === 0) return
+      await em.populate(entities, hints as never)
+      for (const { name, ownerSide } of detach) {
+        for (const entity of entities) {
+          const owners = (entity as Record<string, { getItems: () => object[] }>)[name].getItems()
+          for (const owner of owners) (owner as Record<string, { remove: (item: object) => void }>)[ownerSide].remove(entity)
+        }
+      }
+    }
+  }
+}

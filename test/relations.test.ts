@@ -1,0 +1,278 @@
+/**
+ * Relations in replies and events (docs/protocol.md → "Relations"): the response schema
+ * is the whole output — a relation declared as a key is its key, declared as an object
+ * the related object shaped by it, a to-many an array ordered by primary key — whatever
+ * the EntityManager has loaded; computed and renamed fields; events equal to what
+ * `retrieve` answers; many-to-many changes published; cascaded deletes and detached
+ * many-to-many links published; and a bounded number of queries for any list length.
+ */
+import type { MikroORM } from '@mikro-orm/core'
+import { Type } from '@sinclair/typebox'
+import Fastify from 'fastify'
+import t from 'tap'
+import wsRest, { action, mixins, type RouteOptions } from '../index.js'
+import type { Teardown } from './helpers/async.js'
+import { openClient, type TestClient } from './helpers/client.js'
+import { initOrm, spyQueries } from './helpers/database.js'
+import { Author, Book, LIBRARY, Tag, seedLibrary } from './helpers/library.js'
+import { startApp, type Running } from './helpers/server.js'
+
+const AuthorPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
+const TagPublic = Type.Object({ id: Type.Integer(), name: Type.String() })
+const BookNested = Type.Object({ id: Type.Integer(), title: Type.String(), author: AuthorPublic, tags: Type.Array(TagPublic) })
+const BookKeys = Type.Object({ id: Type.Integer(), title: Type.String(), author: Type.Integer(), tags: Type.Array(Type.Integer()) })
+const BookInput = Type.Object({
+  title: Type.String({ minLength: 1 }),
+  body: Type.Optional(Type.String()),
+  author: Type.Integer(),
+  tags: Type.Optional(Type.Array(Type.Integer()))
+})
+
+const crud = [
+  mixins.create(), mixins.list(), mixins.retrieve(), mixins.update(), mixins.patch(), mixins.delete(),
+  mixins.subscribeInstance(), mixins.subscribeList()
+]
+
+/** Books by `response`, plus authors and tags routes; the seed: Alice (1), Bob (2); tags red (1), green (2), blue (3). */
+async function startLibrary (t: Teardown, response: typeof BookNested | typeof BookKeys, extra: Partial<RouteOptions> = {}): Promise<Running> {
+  const running = await startApp(t, LIBRARY, (app) => {
+    app.wsRest.route('/books/', {
+      entity: Book,
+      schema: { create: BookInput, update: BookInput, response },
+      filterFields: ['id', 'author', 'tags'],
+      ...extra,
+      actions: [...crud, ...(extra.actions ?? [])]
+    })
+    app.wsRest.route('/authors/', {
+      entity: Author,
+      schema: { response: AuthorPublic },
+      actions: [mixins.delete()]
+    })
+    app.wsRest.route('/tags/', {
+      entity: Tag,
+      schema: { response: TagPublic },
+      actions: [mixins.delete()]
+    })
+  })
+  await seedLibrary(running.orm, { authors: ['Alice', 'Bob'], tags: ['red', 'green', 'blue'], books: [] })
+  return running
+}
+
+async function create (client: TestClient, data: Record<string, unknown>): Promise<any> {
+  const reply = await client.request('create', { data })
+  if (reply.response_status !== 201) throw new Error(`create failed: ${JSON.stringify(reply)}`)
+  return reply.data
+}
+
+t.test('nested objects: exactly the declared shape, to-many ordered by key, in create, retrieve, list and update', async (t) => {
+  const { base } = await startLibrary(t, BookNested)
+  const client = await openClient(t, `${base}/books/`)
+  const created = await create(client, { title: 'Dune', author: 1, tags: [3, 1] })
+  const expected = { id: created.id, title: 'Dune', author: { id: 1, name: 'Alice' }, tags: [{ id: 1, name: 'red' }, { id: 3, name: 'blue' }] }
+  t.same(created, expected, 'create answers the nested shape: the author without email, the tags with names, by id')
+  t.same((await client.request('retrieve', { pk: created.id })).data, expected, 'retrieve alike')
+  t.same((await client.request('list')).data, [expected], 'list alike')
+  const updated = await client.request('update', { pk: created.id, data: { title: 'Dune II', author: 2, tags: [2] } })
+  t.same(updated.data, { id: created.id, title: 'Dune II', author: { id: 2, name: 'Bob' }, tags: [{ id: 2, name: 'green' }] })
+  const patched = await client.request('patch', { pk: created.id, data: { title: 'Dune III' } })
+  t.same(patched.data.tags, [{ id: 2, name: 'green' }], 'a patch that leaves tags alone keeps them')
+  t.notOk(JSON.stringify(patched.data).includes('private.example'), 'the author\'s email never leaves the server')
+})
+
+t.test('keys: a relation declared as a scalar is its key, also when the entity manager has it fully loaded', async (t) => {
+  const loadedEverything = action('loaded', async (ctx) => {
+    // Every relation loaded, emails included: the schema alone decides what is sent.
+    const books = await ctx.em.find(Book, {}, { populate: ['author', 'tags'] as never, orderBy: { id: 'asc' } })
+    return { data: await ctx.model!.render(ctx, books) }
+  })
+  const { base } = await startLibrary(t, BookKeys, { actions: [loadedEverything] })
+  const client = await openClient(t, `${base}/books/`)
+  const created = await create(client, { title: 'Leaky', author: 1, tags: [2, 1] })
+  t.same(created, { id: created.id, title: 'Leaky', author: 1, tags: [1, 2] }, 'create: keys, ordered')
+  t.same((await client.request('retrieve', { pk: created.id })).data, created, 'retrieve: keys, not [] for a loaded-later collection')
+  t.same((await client.request('loaded')).data, [created], 'fully loaded entities: still only keys, no email')
+})
+
+t.test('computed and renamed fields, in replies and events alike', async (t) => {
+  const Shape = Type.Object({
+    id: Type.Integer(),
+    pk: Type.Integer(),
+    title: Type.String(),
+    author_name: Type.String(),
+    byline: Type.String(),
+    viewer: Type.Union([Type.String(), Type.Null()])
+  })
+  const { base } = await startLibrary(t, Shape as never, {
+    fields: {
+      pk: { source: 'id' },
+      author_name: { source: 'author.name' },
+      byline: { get: (book: any) => `${String(book.title)} by ${String(book.author.name)}`, populate: ['author'] },
+      // The action context where there is one (replies); events are rendered once for everyone.
+      viewer: { get: (_book: unknown, ctx) => ctx === undefined ? null : ctx.action }
+    }
+  })
+  const client = await openClient(t, `${base}/books/`)
+  const subscriber = await openClient(t, `${base}/books/`)
+  const created = await create(client, { title: 'Emma', author: 2 })
+  t.same(created, { id: created.id, pk: created.id, title: 'Emma', author_name: 'Bob', byline: 'Emma by Bob', viewer: 'create' })
+  await subscriber.ask({ action: 'subscribe_instance', request_id: 's', pk: created.id })
+  await client.request('patch', { pk: created.id, data: { title: 'Emma!' } })
+  const event = await subscriber.next()
+  t.same(event.data, { id: created.id, pk: created.id, title: 'Emma!', author_name: 'Bob', byline: 'Emma! by Bob', viewer: null })
+  t.equal(event.action, 'update')
+})
+
+t.test('declaration errors: an undeclared computed field, a to-many not declared as an array', async (t) => {
+  const orm = await initOrm(t, LIBRARY)
+  const app = Fastify({ logger: false })
+  t.teardown(async () => await app.close())
+  await app.register(wsRest, { orm })
+  t.throws(() => app.wsRest.route('/a/', {
+    entity: Book, schema: { response: BookKeys }, fields: { extra: { source: 'title' } }, actions: [mixins.list()]
+  }), /fields\.extra.*not declared in the response schema/)
+  t.throws(() => app.wsRest.route('/b/', {
+    entity: Book, schema: { response: Type.Object({ id: Type.Integer(), tags: Type.Integer() }) }, actions: [mixins.list()]
+  }), /"tags" is a to-many relation; declare it as an array/)
+  t.throws(() => app.wsRest.route('/c/', {
+    entity: Book, schema: { response: BookKeys }, fields: { title: { source: 'tags.name' } }, actions: [mixins.list()]
+  }), /"tags" is not a to-one relation/)
+})
+
+t.test('events are replies: instance and list subscribers get what retrieve answers; tags-only changes publish update', async (t) => {
+  const { base } = await startLibrary(t, BookNested)
+  const writer = await openClient(t, `${base}/books/`)
+  const instance = await openClient(t, `${base}/books/`)
+  const list = await openClient(t, `${base}/books/`)
+  const book = await create(writer, { title: 'Ulysses', author: 1, tags: [1] })
+  t.equal((await instance.ask({ action: 'subscribe_instance', request_id: 'i', pk: book.id })).response_status, 201)
+  t.equal((await list.ask({ action: 'subscribe_list', request_id: 'l' })).response_status, 201)
+
+  await writer.request('patch', { pk: book.id, data: { tags: [3, 2] } })
+  const retrieved = (await writer.request('retrieve', { pk: book.id })).data
+  t.same(retrieved.tags, [{ id: 2, name: 'green' }, { id: 3, name: 'blue' }])
+  const event = await instance.next()
+  t.same(event, { errors: [], data: retrieved, action: 'update', response_status: 200, request_id: 'i' }, 'a tags-only patch: update, equal to retrieve')
+  t.same((await list.next()).data, retrieved, 'the list subscriber too')
+
+  await writer.request('patch', { pk: book.id, data: { author: 2, title: 'Ulysses (2)' } })
+  const again = (await writer.request('retrieve', { pk: book.id })).data
+  t.same((await instance.next()).data, again, 'a moved author: the new nested author')
+  t.same((await list.next()).data, again)
+
+  await writer.request('delete', { pk: book.id })
+  t.same((await instance.next()).data, { pk: book.id }, 'a delete still carries only the pk')
+})
+
+t.test('filtered lists follow relations: author moved in and out, a tag added and removed', async (t) => {
+  const { base } = await startLibrary(t, BookNested)
+  const writer = await openClient(t, `${base}/books/`)
+  const byAuthor = await openClient(t, `${base}/books/`)
+  const byTag = await openClient(t, `${base}/books/`)
+  await byAuthor.ask({ action: 'subscribe_list', request_id: 'a', filter: { author: 2 } })
+  await byTag.ask({ action: 'subscribe_list', request_id: 't', filter: { tags: 2 } })
+
+  const book = await create(writer, { title: 'Moby', author: 1, tags: [1] })
+  // Not in either filter yet: the next event each gets proves this create sent none.
+  await writer.request('patch', { pk: book.id, data: { author: 2 } })
+  const entered = await byAuthor.next()
+  t.equal(entered.action, 'create', 'moved to author 2: create')
+  t.same(entered.data.author, { id: 2, name: 'Bob' })
+  await writer.request('patch', { pk: book.id, data: { tags: [1, 2] } })
+  t.equal((await byAuthor.next()).action, 'update', 'still author 2: update')
+  const tagged = await byTag.next()
+  t.equal(tagged.action, 'create', 'tag 2 added: create for the tag filter')
+  t.same(tagged.data.tags.map((tag: { id: number }) => tag.id), [1, 2])
+  await writer.request('patch', { pk: book.id, data: { tags: [1] } })
+  t.same(await byTag.next(), { errors: [], data: { pk: book.id }, action: 'delete', response_status: 204, request_id: 't' }, 'tag 2 removed: delete')
+  t.equal((await byAuthor.next()).action, 'update')
+  await writer.request('patch', { pk: book.id, data: { author: 1 } })
+  t.same((await byAuthor.next()).action, 'delete', 'moved away from author 2: delete')
+})
+
+t.test('cascades: deleting an author publishes a delete per removed book; deleting a tag an update per book that had it', async (t) => {
+  const { base, orm } = await startLibrary(t, BookNested)
+  const writer = await openClient(t, `${base}/books/`)
+  const watcher = await openClient(t, `${base}/books/`)
+  const first = await create(writer, { title: 'One', author: 1, tags: [1, 2] })
+  const second = await create(writer, { title: 'Two', author: 1, tags: [2] })
+  const other = await create(writer, { title: 'Three', author: 2, tags: [3] })
+  await watcher.ask({ action: 'subscribe_list', request_id: 'all' })
+  await watcher.ask({ action: 'subscribe_list', request_id: 'green', filter: { tags: 2 } })
+
+  const tags = await openClient(t, `${base}/tags/`)
+  t.equal((await tags.request('delete', { pk: 2 })).response_status, 204)
+  const afterTag = await watcher.take(4)
+  const byRequest = (id: string): any[] => afterTag.filter((e) => e.request_id === id)
+  t.same(byRequest('all').map((e) => [e.action, e.data.id, e.data.tags.map((x: { id: number }) => x.id)]).sort(),
+    [['update', first.id, [1]], ['update', second.id, []]], 'each book that had the tag: update without it')
+  t.same(byRequest('green').map((e) => [e.action, e.data.pk]).sort(), [['delete', first.id], ['delete', second.id]],
+    'the list filtered by the tag: delete')
+
+  const authors = await openClient(t, `${base}/authors/`)
+  t.equal((await authors.request('delete', { pk: 1 })).response_status, 204)
+  const afterAuthor = await watcher.take(2)
+  t.same(afterAuthor.map((e) => [e.action, e.data.pk]).sort(), [['delete', first.id], ['delete', second.id]], 'a delete per cascaded book')
+  t.equal(await orm.em.fork().count(Book, {}), 1, 'only the other author\'s book is left')
+  await writer.request('patch', { pk: other.id, data: { title: 'Three!' } })
+  t.equal((await watcher.next()).data.title, 'Three!', 'and nothing else was published in between')
+})
+
+t.test('no N+1: a nested list costs the same number of queries for 2 rows as for 20, coalesced or scoped', async (t) => {
+  for (const scoped of [false, true]) {
+    const { base, orm } = await startLibrary(t, BookNested, scoped ? { getQueryset: () => ({ id: { $gt: 0 } }) } : {})
+    await seedBooks(orm, 20)
+    const client = await openClient(t, `${base}/books/`)
+    const queries = spyQueries(orm)
+    const count = async (args: Record<string, unknown>): Promise<number> => {
+      queries.length = 0
+      const reply = await client.request('list', args)
+      t.equal(reply.response_status, 200)
+      return queries.length
+    }
+    const two = await count({ filter: { id: { $lte: 2 } } })
+    const twenty = await count({})
+    t.equal(twenty, two, `${scoped ? 'scoped' : 'coalesced'} list: ${twenty} queries for 20 rows, ${two} for 2`)
+    t.ok(twenty <= 3, 'one query for the rows and one per relation at most')
+  }
+})
+
+/**
+ * Books by either author, each with two tags — written with plain SQL, which publishes
+ * nothing: no event rendering of the seed can fall into a query count.
+ */
+async function seedBooks (orm: MikroORM, n: number): Promise<void> {
+  const connection = orm.em.getConnection()
+  for (let i = 1; i <= n; i++) {
+    await connection.execute(`insert into book (id, title, body, author_id) values (${i}, 'Book ${i}', '', ${1 + (i % 2)})`)
+    for (const tag of new Set([1 + (i % 3), 1 + ((i + 1) % 3)])) {
+      await connection.execute(`insert into book_tags (book_id, tag_id) values (${i}, ${tag})`)
+    }
+  }
+}
+
+t.test('no N+1 in group commit: 30 sockets creating at once load the nested relations per flush, not per request', async (t) => {
+  const { base, orm } = await startLibrary(t, BookNested)
+  const clients = await Promise.all(Array.from({ length: 30 }, async () => await openClient(t, `${base}/books/`)))
+  const queries = spyQueries(orm)
+  clients.forEach((client, i) => client.send({ action: 'create', request_id: i, data: { title: `B${i}`, author: 1 + (i % 2), tags: [1 + (i % 3)] } }))
+  const replies = await Promise.all(clients.map(async (client) => await client.next()))
+  t.ok(replies.every((r) => r.response_status === 201 && typeof r.data.author.name === 'string' && r.data.tags.length === 1), 'every reply nested')
+  const flushes = queries.filter((q) => /^insert into [`"]book[`"]/.test(q)).length
+  // The tags' names: one pivot+tag query per flush when batched; one per request otherwise.
+  const tagLoads = queries.filter((q) => /from [`"]book_tags[`"]/.test(q)).length
+  t.ok(flushes < 30, `the creates were grouped (${flushes} flushes for 30)`)
+  t.ok(tagLoads <= flushes, `${tagLoads} loads of the tags for ${flushes} flushes`)
+})
+
+t.test('no N+1 in coalesced reads: identical nested lists of 10 sockets load each relation once', async (t) => {
+  const { base, orm } = await startLibrary(t, BookNested)
+  await seedBooks(orm, 20)
+  const clients = await Promise.all(Array.from({ length: 10 }, async () => await openClient(t, `${base}/books/`)))
+  const queries = spyQueries(orm)
+  clients.forEach((client, i) => client.send({ action: 'list', request_id: i }))
+  const replies = await Promise.all(clients.map(async (client) => await client.next()))
+  t.ok(replies.every((r) => r.response_status === 200 && r.data.length === 20), 'every socket got the 20 nested rows')
+  const lists = queries.filter((q) => /from [`"]book[`"]/.test(q) && !/book_tags/.test(q)).length
+  const tagLoads = queries.filter((q) => /from [`"]book_tags[`"]/.test(q)).length
+  t.ok(tagLoads <= lists, `${tagLoads} loads of the tags for ${lists} list queries (10 sockets)`)
+})
