@@ -194,22 +194,6 @@ function readBody (body: string, contentType: unknown): unknown {
   return body
 }
 
-/**
- * The `errors` of a 4xx, in the protocol's spirit: a Fastify error body (`{message}`, e.g. a
- * validation failure) → `[message]`; DRF's `{detail}` → `[detail]`; a list → as is; any
- * other object (say DRF-shaped field errors) → `[object]`; text → `[text]`; nothing → the status text.
- */
-function errorsOf (body: unknown, status: number): unknown[] {
-  if (body === null) return [STATUS_CODES[status] ?? `HTTP ${status}`]
-  if (Array.isArray(body)) return body.length > 0 ? body : [STATUS_CODES[status] ?? `HTTP ${status}`]
-  if (isPlainObject(body)) {
-    if (typeof body.message === 'string') return [body.message]
-    if (typeof body.detail === 'string') return [body.detail]
-    return [body]
-  }
-  return [typeof body === 'string' ? body : String(body)]
-}
-
 function checkForwardHeaders (value: unknown): readonly string[] {
   if (value === undefined) return DEFAULT_FORWARD_HEADERS
   if (!Array.isArray(value) || value.some((h) => typeof h !== 'string' || h === '')) {
@@ -229,8 +213,8 @@ function checkForwardHeaders (value: unknown): readonly string[] {
  * (`pk` for `:id`), `query` → querystring, `data` → JSON body (POST, PUT, PATCH, DELETE).
  * The upgrade request's `forwardHeaders` (default `authorization`, `cookie`) and client IP
  * go along. The reply carries the route's status; `data` is its body (JSON parsed, else
- * text, `null` when empty); a 4xx has `data: null` and the route's error in `errors`; a
- * 5xx has `["Internal server error"]` and nothing of the route's body.
+ * text, `null` when empty) — for a 4xx too, with `errors: []`, as DCRF's view_as_consumer
+ * does; a 5xx has `["Internal server error"]` and nothing of the route's body.
  */
 export function httpAction (name: string, options: HttpActionOptions): ActionDefinition {
   if (typeof name !== 'string' || name === '') throw new InvalidOption('name', 'httpAction needs an action name')
@@ -273,7 +257,9 @@ export function httpAction (name: string, options: HttpActionOptions): ActionDef
     }
     const status = response.statusCode
     const body = readBody(response.body, response.headers['content-type'])
-    if (status >= 400) throw new HttpRouteError(status, errorsOf(body, status))
+    // A 5xx keeps its internals server-side; any other status is the view's answer, body as
+    // `data` and no `errors`, exactly as DCRF's view_as_consumer replies.
+    if (status >= 500) throw new HttpRouteError(status, [])
     return { status, data: body }
   }
 

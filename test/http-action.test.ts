@@ -122,13 +122,14 @@ t.test('retrieve through GET /items/:id: the route\'s status and its response se
   t.notOk('secret' in reply.data, 'the route\'s response schema dropped the secret')
 
   const missing = await client.request('retrieve', { id: 99 })
-  t.strictSame(missing, { errors: ['Not found'], data: null, action: 'retrieve', response_status: 404, request_id: missing.request_id },
-    'the route\'s 404 passes through, its message as the error')
+  t.strictSame(missing, {
+    errors: [], data: { statusCode: 404, error: 'Not Found', message: 'Not found' }, action: 'retrieve', response_status: 404, request_id: missing.request_id
+  }, 'the route\'s 404 passes through with its body as data, as DCRF\'s view_as_consumer')
   t.strictSame(Object.keys(missing), FIVE_KEYS)
 
   const hitsBefore = hits.retrieve
   const badParam = await client.request('retrieve', { id: 'abc' })
-  t.strictSame([badParam.response_status, badParam.errors, badParam.data], [400, ['params/id must be integer'], null],
+  t.strictSame([badParam.response_status, badParam.errors, badParam.data.message], [400, [], 'params/id must be integer'],
     'the route\'s params schema applies: Fastify\'s validation 400 and its message')
   t.equal(hits.retrieve, hitsBefore, 'the handler never ran for the invalid param')
 })
@@ -146,11 +147,9 @@ t.test('create through POST /items: 201 with the serialized body; the route\'s b
 
   const before = hits.create
   const invalid = await client.request('create', { data: { name: '' } })
-  t.strictSame(invalid, {
-    errors: ['body/name must NOT have fewer than 1 characters'], data: null, action: 'create', response_status: 400, request_id: invalid.request_id
-  })
-  t.strictSame((await client.request('create', { data: {} })).errors, ['body must have required property \'name\''])
-  t.strictSame((await client.request('create', { data: 'just text' })).errors, ['body must be object'])
+  t.strictSame([invalid.response_status, invalid.errors, invalid.data.message], [400, [], 'body/name must NOT have fewer than 1 characters'])
+  t.strictSame((await client.request('create', { data: {} })).data.message, 'body must have required property \'name\'')
+  t.strictSame((await client.request('create', { data: 'just text' })).data.message, 'body must be object')
   t.strictSame((await client.request('create')).response_status, 400, 'no data → no body → the route\'s schema refuses it')
   t.equal(hits.create, before, 'the route\'s handler never ran for an invalid body')
   t.equal((await client.request('retrieve', { id: 3 })).response_status, 404, 'nothing was created')
@@ -163,7 +162,9 @@ t.test('the route\'s auth hook sees the forwarded authorization: without it 401 
   const bob = await open(t, `${base}/ws/`, { authorization: 'Bearer bob' })
 
   const denied = await anonymous.request('retrieve', { id: 1 })
-  t.strictSame(denied, { errors: ['Authentication required.'], data: null, action: 'retrieve', response_status: 401, request_id: denied.request_id })
+  t.strictSame(denied, {
+    errors: [], data: { statusCode: 401, error: 'Unauthorized', message: 'Authentication required.' }, action: 'retrieve', response_status: 401, request_id: denied.request_id
+  })
   t.strictSame(Object.keys(denied), FIVE_KEYS)
   t.strictSame((await wrong.request('retrieve', { id: 1 })).response_status, 401, 'a header the hook refuses → 401 too')
   t.strictSame((await anonymous.request('create', { data: { name: 'sneaky' } })).response_status, 401)
@@ -254,9 +255,9 @@ t.test('`query` → the querystring, through the route\'s querystring schema; a 
   t.strictSame(pick(await client.request('search', { query: { q: 'a b&c=d', limit: '5', tags: ['x', 'y'], exact: true } })),
     [200, { q: 'a b&c=d', limit: 5, tags: ['x', 'y'], exact: true }, []], 'values encoded, then coerced by the route\'s schema')
   t.strictSame(pick(await client.request('search', { query: { q: 'z' } })), [200, { q: 'z', limit: 10 }, []], 'the schema\'s defaults apply')
-  t.strictSame(pick(await client.request('search', { query: { q: 'z', limit: 'many' } })),
-    [400, null, ['querystring/limit must be integer']], 'the route\'s querystring validation applies')
-  t.strictSame(pick(await client.request('search')), [400, null, ['querystring must have required property \'q\'']])
+  const badLimit = await client.request('search', { query: { q: 'z', limit: 'many' } })
+  t.strictSame([badLimit.response_status, badLimit.data.message], [400, 'querystring/limit must be integer'], 'the route\'s querystring validation applies')
+  t.strictSame((await client.request('search')).data.message, 'querystring must have required property \'q\'')
 
   const expected = [400, null, [{ query: ['Expected a dictionary of strings, numbers, booleans or lists of them.'] }]]
   t.strictSame(pick(await client.request('search', { query: 'q=z' })), expected, 'a string is not a dictionary')
@@ -265,7 +266,7 @@ t.test('`query` → the querystring, through the route\'s querystring schema; a 
   t.strictSame(pick(await client.request('search', { query: { q: [['z']] } })), expected)
 })
 
-t.test('replies: text, empty and JSON bodies; a 4xx carries the route\'s error; a 5xx never leaks', async (t) => {
+t.test('replies: text, empty and JSON bodies; a 4xx carries the route\'s body as data; a 5xx never leaks', async (t) => {
   const { base } = await startApi(t, [
     httpAction('text', { method: 'GET', url: '/text' }),
     httpAction('empty', { method: 'GET', url: '/empty' }),
@@ -299,12 +300,14 @@ t.test('replies: text, empty and JSON bodies; a 4xx carries the route\'s error; 
   t.strictSame(pick(await client.request('empty')), [204, null, []], 'an empty body is null')
   t.strictSame(pick(await client.request('list')), [200, [1, 'two', null], []], 'any JSON body')
   t.strictSame(pick(await client.request('moved')), [302, null, []], 'a redirect\'s status passes through (it is not followed)')
-  t.strictSame(pick(await client.request('drf')), [400, null, [{ name: ['This name is reserved.'] }]], 'a DRF-shaped body is kept whole')
-  t.strictSame(pick(await client.request('detail')), [403, null, ['Nope.']], 'DRF\'s {detail}')
-  t.strictSame(pick(await client.request('text_error')), [409, null, ['already taken']], 'a text error')
-  t.strictSame(pick(await client.request('bare_error')), [418, null, ['I\'m a Teapot']], 'an empty error body → the status text')
-  t.strictSame(pick(await client.request('many_errors')), [422, null, ['first', 'second']], 'a list is the errors')
-  t.strictSame(pick(await client.request('nowhere')), [404, null, ['Route GET:/nowhere not found']], 'no such route → Fastify\'s 404')
+  // A 4xx is the view's answer as DCRF's view_as_consumer gives it: the body as data, no errors.
+  t.strictSame(pick(await client.request('drf')), [400, { name: ['This name is reserved.'] }, []], 'a DRF-shaped body is the data')
+  t.strictSame(pick(await client.request('detail')), [403, { detail: 'Nope.' }, []], 'DRF\'s {detail}')
+  t.strictSame(pick(await client.request('text_error')), [409, 'already taken', []], 'a text error')
+  t.strictSame(pick(await client.request('bare_error')), [418, null, []], 'an empty error body is null')
+  t.strictSame(pick(await client.request('many_errors')), [422, ['first', 'second'], []], 'a list')
+  const nowhere = await client.request('nowhere')
+  t.strictSame([nowhere.response_status, nowhere.data.message], [404, 'Route GET:/nowhere not found'], 'no such route → Fastify\'s 404')
 
   for (const [name, status] of [['boom', 500], ['bad_gateway', 502]] as const) {
     const reply = await client.request(name)

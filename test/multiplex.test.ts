@@ -246,10 +246,11 @@ t.test('subscribe_instance on the stream: changes made by other sockets arrive i
   }, 'the delete event: data {"pk": id}, 204')
 
   // The subscriber is still an ordinary socket: its next frame is the reply to its next request.
+  // The row is gone: DCRF looks it up, so unsubscribing answers 404.
   t.strictSame(await mux(t, subscriber, 'users', 'unsubscribe_instance', { pk: id }, 'unsub'), {
     stream: 'users',
-    payload: { errors: [], data: null, action: 'unsubscribe_instance', response_status: 204, request_id: 'unsub' }
-  }, 'unsubscribe_instance → 204')
+    payload: { errors: ['Not found'], data: null, action: 'unsubscribe_instance', response_status: 404, request_id: 'unsub' }
+  }, 'unsubscribe_instance of a deleted row → 404')
 })
 
 t.test('subscribe_list on the stream: a row entering the filter arrives as a create event on the stream', async (t) => {

@@ -123,8 +123,10 @@ t.test('unsubscribe_instance: with request_id removes only that subscription; wi
   t.same((await client.take(1)).map((e) => [e.request_id, e.data.name]), [['c', 'two-2']],
     'nothing for row one any more; the other row\'s subscription (DCRF drops it) keeps working')
 
-  t.equal((await client.ask({ action: 'unsubscribe_instance', request_id: 'zzz', pk: 12345 })).response_status, 204,
-    'not subscribed: still 204')
+  t.equal((await client.ask({ action: 'unsubscribe_instance', request_id: 'zzz', pk: two })).response_status, 204,
+    'not subscribed with that request_id: still 204')
+  const missing = await client.ask({ action: 'unsubscribe_instance', request_id: 'zzz', pk: 12345 })
+  t.same([missing.response_status, missing.errors, missing.data], [404, ['Not found'], null], 'a pk with no row: 404, as DCRF (it looks the row up)')
   const noPk = await client.ask({ action: 'unsubscribe_instance', request_id: 'x' })
   t.same([noPk.response_status, noPk.errors], [400, [{ pk: ['This field is required.'] }]])
 })

@@ -18,11 +18,12 @@ export function streamedList<const Response extends TSchema | undefined = undefi
   const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const describe: ActionDescriber = (route) => ({
-    summary: 'The list, one reply per page (offsets 0, limit, 2·limit …) until offset + limit >= count.',
+    summary: 'The list, one reply per page (offsets o, o + limit, o + 2·limit … from the request\'s offset o, default 0) until offset + limit >= count.',
     args: Type.Object({
       ...route.query,
       ...route.ordering,
-      limit: integerArg(`Page size: default ${paginator.defaultLimit}, at most ${paginator.maxLimit} (a larger one is capped).`)
+      limit: integerArg(`Page size: default ${paginator.defaultLimit}, at most ${paginator.maxLimit} (a larger one is capped).`),
+      offset: integerArg('The first page\'s offset (default 0).')
     }),
     data: pageSchema(options.response ?? route.response)
   })
@@ -35,8 +36,9 @@ export function streamedList<const Response extends TSchema | undefined = undefi
     const model = modelOf(ctx)
     const signal = ctx.cancellable(STREAM_SCOPE)
     const query = model.listQuery(args)
-    const { limit } = paginator.page(args)
-    for (let offset = 0; !signal.aborted; offset += limit) {
+    // From the request's offset, as DCRF: offsets o, o + limit, o + 2·limit …
+    const { limit, offset: start } = paginator.page(args)
+    for (let offset = start; !signal.aborted; offset += limit) {
       const { results, count } = await model.page(ctx, query, { limit, offset })
       // A cancel that arrived during the query wins: no page after list_cancel's reply.
       if (signal.aborted) break

@@ -13,7 +13,7 @@
  * own columns: the keys of to-many relations (`tags: [1, 4]`) and related scalars
  * (`'author.name': 'Alice'`), after the change and — from what the flush replaced — before it.
  */
-import { ReferenceKind, type EntityMetadata, type EntityProperty, type MikroORM } from '@mikro-orm/core'
+import type { EntityMetadata, EntityProperty, MikroORM } from '@mikro-orm/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { relatedKey, type Serializer } from '../serializer.js'
 import { plain, type ModelMessage, type Row } from './changes.js'
@@ -196,7 +196,3 @@ export class EventRendering {
   }
 }
 
-/** Whether `prop` is a to-many relation (its collection's keys are what a flush may replace). */
-export function isToMany (prop: EntityProperty | undefined): boolean {
-  return prop?.kind === ReferenceKind.MANY_TO_MANY || prop?.kind === ReferenceKind.ONE_TO_MANY
-}

@@ -100,8 +100,11 @@ export function subscribeInstance<const Response extends TSchema | undefined = u
     return { status: 201, data: null }
   }, { permissions: options.permissions, observes: true, response: options.response, describe })
 
-  const unsubscribe = modelAction('unsubscribe_instance', (ctx, args) => {
-    unsubscribeSocket(ctx, keyOf(modelOf(ctx).lookupValue(args)))
+  const unsubscribe = modelAction('unsubscribe_instance', async (ctx, args) => {
+    const model = modelOf(ctx)
+    unsubscribeSocket(ctx, keyOf(model.lookupValue(args)))
+    // DCRF looks the row up: a pk with no row (in scope) is a 404 — its subscriptions are gone all the same.
+    await model.getObject(ctx, args)
     return { status: 204, data: null }
   }, { permissions: options.permissions, describe: describeUnsubscribe })
 
