@@ -11,7 +11,6 @@
  * ] })
  * ```
  */
-import { STATUS_CODES } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { action, type ActionContext, type ActionDefinition, type ActionResult } from './action.js'
 import { HttpRouteError, InvalidOption, ValidationError, type FieldErrors } from './errors.js'
