@@ -12,7 +12,7 @@
  */
 import { backoffDelay, reconnectSettings, type ReconnectOptions, type ReconnectSettings } from './backoff.js'
 import { Emitter } from './emitter.js'
-import { WsRestClosedError, WsRestConnectionLostError, WsRestError, WsRestTimeoutError } from './errors.js'
+import { WsRestClosedError, WsRestConnectionLostError, WsRestError, WsRestTimeoutError, WsRestUpgradeRefusedError } from './errors.js'
 import { looksIdempotent } from './idempotent.js'
 import { randomHex, requestIds } from './random.js'
 import { WsRestStream } from './stream.js'
@@ -283,8 +283,17 @@ export class WsRestClient {
     // Events of a socket the client has moved on from (closed, replaced) are ignored.
     socket.onopen = () => { if (this.socket === socket) this.opened() }
     socket.onmessage = (event: { data?: unknown }) => { if (this.socket === socket) this.received(event?.data) }
-    socket.onerror = (event: unknown) => { if (this.socket === socket) this.emitter.emit('error', socketError(event)) }
-    socket.onclose = (event: unknown) => { if (this.socket === socket) this.dropped(closeInfo(event)) }
+    // A 401/403 at the upgrade is definitive: the same credentials will be refused again,
+    // so reconnecting forever (and timing requests out) would only hide why.
+    let refused: WsRestUpgradeRefusedError | undefined
+    socket.onerror = (event: unknown) => {
+      if (this.socket !== socket) return
+      const error = socketError(event)
+      const status = refusedStatus(error)
+      if (status !== undefined) refused = new WsRestUpgradeRefusedError(status)
+      this.emitter.emit('error', refused ?? error)
+    }
+    socket.onclose = (event: unknown) => { if (this.socket === socket) this.dropped(closeInfo(event), refused) }
   }
 
   private opened (): void {
@@ -352,9 +361,18 @@ export class WsRestClient {
     }
   }
 
-  /** The socket closed (or could not open): sort out what was in flight, then reconnect or close. */
-  private dropped (info: CloseInfo): void {
+  /**
+   * The socket closed (or could not open): sort out what was in flight, then reconnect or
+   * close. After a definitive refusal (401/403 at the upgrade) the client closes for good
+   * and everything pending rejects with that refusal.
+   */
+  private dropped (info: CloseInfo, refused?: WsRestUpgradeRefusedError): void {
     this.socket = undefined
+    if (refused !== undefined && this.current !== 'closed') {
+      this.emitter.emit('close', info)
+      this.closing ??= this.shutDown(refused)
+      return
+    }
     for (const pending of [...this.pending.values()]) {
       if (!pending.sent) continue
       // A read that has not begun to answer is safe to ask again; anything else has an unknown outcome.
@@ -384,15 +402,16 @@ export class WsRestClient {
     this.emitter.emit('reconnecting', { attempt: this.attempts, delay })
   }
 
-  private async shutDown (): Promise<void> {
+  /** Close for good; what is pending rejects with `refused` when the server refused the upgrade, else WsRestClosedError. */
+  private async shutDown (refused?: WsRestUpgradeRefusedError): Promise<void> {
     this.current = 'closed'
     clearTimeout(this.reconnectTimer)
     this.reconnectTimer = undefined
     for (const pending of [...this.pending.values()]) {
       this.finish(pending)
-      pending.reject(new WsRestClosedError(pending.action, pending.requestId))
+      pending.reject(refused ?? new WsRestClosedError(pending.action, pending.requestId))
     }
-    for (const subscription of [...this.subscriptions.values()]) subscription.abort()
+    for (const subscription of [...this.subscriptions.values()]) subscription.abort(refused)
     const socket = this.socket
     this.socket = undefined
     if (socket === undefined || socket.readyState === CLOSED) return
@@ -489,6 +508,12 @@ function socketError (event: unknown): Error {
   if (inner instanceof Error) return inner
   const message = (event as { message?: unknown } | null)?.message
   return new Error(typeof message === 'string' && message !== '' ? message : 'WebSocket error')
+}
+
+/** The HTTP status of an upgrade refused with 401 or 403, from `ws`'s "Unexpected server response: 401". */
+function refusedStatus (error: Error): number | undefined {
+  const match = /Unexpected server response: (40[13])\b/.exec(error.message)
+  return match === null ? undefined : Number(match[1])
 }
 
 function closeInfo (event: unknown): CloseInfo {

@@ -81,6 +81,25 @@ export class WsRestClosedError extends Error {
   }
 }
 
+/**
+ * The server refused the upgrade with 401 or 403: the credentials (token, origin) are not
+ * accepted, and trying again with the same ones cannot succeed. The client stops (state
+ * `closed`, no reconnect); pending requests reject with this error. Seen only where the
+ * WebSocket implementation reports the HTTP status (`ws` in Node); a browser reports a
+ * refused upgrade as a bare close 1006, which the client cannot tell from a network error.
+ */
+export class WsRestUpgradeRefusedError extends Error {
+  /** The HTTP status the upgrade was refused with: 401 or 403. */
+  readonly status: number
+
+  constructor (status: number) {
+    super(`the server refused the connection with HTTP ${status}` +
+      `${status === 401 ? ' (not authenticated: a missing, invalid or expired token)' : ' (forbidden)'}; not retrying with the same credentials`)
+    this.name = 'WsRestUpgradeRefusedError'
+    this.status = status
+  }
+}
+
 /** Errors as compact JSON for a message (they are JSON: they came off the wire). */
 function describe (errors: unknown[]): string {
   try {

@@ -38,7 +38,7 @@ export {
   type SubscriptionEvent,
   type SubscriptionListener
 } from './subscription.js'
-export { WsRestClosedError, WsRestConnectionLostError, WsRestError, WsRestTimeoutError } from './errors.js'
+export { WsRestClosedError, WsRestConnectionLostError, WsRestError, WsRestTimeoutError, WsRestUpgradeRefusedError } from './errors.js'
 export { looksIdempotent } from './idempotent.js'
 export type { ClientFor, MultiplexClient, RouteClient, StreamClient, TypedRequests } from './typed.js'
 export type { ActionName, ArgsOf, DataOf, EventOf, ModelEvent, Page, CursorPage } from '../lib/wire.js'

@@ -186,11 +186,11 @@ export class LiveSubscription {
     if (this.phase === 'unsubscribing') this.end()
   }
 
-  /** The client is closing: end, failing a subscribe() still waiting for its first reply. */
-  abort (): void {
+  /** The client is closing: end, failing a subscribe() still waiting for its first reply (with `reason`, e.g. a refused upgrade). */
+  abort (reason?: Error): void {
     if (this.phase === 'ended') return
     this.end()
-    this.settleFirst(new WsRestClosedError(this.init.action, this.init.requestId))
+    this.settleFirst(reason ?? new WsRestClosedError(this.init.action, this.init.requestId))
   }
 
   async unsubscribe (): Promise<void> {

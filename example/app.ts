@@ -8,7 +8,7 @@ import type { MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
-import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, whoami, type TokenPayload, type TokenUser } from './auth.js'
+import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenNotExpired, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
 import { Post, PostInput, PostPublic, Tag, TagCreate, TagPublic } from './post.js'
@@ -143,12 +143,58 @@ function broadcastLayer (options: ExampleOptions): BroadcastLayer | undefined {
   return new RedisLayer({ url: options.redisUrl, prefix: options.redisPrefix === '' ? undefined : options.redisPrefix })
 }
 
+/** Query parameters whose values are credentials: `/ws/jwt/?token=<jwt>`, `/ws/secure/?token=admin`. */
+const SECRET_PARAMS = /([?&](?:token|access_token)=)[^&#\s]*/gi
+/** A JWT wherever it appears (`eyJ` is the base64url of `{"`, how every JWT header starts). */
+const JWT_SHAPED = /\beyJ[\w-]*\.[\w-]*\.[\w-]*/g
+
+/** `text` with every credential replaced by `[redacted]`. */
+export function redactSecrets (text: string): string {
+  return text.replace(SECRET_PARAMS, '$1[redacted]').replace(JWT_SHAPED, '[redacted]')
+}
+
+/**
+ * The logger options of `options.fastify.logger`, made safe for credentials in URLs:
+ * tokens travel in query strings here, and Fastify puts the raw URL in its request line
+ * (`req.url`) and in the message of every 404 (`Route GET:/ws/jwt?token=… not found`).
+ * The `req` serializer logs the path without its query string; a `logMethod` hook
+ * redacts token values and JWTs from every message and top-level string field, for the
+ * log lines no serializer sees. A `loggerInstance` is the app's own and left alone.
+ */
+export function safeLoggerOptions (logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (logger === undefined || logger === false) return logger
+  const base = (logger === true ? {} : logger) as Exclude<FastifyServerOptions['logger'], boolean | undefined> & Record<string, any>
+  return {
+    ...base,
+    serializers: {
+      req: (req: { method: string, url: string, ip?: string }) => ({ method: req.method, url: req.url.split('?')[0], remoteAddress: req.ip }),
+      ...base.serializers
+    },
+    hooks: {
+      ...base.hooks,
+      logMethod (args: unknown[], method: (...args: unknown[]) => void) {
+        const safe = args.map((arg) => {
+          if (typeof arg === 'string') return redactSecrets(arg)
+          if (arg === null || typeof arg !== 'object' || arg instanceof Error) return arg
+          const fields = arg as Record<string, unknown>
+          if (!Object.values(fields).some((v) => typeof v === 'string')) return arg
+          return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? redactSecrets(v) : v]))
+        })
+        const next = base.hooks?.logMethod as ((this: unknown, a: unknown[], m: unknown, l: number) => void) | undefined
+        if (next !== undefined) { next.call(this, safe, method, arguments[2] as number); return }
+        method.apply(this, safe)
+      }
+    }
+  } as FastifyServerOptions['logger']
+}
+
 /** Build the example app (not listening). Closing the app closes the ORM. */
 export async function buildApp (options: ExampleOptions = {}): Promise<{ app: FastifyInstance, orm: MikroORM }> {
   const orm = await initOrm(options)
   await orm.schema.updateSchema()
 
-  const app = Fastify(options.fastify ?? { logger: false })
+  const fastifyOptions = options.fastify ?? { logger: false }
+  const app = Fastify({ ...fastifyOptions, logger: safeLoggerOptions(fastifyOptions.logger) })
   app.addHook('onClose', async () => { await orm.close() })
 
   // @fastify/jwt, `POST /token`, and `request.user` (null until a hook sets it).
@@ -194,11 +240,12 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   })
 
   // JWT from `POST /token`, sent as subprotocols `access_token, <jwt>`, `Authorization: Bearer` or `?token=`
-  // (auth.ts); no valid token → HTTP 401. Everyone may read, each user patch only their own row.
+  // (auth.ts); no valid token, or its user deleted → HTTP 401. Everyone may read, each user patch only
+  // their own row. At the token's `exp` the socket closes with 4001 "Token expired" (auth.ts).
   app.wsRest.route('/ws/jwt/', {
     ...userModel,
-    onRequest: jwtAuth,
-    permissions: [permissions.isAuthenticated, ownRowOnly],
+    onRequest: jwtAuth(orm),
+    permissions: [permissions.isAuthenticated, tokenNotExpired, ownRowOnly],
     actions: [mixins.list(), mixins.retrieve(), mixins.patch(), whoami]
   })
 

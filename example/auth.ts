@@ -2,20 +2,30 @@
  * JWT authentication for the example's `/ws/jwt/` route, with @fastify/jwt.
  *
  * - `POST /token` with `{username, password}` of a user created on `/ws/` answers `{token}`,
- *   a JWT valid for one hour.
+ *   a JWT valid for one hour. At most {@link TOKEN_RATE_LIMIT} attempts a minute per client
+ *   address (past it, HTTP 429 with `retry-after`): every attempt costs a scrypt hash.
  * - The upgrade to `/ws/jwt/` carries the token in the `Sec-WebSocket-Protocol` header, as
  *   the two subprotocols `access_token, <jwt>` (what a browser sends for
  *   `new WebSocket(url, ['access_token', token])`; the server answers `access_token`), or
  *   as `Authorization: Bearer <jwt>` (clients other than browsers), or as `?token=<jwt>`.
- *   A missing, malformed, wrongly signed or expired token refuses the upgrade with HTTP 401.
+ *   A missing, malformed, wrongly signed or expired token refuses the upgrade with HTTP 401,
+ *   and so does a token not signed with HS256, one without `exp`, or one whose user no
+ *   longer exists.
  * - `request.user` is then `{id, username}`, for permissions (`ctx.request.user`) and handlers.
+ * - A socket lives no longer than its token: at the token's `exp` the server closes it with
+ *   {@link CLOSE_TOKEN_EXPIRED} (4001, "Token expired"); an action that arrives after `exp`
+ *   (before the timer ran) is not answered, the socket is closed the same way. The client
+ *   gets a fresh token from `POST /token` and reconnects.
  */
 import fastifyJwt from '@fastify/jwt'
+import fastifyRateLimit from '@fastify/rate-limit'
 import type { MikroORM } from '@mikro-orm/core'
 import { Type, type Static } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { randomBytes } from 'node:crypto'
-import { action, type Permission } from '../index.js'
+import type { IncomingMessage } from 'node:http'
+import type { WebSocket } from 'ws'
+import { action, PermissionDenied, type Permission } from '../index.js'
 import { hashPassword, verifyPassword } from './password.js'
 import { User } from './user.js'
 
@@ -25,6 +35,16 @@ import { User } from './user.js'
  * (this one, never the token), or the browser fails the handshake.
  */
 export const TOKEN_PROTOCOL = 'access_token'
+
+/** Close code (application range 4000–4999) of a socket whose token expired; the reason is {@link TOKEN_EXPIRED}. */
+export const CLOSE_TOKEN_EXPIRED = 4001
+export const TOKEN_EXPIRED = 'Token expired'
+
+/** `POST /token` attempts per client address per minute. */
+export const TOKEN_RATE_LIMIT = 10
+
+/** The only algorithm accepted: the token's own header must not choose how it is checked. */
+const ALGORITHM = 'HS256'
 
 /** What the example's tokens carry: the user's id as `sub` (a string, as RFC 7519 has it) and the username. */
 export interface TokenPayload { sub: string, username: string }
@@ -63,18 +83,74 @@ export function selectProtocol (offered: Set<string>): string | false {
 }
 
 /**
- * The `/ws/jwt/` upgrade hook: verify the token (which sets `request.user`), or refuse the
- * upgrade with 401. Why it failed goes to the log only: the client learns nothing that
- * would help forge a token, and a browser cannot read an upgrade's body anyway.
+ * When each authenticated upgrade's token expires (ms since the epoch), by its raw request:
+ * the WebSocket server's `connection` event hands over the raw request, not Fastify's.
  */
-export async function jwtAuth (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  try {
-    await request.jwtVerify()
-  } catch (err) {
-    request.log.info({ code: (err as { code?: unknown }).code }, 'example: upgrade refused, no valid token')
+const expiries = new WeakMap<IncomingMessage, number>()
+/** The socket of each authenticated upgrade, for a permission to close it (by the raw request, as above). */
+const sockets = new WeakMap<IncomingMessage, WebSocket>()
+
+/** Close `socket` as its token has expired (no-op once it is closing). */
+function closeExpired (socket: WebSocket): void {
+  if (socket.readyState === socket.OPEN) socket.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
+}
+
+/** Longest delay setTimeout honours; a longer one would fire at once. */
+const MAX_DELAY = 2 ** 31 - 1
+
+/** Close `socket` with 4001 at `expiresAt`, re-arming for a token that outlives one timer. */
+function closeAt (socket: WebSocket, expiresAt: number): void {
+  const delay = expiresAt - Date.now()
+  if (delay <= 0) { closeExpired(socket); return }
+  const timer = setTimeout(() => closeAt(socket, expiresAt), Math.min(delay, MAX_DELAY))
+  // A socket closed earlier must not keep its timer, nor the process, alive.
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
+}
+
+/**
+ * The `/ws/jwt/` upgrade hook: verify the token (which sets `request.user`) and that its
+ * user still exists, or refuse the upgrade with 401. Why it failed goes to the log only:
+ * the client learns nothing that would help forge a token, and a browser cannot read an
+ * upgrade's body anyway.
+ */
+export function jwtAuth (orm: MikroORM): onRequestHookHandler {
+  return async function jwtAuth (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    let why: unknown
+    try {
+      const user = await request.jwtVerify<TokenUser>()
+      // A token outlives a deleted user; it must not outlive it here.
+      if (await orm.em.fork().count(User, { id: user.id }) === 1) {
+        // Verified, so the decoded `exp` (required by the verifier) is the token's own.
+        const { exp } = request.server.jwt.decode<{ exp: number }>(tokenOf(request)!)!
+        expiries.set(request.raw, exp * 1000)
+        return
+      }
+      why = 'USER_GONE'
+    } catch (err) {
+      why = (err as { code?: unknown }).code
+    }
+    request.user = null
+    request.log.info({ code: why }, 'example: upgrade refused, no valid token')
     await reply.code(401).header('www-authenticate', 'Bearer').send({
       statusCode: 401, error: 'Unauthorized', message: 'A valid token is required.'
     })
+  }
+}
+
+/**
+ * Before every action on `/ws/jwt/`: the token must not have expired. The timer of
+ * {@link registerAuth} closes the socket at `exp`; this covers an action that arrives in
+ * between (timers run late under load): it is not answered, and the socket closes with 4001.
+ */
+export const tokenNotExpired: Permission = {
+  hasPermission (ctx) {
+    const raw = ctx.request.raw
+    const expiresAt = expiries.get(raw)
+    if (expiresAt !== undefined && Date.now() < expiresAt) return true
+    const socket = sockets.get(raw)
+    if (socket !== undefined) closeExpired(socket)
+    return false
   }
 }
 
@@ -87,8 +163,15 @@ export const ownRowOnly: Permission = {
   }
 }
 
-/** `whoami`: the user the connection's token names, as `request.user` holds it. */
-export const whoami = action('whoami', (ctx) => ({ data: ctx.request.user }))
+/**
+ * `whoami`: the user the connection's token names, as `request.user` holds it — if that
+ * user still exists (a deleted user's open socket gets 403, not the name of someone gone).
+ */
+export const whoami = action('whoami', async (ctx) => {
+  const user = ctx.request.user
+  if (user === null || !('id' in user) || await ctx.em.count(User, { id: user.id }) !== 1) throw new PermissionDenied()
+  return { data: user }
+})
 
 const TokenRequest = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 150 }),
@@ -108,15 +191,34 @@ export async function registerAuth (app: FastifyInstance, orm: MikroORM, secret:
   }
   await app.register(fastifyJwt, {
     secret,
-    sign: { expiresIn: '1h' },
-    verify: { extractToken: tokenOf },
+    sign: { expiresIn: '1h', algorithm: ALGORITHM },
+    // Pinned: without it the verifier takes any HMAC algorithm the token's header names.
+    // `exp` required: a token without one would be valid forever.
+    verify: { extractToken: tokenOf, algorithms: [ALGORITHM], requiredClaims: ['exp'] },
     formatUser: (payload) => ({ id: Number(payload.sub), username: payload.username })
+  })
+
+  // Arm each authenticated socket's expiry as it opens (the WebSocket server exists once the app is ready).
+  app.addHook('onReady', async () => {
+    app.websocketServer.on('connection', (socket: WebSocket, raw: IncomingMessage) => {
+      const expiresAt = expiries.get(raw)
+      if (expiresAt === undefined) return
+      sockets.set(raw, socket)
+      closeAt(socket, expiresAt)
+    })
   })
 
   // Compared against when the username is unknown, so the time taken does not tell which usernames exist.
   let decoy: Promise<string> | undefined
 
-  app.post<{ Body: Static<typeof TokenRequest> }>('/token', { schema: { body: TokenRequest } }, async (request, reply) => {
+  // Only routes that ask for it are limited (`config.rateLimit`): the WebSocket routes have limits of their own.
+  await app.register(fastifyRateLimit, { global: false })
+
+  app.post<{ Body: Static<typeof TokenRequest> }>('/token', {
+    schema: { body: TokenRequest },
+    // Each attempt hashes a password (scrypt): unlimited, a client guessing passwords takes the CPU.
+    config: { rateLimit: { max: TOKEN_RATE_LIMIT, timeWindow: '1 minute' } }
+  }, async (request, reply) => {
     const { username, password } = request.body
     const user = await orm.em.fork().findOne(User, { username })
     const stored = user?.password ?? await (decoy ??= hashPassword(randomBytes(16).toString('hex')))

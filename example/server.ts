@@ -21,13 +21,9 @@ const { app } = await buildApp({
   redisPrefix: process.env.REDIS_PREFIX,
   jwtSecret: process.env.JWT_SECRET,
   fastify: {
-    logger: {
-      level: process.env.LOG_LEVEL ?? 'info',
-      // Tokens travel in query strings here (`/ws/jwt/?token=`, `/ws/secure/?token=`): log the path only.
-      serializers: {
-        req: (req: { method: string, url: string, ip?: string }) => ({ method: req.method, url: req.url.split('?')[0], remoteAddress: req.ip })
-      }
-    }
+    // Tokens travel in query strings here (`/ws/jwt/?token=`, `/ws/secure/?token=`): buildApp's
+    // safeLoggerOptions logs paths without their query and redacts tokens from every line.
+    logger: { level: process.env.LOG_LEVEL ?? 'info' }
   }
 })
 

@@ -8,6 +8,8 @@
  * never in module or class state, which once made DCRF reply to the wrong client.
  * A plain route has one consumer per socket; a multiplexed route one per stream.
  */
+import { createHash } from 'node:crypto'
+import createError from '@fastify/error'
 import type { EntityManager } from '@mikro-orm/core'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { ActionContext, SubscribeOptions, UnsubscribeOptions } from './action.js'
@@ -36,11 +38,31 @@ import {
   type ActionRequest,
   type Reply
 } from './protocol.js'
-import { parseResume, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRequest } from './resume.js'
+import { parseResume, principalOf, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRequest } from './resume.js'
 import type { CompiledAction, CompiledRoute } from './route.js'
 import type { FrameReceiver, Session } from './session.js'
 import type { PluginState } from './state.js'
 import { kConnection } from './symbols.js'
+
+/**
+ * 429: the subscriptions of a connection hold as much filter and search text as they may.
+ * Each is tested against every change of its entity, and held for the socket's lifetime.
+ */
+const TooMuchFiltering = createError<[number]>(
+  'FST_WSREST_TOO_MUCH_FILTERING',
+  'Too much filtering: the subscriptions of a connection may hold filters and searches of %s characters in all.',
+  429
+)
+
+/** Characters of a message's `filter` and `search` as JSON: what its subscription holds; 0 without either. */
+function filterChars (args: Record<string, unknown> | undefined): number {
+  if (args === undefined || (args.filter === undefined && args.search === undefined)) return 0
+  try {
+    return (JSON.stringify([args.filter ?? null, args.search ?? null]) ?? '').length
+  } catch {
+    return 0
+  }
+}
 
 /** Most events one consumer holds back while earlier ones wait on their permission checks. */
 const MAX_QUEUED_EVENTS = 1024
@@ -59,6 +81,13 @@ interface PendingResume {
 
 /** The `resume` reply's text when the missed events are gone. */
 const REFETCH = 'The events missed since the last one received are no longer available; fetch the data again.'
+
+/**
+ * The `resume` frame (409) a live subscription gets when another connection took its key
+ * (resumed it, or subscribed afresh with it): without it, the client would wait for events
+ * that never come.
+ */
+const TAKEN = 'This subscription was taken over by another connection with its resume key; no more events will come here. Subscribe again to go on here.'
 
 /** The context of one message. The EntityManager is forked on first use, so actions that never touch the database pay nothing. */
 export class MessageContext implements ActionContext {
@@ -139,6 +168,11 @@ export class Connection implements FrameReceiver, EventSink {
   private eventsQueued = 0
   /** `resume` requests of the messages running now, by request_id: the subscription each makes becomes resumable. */
   private resumes: Map<string, PendingResume> | undefined
+  /** `filter`/`search` size of the messages running now, by request_id: what the subscription each makes holds. */
+  private filtering: Map<string, number> | undefined
+  /** `filter`/`search` size each subscription holds, and their sum: bounded by `maxFilterChars`. */
+  private readonly filterCharsOf = new Map<Subscription, number>()
+  private filterCharsHeld = 0
 
   constructor (
     readonly session: Session,
@@ -233,10 +267,14 @@ export class Connection implements FrameReceiver, EventSink {
     const started = this.debug ? performance.now() : 0
     let status = 200
     let resume: PendingResume | undefined
+    let chars = 0
+    let requestIdJson: string | undefined
     try {
       // Permissions come first, before validation or any lookup (DCRF's order).
       if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
       if (request.resume !== undefined) resume = this.expectResume(request)
+      chars = filterChars(request.args)
+      if (chars > 0) (this.filtering ??= new Map()).set(requestIdJson = JSON.stringify(request.requestId) ?? 'null', chars)
       for (const hook of this.route.preActionHooks) await hook(ctx, request.args)
       const args = compiled.validate === undefined ? request.args : await compiled.validate(request.args)
       const result = def.transaction
@@ -256,6 +294,7 @@ export class Connection implements FrameReceiver, EventSink {
       this.sendError(error, def.name, request.requestId)
     } finally {
       if (resume !== undefined) this.finishResume(resume)
+      if (requestIdJson !== undefined && this.filtering?.get(requestIdJson) === chars) this.filtering.delete(requestIdJson)
       ctx.release()
       if (inTurn) this.queued--
       if (this.debug) {
@@ -305,13 +344,24 @@ export class Connection implements FrameReceiver, EventSink {
   addSubscription (subscription: Subscription, replace = false): boolean {
     if (!this.session.open) return false
     const existing = this.subscriptions.get(subscription.key)
+    if (existing !== undefined && !replace) return false
+    const chars = this.filtering?.get(subscription.requestIdJson) ?? 0
+    if (chars > 0) {
+      // The one it replaces gives its share back first: renewing a filter is not counted twice.
+      const freed = existing === undefined ? 0 : this.filterCharsOf.get(existing) ?? 0
+      const limit = this.state.options.maxFilterChars
+      if (this.filterCharsHeld - freed + chars > limit) throw new TooMuchFiltering(limit)
+    }
     if (existing !== undefined) {
-      if (!replace) return false
       this.dropSubscription(existing)
     } else if (this.subscriptions.size >= this.state.options.maxSubscriptions) {
       throw new TooManySubscriptions(this.state.options.maxSubscriptions)
     }
     this.subscriptions.set(subscription.key, subscription)
+    if (chars > 0) {
+      this.filterCharsOf.set(subscription, chars)
+      this.filterCharsHeld += chars
+    }
     this.state.hub.add(subscription)
     const resume = this.resumes?.get(subscription.requestIdJson)
     if (resume !== undefined && resume.subscription === undefined) {
@@ -337,10 +387,15 @@ export class Connection implements FrameReceiver, EventSink {
     subscription.active = false
     if (this.subscriptions.get(subscription.key) === subscription) this.subscriptions.delete(subscription.key)
     this.state.hub.remove(subscription)
+    const chars = this.filterCharsOf.get(subscription)
+    if (chars !== undefined) {
+      this.filterCharsOf.delete(subscription)
+      this.filterCharsHeld -= chars
+    }
     const resume = subscription.resume
     if (resume !== undefined) {
       clearTimeout(resume.parked)
-      if (resume.holder !== undefined) this.state.resume?.release(resume.key, resume.holder)
+      if (resume.holder !== undefined) this.state.resume?.release(resume.slot, resume.holder)
     }
   }
 
@@ -430,35 +485,56 @@ export class Connection implements FrameReceiver, EventSink {
    */
   private async makeResumable (subscription: Subscription, request: ResumeRequest): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
     const registry = this.state.resume!
-    const resume = new ResumeState(request.key, this.resumeIdentity(subscription), registry.options)
+    const client = principalOf(this.request, registry.options)
+    // The key is filed under its maker's principal, route and stream: a claim from anyone
+    // else (another user, another address, another route) finds nothing — 410, as for an
+    // unknown key — and never takes the subscription over.
+    // Hashed: a claim crosses the broadcast layer (Redis), which need not see who the user is.
+    const slot = createHash('sha256').update(JSON.stringify([client, this.route.path, this.stream ?? '', request.key])).digest('base64url')
+    const resume = new ResumeState(request.key, this.resumeIdentity(subscription), registry.options, slot)
     subscription.resume = resume
     resume.held = []
-    const ticket = registry.begin(request.key)
+    const ticket = registry.begin(slot)
     if (request.seq === undefined) {
-      this.hold(subscription, ticket)
+      this.hold(subscription, ticket, client)
       return { status: 201, replay: [] }
     }
     let handoff: Handoff | undefined
     try {
-      handoff = await registry.claim(request.key, resume.identity)
+      handoff = await registry.claim(slot, resume.identity)
     } catch (err) {
       this.log.error({ err }, 'fastify-ws-rest: claiming a subscription to resume failed')
     }
     const replay = resume.continueFrom(handoff, request.seq)
-    if (subscription.active) this.hold(subscription, ticket)
-    else registry.abandon(request.key, ticket)
+    if (subscription.active) this.hold(subscription, ticket, client)
+    else registry.abandon(slot, ticket)
     return replay === undefined ? { status: 410, replay: [] } : { status: 200, replay }
   }
 
   /** Register a resumable subscription as the holder of its key — unless a newer subscription has taken the key meanwhile. */
-  private hold (subscription: Subscription, ticket: number): void {
+  private hold (subscription: Subscription, ticket: number, client: string): void {
     const resume = subscription.resume as ResumeState
     const holder: Holder = {
       identity: resume.identity,
+      client,
       surrender: async () => await this.surrender(subscription),
-      drop: () => this.dropSubscription(subscription)
+      drop: () => this.dropSubscription(subscription),
+      displace: () => {
+        this.tellTaken(subscription)
+        this.dropSubscription(subscription)
+      }
     }
-    if (this.state.resume!.hold(resume.key, ticket, holder)) resume.holder = holder
+    const registry = this.state.resume!
+    if (!registry.hold(resume.slot, ticket, holder)) return
+    resume.holder = holder
+    // The socket went while the claim ran: parked already, so counted from now.
+    if (resume.parked !== undefined) registry.park(holder)
+  }
+
+  /** A live subscription lost its key to another connection: say so, with its request_id. */
+  private tellTaken (subscription: Subscription): void {
+    if (subscription.resume?.parked !== undefined || !subscription.active) return
+    this.send({ action: 'resume', status: 409, data: null, errors: [TAKEN], requestId: subscription.requestId })
   }
 
   /** Hand a subscription over to its claimer: stop listening, finish the events already received, give up the rest. */
@@ -466,6 +542,8 @@ export class Connection implements FrameReceiver, EventSink {
     const resume = subscription.resume as ResumeState
     this.state.hub.remove(subscription)
     await this.eventTail
+    // After the events already under way: the 409 is the last this socket hears of it.
+    this.tellTaken(subscription)
     this.dropSubscription(subscription)
     return { seq: resume.seq, events: [...resume.log] }
   }
@@ -593,6 +671,7 @@ export class Connection implements FrameReceiver, EventSink {
     for (const subscription of this.subscriptions.values()) {
       const resume = subscription.resume as ResumeState
       resume.parked = setTimeout(() => this.dropSubscription(subscription), registry!.options.window).unref()
+      if (resume.holder !== undefined) registry!.park(resume.holder)
     }
   }
 

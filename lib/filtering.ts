@@ -31,7 +31,7 @@ import { dialectOf } from './dialect.js'
 import { InvalidOption, ValidationError } from './errors.js'
 import { NULL_CHARACTERS } from './validation.js'
 import type { Row } from './observer/changes.js'
-import { anyRow, compare, containsText, includesAny, type RowPredicate } from './observer/matcher.js'
+import { anyRow, compare, includesAny, type RowPredicate } from './observer/matcher.js'
 
 /** What a route lets clients filter, order and search by. */
 export interface QueryOptions {
@@ -78,6 +78,14 @@ const OPERATORS = new Set<string>([...COMPARISON_OPERATORS, ...LIST_OPERATORS, '
 const MEMBERSHIP_OPERATORS = new Set<string>(['$eq', '$in'])
 /** Longest `$in`/`$nin` list accepted, so one frame cannot build an unbounded SQL statement. */
 const MAX_LIST = 1000
+/**
+ * Longest string filter value or search needle for a field whose column declares no length
+ * (text, or not a string column): a subscription tests its needle against every changed
+ * row, so an unbounded one costs on every event.
+ */
+export const MAX_TEXT_VALUE = 1000
+/** Longest accepted even where a column declares more: a needle is held for a subscription's lifetime. */
+const MAX_DECLARED_VALUE = 10_000
 
 /**
  * Where a declared field's value lives: an own column (`scalar`), the key a to-one
@@ -101,6 +109,8 @@ interface FieldInfo {
   isString: boolean
   isDate: boolean
   nullable: boolean
+  /** Longest string value accepted for it: a longer one could never be stored in the column, so never match. */
+  maxChars: number
 }
 
 /** A declared field resolved against the metadata, before its checker is compiled. */
@@ -204,6 +214,8 @@ export class QueryRules {
   /** Orderable fields with their value checkers (cursor positions are checked against them). */
   private readonly orderable = new Map<string, FieldInfo>()
   private readonly searchable: FieldInfo[] = []
+  /** Longest search needle: the longest searchable column's; a longer one could match no row. */
+  private get maxNeedle (): number { return Math.max(...this.searchable.map((f) => f.maxChars)) }
   /** The route's default ordering, with the primary key tie-break. */
   readonly defaultOrder: OrderStep[]
   /**
@@ -258,7 +270,8 @@ export class QueryRules {
       // A relation's key is compared by value, never searched as text.
       isString: own && leaf.runtimeType === 'string',
       isDate,
-      nullable
+      nullable,
+      maxChars: declaredLength(leaf)
     }
   }
 
@@ -279,11 +292,14 @@ export class QueryRules {
       if (typeof args.search !== 'string') errors.search = ['Expected a string.']
       else if (args.search.includes('\u0000')) errors.search = [NULL_CHARACTERS]
       else if (this.searchable.length === 0) errors.search = ['Search is not available on this route.']
+      else if (args.search.length > this.maxNeedle) errors.search = [tooLong(this.maxNeedle)]
       else if (args.search.trim() !== '') {
         const needle = args.search
+        // Lower-cased once here, not for every field of every changed row.
+        const lowered = needle.toLowerCase()
         conditions.push({
           build: () => ({ $or: this.searchable.map((f) => this.contains(f, needle)) }),
-          test: (row) => this.searchable.some((f) => containsText(row[f.name], needle))
+          test: (row) => this.searchable.some((f) => includesLowered(row[f.name], lowered))
         })
       }
     }
@@ -417,7 +433,11 @@ export class QueryRules {
           if (!info.isString) messages.push(`Operator "$contains" needs a string field; "${name}" is not one.`)
           else if (typeof operand !== 'string') messages.push(`Invalid value for "${name}": $contains expects a string.`)
           else if (operand.includes('\u0000')) messages.push(`Invalid value for "${name}": ${NULL_CHARACTERS}`)
-          else out.push({ build: () => this.contains(info, operand), test: (row) => containsText(row[name], operand) })
+          else if (operand.length > info.maxChars) messages.push(`Invalid value for "${name}": ${tooLong(info.maxChars)}`)
+          else {
+            const lowered = operand.toLowerCase()
+            out.push({ build: () => this.contains(info, operand), test: (row) => includesLowered(row[name], lowered) })
+          }
         } else if (op === '$in' || op === '$nin') {
           if (!Array.isArray(operand) || operand.length > MAX_LIST) {
             messages.push(`Invalid value for "${name}": ${op} expects a list of at most ${MAX_LIST} values.`)
@@ -479,6 +499,10 @@ export class QueryRules {
       messages.push(`Invalid value for "${info.name}": ${NULL_CHARACTERS}`)
       return INVALID
     }
+    if (typeof value === 'string' && value.length > info.maxChars) {
+      messages.push(`Invalid value for "${info.name}": ${tooLong(info.maxChars)}`)
+      return INVALID
+    }
     if (!info.check.Check(value)) {
       messages.push(`Invalid value for "${info.name}": expected ${info.typeName}.`)
       return INVALID
@@ -502,6 +526,26 @@ export class QueryRules {
 interface Condition {
   build: () => FilterQuery<any>
   test: (row: Row) => boolean
+}
+
+/**
+ * The longest value a column can hold: its declared length (`length`, or `varchar(n)`),
+ * else {@link MAX_TEXT_VALUE}; never more than {@link MAX_DECLARED_VALUE}.
+ */
+function declaredLength (prop: EntityProperty): number {
+  const declared = prop.runtimeType === 'string'
+    ? prop.length ?? Number(/^\s*(?:national\s+)?(?:var)?char(?:acter)?(?:\s+varying)?\s*\((\d+)\)/i.exec(String(prop.columnTypes?.[0] ?? ''))?.[1])
+    : undefined
+  return typeof declared === 'number' && Number.isSafeInteger(declared) && declared > 0 ? Math.min(declared, MAX_DECLARED_VALUE) : MAX_TEXT_VALUE
+}
+
+function tooLong (max: number): string {
+  return `Ensure this value has at most ${max} characters.`
+}
+
+/** A case-insensitive substring test (as the matcher's containsText) with the needle lower-cased beforehand (once per query, not per row and field). */
+function includesLowered (value: unknown, lowered: string): boolean {
+  return typeof value === 'string' && value.toLowerCase().includes(lowered)
 }
 
 /** Marks a value that failed its check (undefined and null are legitimate values). */

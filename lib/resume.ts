@@ -18,6 +18,7 @@
  * the claim; every event after the subscribe reaches the claimer; events seen by both are
  * recognised by their id and sent once.
  */
+import type { FastifyRequest } from 'fastify'
 import type { BroadcastLayer, BroadcastMessage } from './layers/layer.js'
 import type { GroupMessage } from './observer/changes.js'
 import { randomId, type Hub, type Listening } from './observer/hub.js'
@@ -33,9 +34,25 @@ export interface ResumeOptions {
   maxEvents?: number
   /** How long a claim waits for another instance to hand a subscription over, in ms. Default 1 s. */
   claimTimeout?: number
+  /**
+   * Parked subscriptions one client (its principal, see `principal`) may have in this
+   * process; past it the oldest parked are dropped (a resume of one of them gets 410). Default 100.
+   */
+  maxParkedPerClient?: number
+  /** Parked subscriptions of all clients in this process; past it the oldest parked are dropped. Default 10,000. */
+  maxParked?: number
+  /**
+   * Who a socket's client is: only the same principal may resume its subscriptions, and
+   * parked subscriptions are counted against `maxParkedPerClient` per principal. Return
+   * `undefined` to fall back to the default: `request.user`'s `id` or `sub` (else the whole
+   * user as JSON) when the app sets `request.user`, else the client IP.
+   */
+  principal?: (request: FastifyRequest) => string | undefined
 }
 
-export type ResolvedResume = Required<ResumeOptions>
+export interface ResolvedResume extends Required<Omit<ResumeOptions, 'principal'>> {
+  principal: ((request: FastifyRequest) => string | undefined) | undefined
+}
 
 /** `false` turns resuming off (a `resume` key in a frame is then ignored, and no event carries `seq`). */
 export function resolveResume (value: unknown): ResolvedResume | false {
@@ -45,8 +62,42 @@ export function resolveResume (value: unknown): ResolvedResume | false {
   return {
     window: positiveInteger('resume.window', opts.window, 60_000),
     maxEvents: positiveInteger('resume.maxEvents', opts.maxEvents, 500),
-    claimTimeout: positiveInteger('resume.claimTimeout', opts.claimTimeout, 1000)
+    claimTimeout: positiveInteger('resume.claimTimeout', opts.claimTimeout, 1000),
+    maxParkedPerClient: positiveInteger('resume.maxParkedPerClient', opts.maxParkedPerClient, 100),
+    maxParked: positiveInteger('resume.maxParked', opts.maxParked, 10_000),
+    principal: checkPrincipal(opts.principal)
   }
+}
+
+function checkPrincipal (value: unknown): ResolvedResume['principal'] {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw new InvalidOption('resume.principal', 'must be a function (request) => string | undefined')
+  return value as ResolvedResume['principal']
+}
+
+/**
+ * Who a socket's client is, for resuming: the app's `principal`, else the authenticated
+ * user (by a stable id when it has one), else the client IP. A key alone is a bearer
+ * token; tied to its maker's principal, a leaked or guessed key is worth nothing to anyone else.
+ */
+export function principalOf (request: FastifyRequest, options: Pick<ResolvedResume, 'principal'>): string {
+  const named = options.principal?.(request)
+  if (typeof named === 'string') return `app:${named}`
+  const user = (request as { user?: unknown }).user
+  if (user !== undefined && user !== null) {
+    if (typeof user === 'string' || typeof user === 'number' || typeof user === 'bigint') return `user:${String(user)}`
+    if (typeof user === 'object') {
+      const { id, sub } = user as { id?: unknown, sub?: unknown }
+      const stable = id ?? sub
+      if (typeof stable === 'string' || typeof stable === 'number' || typeof stable === 'bigint') return `user:${String(stable)}`
+      try {
+        return `user:${JSON.stringify(user)}`
+      } catch {
+        // A user object JSON cannot encode: fall back to the address rather than fail the subscribe.
+      }
+    }
+  }
+  return `ip:${request.ip}`
 }
 
 /** What a subscribe frame's `resume` asks for. */
@@ -56,14 +107,19 @@ export interface ResumeRequest {
   seq: number | undefined
 }
 
-const KEY = /^[A-Za-z0-9_-]{16,128}$/
+/**
+ * At least 128 bits when random: 22 base64url characters, or 32 when the key is all hex
+ * digits (4 bits each). A shorter key could be guessed; the client sends 32 hex digits.
+ */
+const KEY = /^[A-Za-z0-9_-]{22,128}$/
+const HEX = /^[0-9A-Fa-f]+$/
 
 /** The frame's `resume` value checked, or a message saying what it must be. */
 export function parseResume (value: unknown): ResumeRequest | string {
-  const problem = 'Expected {"key": <16 to 128 letters, digits, "-" or "_">, "seq": <an integer of 0 or more, when resuming>}.'
+  const problem = 'Expected {"key": <22 to 128 letters, digits, "-" or "_" (at least 32 when only hex digits): 128 random bits or more>, "seq": <an integer of 0 or more, when resuming>}.'
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return problem
   const { key, seq } = value as Record<string, unknown>
-  if (typeof key !== 'string' || !KEY.test(key)) return problem
+  if (typeof key !== 'string' || !KEY.test(key) || (key.length < 32 && HEX.test(key))) return problem
   if (seq !== undefined && (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0)) return problem
   return { key, seq }
 }
@@ -109,7 +165,12 @@ export class ResumeState {
     readonly key: string,
     /** What a claim must match: the route (and stream), and the subscription on it (its lookup or list, its request_id). */
     readonly identity: string,
-    private readonly limits: Pick<ResolvedResume, 'maxEvents' | 'window'>
+    private readonly limits: Pick<ResolvedResume, 'maxEvents' | 'window'>,
+    /**
+     * Where the registry files it: the key within its maker's principal, route and stream,
+     * so a claim by anyone else never finds it (and never displaces it).
+     */
+    readonly slot: string = key
   ) {}
 
   /** Hold an event back until the reply is out; past `maxEvents` the oldest goes, and the client will be told to refetch. */
@@ -167,10 +228,14 @@ export class ResumeState {
 /** A subscription that can hand its key over. */
 export interface Holder {
   readonly identity: string
+  /** Its maker's principal: whose parking budget it counts against. */
+  readonly client: string
   /** Stop listening and hand over what it has (after the events it is still delivering). */
   surrender: () => Promise<Handoff>
-  /** Stop listening and forget everything (the app is closing). */
+  /** Stop listening and forget everything (the app is closing, or it was parked past a budget). */
   drop: () => void
+  /** Stop listening: a newer subscribe took the key. A client still connected is told so. */
+  displace: () => void
 }
 
 /**
@@ -195,6 +260,9 @@ export class ResumeRegistry implements Listening {
   private readonly keys: Keys
   /** This app's own, dropped when it closes. */
   private readonly own = new Set<Holder>()
+  /** This app's parked holders, oldest first, with their client: what the parking budgets count. */
+  private readonly parked = new Map<Holder, string>()
+  private readonly parkedBy = new Map<string, Set<Holder>>()
   private readonly id = randomId()
   private claims = 0
   private readonly pending = new Map<string, (handoff: Handoff | undefined) => void>()
@@ -224,7 +292,7 @@ export class ResumeRegistry implements Listening {
     if (this.keys.takers.get(key) !== ticket) return false
     this.keys.takers.delete(key)
     const previous = this.keys.holders.get(key)
-    if (previous !== undefined && previous !== holder) previous.drop()
+    if (previous !== undefined && previous !== holder) previous.displace()
     this.keys.holders.set(key, holder)
     this.own.add(holder)
     return true
@@ -238,6 +306,41 @@ export class ResumeRegistry implements Listening {
   release (key: string, holder: Holder): void {
     if (this.keys.holders.get(key) === holder) this.keys.holders.delete(key)
     this.own.delete(holder)
+    this.unpark(holder)
+  }
+
+  /**
+   * A holder's socket went: it is parked, counted against its client's budget and the
+   * global one. Past either, the oldest parked go (their memory freed; a resume of them
+   * gets 410), so reconnecting in a loop cannot pile up subscriptions that each listen
+   * and keep events for the whole window.
+   */
+  park (holder: Holder): void {
+    const client = holder.client
+    if (this.parked.has(holder)) return
+    this.parked.set(holder, client)
+    let mine = this.parkedBy.get(client)
+    if (mine === undefined) this.parkedBy.set(client, (mine = new Set()))
+    mine.add(holder)
+    while (mine.size > this.options.maxParkedPerClient) this.evict(mine.values().next().value as Holder)
+    while (this.parked.size > this.options.maxParked) this.evict(this.parked.keys().next().value as Holder)
+  }
+
+  /** How many subscriptions are parked (in this app), for tests and metrics. */
+  get parkedCount (): number { return this.parked.size }
+
+  private evict (holder: Holder): void {
+    this.unpark(holder)
+    holder.drop()
+  }
+
+  private unpark (holder: Holder): void {
+    const client = this.parked.get(holder)
+    if (client === undefined) return
+    this.parked.delete(holder)
+    const mine = this.parkedBy.get(client)
+    mine?.delete(holder)
+    if (mine?.size === 0) this.parkedBy.delete(client)
   }
 
   /**
@@ -294,6 +397,8 @@ export class ResumeRegistry implements Listening {
     for (const finish of [...this.pending.values()]) finish(undefined)
     for (const holder of [...this.own]) holder.drop()
     this.own.clear()
+    this.parked.clear()
+    this.parkedBy.clear()
     this.hub.remove(this)
   }
 }

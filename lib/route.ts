@@ -199,10 +199,38 @@ export function registerUpgrade (
 
 /**
  * The plugin's own upgrade checks: a browser origin not allowed → 403 (cross-site
- * WebSocket hijacking), too many sockets from this IP → 429, too many in all → 503.
+ * WebSocket hijacking), too many sockets from this IP → 429 (only with
+ * `maxConnectionsPerIp` set), too many in all → 503.
+ *
+ * A refusal by a connection limit is logged at warn level, naming the option and how to
+ * change it — at most once a minute per limit (with the count refused since), so a burst
+ * of refused upgrades cannot flood the log; an operator still learns why clients fail.
  */
 function guardUpgrade (state: PluginState): onRequestHookHandler {
   const { allowedOrigins, maxConnections, maxConnectionsPerIp } = state.options
+  const WARN_EVERY_MS = 60_000
+  const limits = {
+    maxConnectionsPerIp: {
+      limit: maxConnectionsPerIp,
+      lastWarned: -Infinity,
+      refused: 0,
+      hint: 'raise the plugin option maxConnectionsPerIp, or leave it unset for no per-address cap ' +
+        '(behind a proxy, set Fastify\'s trustProxy so request.ip is the client\'s address)'
+    },
+    maxConnections: { limit: maxConnections, lastWarned: -Infinity, refused: 0, hint: 'raise the plugin option maxConnections (default 10000)' }
+  }
+  function warnRefused (request: FastifyRequest, option: keyof typeof limits): void {
+    const entry = limits[option]
+    entry.refused++
+    const now = Date.now()
+    if (now - entry.lastWarned < WARN_EVERY_MS) return
+    request.log.warn(
+      { option, limit: entry.limit, refused: entry.refused },
+      `fastify-ws-rest: upgrade refused by ${option} (${entry.limit}); ${entry.hint}. Logged at most once a minute; "refused" counts refusals since the last such line`
+    )
+    entry.lastWarned = now
+    entry.refused = 0
+  }
   return async function guard (request, reply) {
     const origin = request.headers.origin
     if (allowedOrigins !== undefined && origin !== undefined && !allowedOrigins(origin)) {
@@ -211,10 +239,12 @@ function guardUpgrade (state: PluginState): onRequestHookHandler {
       return
     }
     if ((state.perIp.get(request.ip) ?? 0) >= maxConnectionsPerIp) {
+      warnRefused(request, 'maxConnectionsPerIp')
       await reply.code(429).send({ statusCode: 429, error: 'Too Many Requests', message: 'Too many connections from this address.' })
       return
     }
     if (state.sessions.size >= maxConnections) {
+      warnRefused(request, 'maxConnections')
       await reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'Too many connections.' })
     }
   }

@@ -53,9 +53,19 @@ export interface WsRestOptions {
   maxInFlight?: number
   /** Subscriptions one socket (one stream) may hold; past it → 429. Default 1000. */
   maxSubscriptions?: number
+  /**
+   * Characters of `filter` and `search` (as JSON) the subscriptions of one socket (one
+   * stream) may hold in all; a subscribe past it → 429. Default 65,536.
+   */
+  maxFilterChars?: number
   /** Open sockets in all; an upgrade past it is refused with HTTP 503. Default 10,000. */
   maxConnections?: number
-  /** Open sockets per client IP (`request.ip`); an upgrade past it is refused with HTTP 429. Default 1,000. */
+  /**
+   * Open sockets per client IP (`request.ip`); an upgrade past it is refused with HTTP 429.
+   * Default: no per-address cap (only `maxConnections`) — many real clients share one
+   * address (NAT, a corporate proxy, a load balancer without `trustProxy`), and a default
+   * cap refused them. Set it when clients have addresses of their own.
+   */
   maxConnectionsPerIp?: number
   /**
    * Milliseconds between pings; a socket that has not answered the previous ping by the
@@ -85,6 +95,7 @@ export interface ResolvedOptions {
   maxActionsPerSecond: number
   maxInFlight: number
   maxSubscriptions: number
+  maxFilterChars: number
   maxConnections: number
   maxConnectionsPerIp: number
   heartbeatInterval: number
@@ -155,8 +166,9 @@ export function resolveOptions (options: WsRestOptions | undefined): ResolvedOpt
     maxActionsPerSecond: positiveInteger('maxActionsPerSecond', opts.maxActionsPerSecond, 1000),
     maxInFlight: positiveInteger('maxInFlight', opts.maxInFlight, 256),
     maxSubscriptions: positiveInteger('maxSubscriptions', opts.maxSubscriptions, 1000),
+    maxFilterChars: positiveInteger('maxFilterChars', opts.maxFilterChars, 65_536),
     maxConnections: positiveInteger('maxConnections', opts.maxConnections, 10_000),
-    maxConnectionsPerIp: positiveInteger('maxConnectionsPerIp', opts.maxConnectionsPerIp, 1000),
+    maxConnectionsPerIp: positiveInteger('maxConnectionsPerIp', opts.maxConnectionsPerIp, Infinity),
     heartbeatInterval: opts.heartbeatInterval === 0 ? 0 : positiveInteger('heartbeatInterval', opts.heartbeatInterval, 30_000),
     resume: resolveResume(opts.resume)
   }

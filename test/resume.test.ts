@@ -17,7 +17,7 @@ import { startApp } from './helpers/server.js'
 import { redisAvailable, redisUrl, uniquePrefix } from './helpers/redis.js'
 import { ResumeState } from '../lib/resume.js'
 
-const KEY = 'k0123456789abcdef'
+const KEY = 'k0123456789abcdef-0123456789'
 const actions = [mixins.create(), mixins.patch(), mixins.subscribeInstance(), mixins.subscribeList()]
 
 /** Items at /items/ with subscriptions, on a fresh database. */
@@ -129,7 +129,9 @@ t.test('resuming while the old socket is still open (half-open) moves the subscr
 
   await renameItem(orm, id, 'c')
   t.same([(await fresh.next()).seq], [2])
-  // The old socket gets nothing more: its next message is the reply to a request made now.
+  // The old socket is told it lost the subscription, then gets nothing more: its next message is the reply to a request made now.
+  const told = await old.next()
+  t.same([told.action, told.response_status], ['resume', 409], 'the old holder hears its subscription was taken over')
   t.equal((await old.request('patch', { pk: id, data: { name: 'd' } })).action, 'patch')
 })
 
@@ -138,7 +140,7 @@ t.test('unknown key, or further behind than maxEvents → 410 "refetch", and the
   const [id] = await seedItems(orm, 'a')
 
   const stranger = await openClient(t, url)
-  const [refused, reply] = await subscribe(stranger, id, { key: 'nobody-holds-this-key', seq: 4 })
+  const [refused, reply] = await subscribe(stranger, id, { key: 'nobody-holds-this-key-0123456789', seq: 4 })
   t.same(refused, {
     errors: ['The events missed since the last one received are no longer available; fetch the data again.'],
     data: null, action: 'resume', response_status: 410, request_id: 'sub'
