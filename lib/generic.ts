@@ -13,7 +13,7 @@ import { uniqueMessage } from './database-errors.js'
 import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
-import { anyRow, compileCondition, noRow, type RowPredicate } from './observer/matcher.js'
+import { analyzeCondition, anyRow, noRow, type RowPredicate } from './observer/matcher.js'
 import { Batcher, type Outcome } from './batching.js'
 import { GroupWrites } from './group-writes.js'
 import type { ModelView } from './observer/subscription.js'
@@ -205,13 +205,25 @@ export class GenericModel<E extends object = any> {
   /**
    * How this connection sees changed rows, for a subscription: its scope (`getQueryset`,
    * evaluated now, at subscribe time) as a row predicate, and the given filter and shape.
-   * A scope too rich to decide in memory (relation paths, raw SQL) lets no event through,
+   *
+   * A scope naming a property row snapshots do not carry (a hidden `deleted` flag, a
+   * non-persisted or inverse property) is refused: events could neither show the
+   * subscriber rows it cannot list (failing open) nor silently show nothing. The client
+   * gets a 400 keyed `non_field_errors` and the log names the property. A scope otherwise
+   * too rich to decide in memory (relation paths, raw SQL, `$like`) lets no event through,
    * and says so in the log: failing closed never shows a row the subscriber could not list.
    */
   async view (ctx: ActionContext, options: { serializer?: Serializer, filter?: RowPredicate, creates?: boolean } = {}): Promise<ModelView> {
     const condition = await this.queryset(ctx)
-    let scope = compileCondition(this.meta as EntityMetadata, condition)
-    if (scope === undefined) {
+    const analyzed = analyzeCondition(this.meta as EntityMetadata, condition)
+    let scope: RowPredicate
+    if ('predicate' in analyzed) {
+      scope = analyzed.predicate
+    } else if (analyzed.reason === 'property') {
+      ctx.log.warn({ entity: this.entityName, property: analyzed.property },
+        'fastify-ws-rest: getQueryset names a property events do not carry (hidden, not persisted, or not a column); live updates of this route are refused')
+      throw ValidationError.field('non_field_errors', 'Live updates are not available for this route\'s scope.')
+    } else {
       ctx.log.warn({ entity: this.entityName }, 'fastify-ws-rest: getQueryset returns a condition events cannot be checked against in memory; this subscription receives no events')
       scope = noRow
     }
