@@ -56,14 +56,19 @@ function reply (socket: WebSocket, message: Message, status: number, data: unkno
   }))
 }
 
-async function handle (socket: WebSocket, raw: string): Promise<void> {
-  let message: Message
+/** The message in `raw`, or undefined once the 400 for invalid JSON is sent. */
+function parse (socket: WebSocket, raw: string): Message | undefined {
   try {
-    message = JSON.parse(raw) as Message
+    return JSON.parse(raw) as Message
   } catch {
     reply(socket, {}, 400, null, ['Invalid JSON.'])
-    return
+    return undefined
   }
+}
+
+async function handle (socket: WebSocket, raw: string): Promise<void> {
+  const message = parse(socket, raw)
+  if (message === undefined) return
   const em = orm.em.fork()
   try {
     switch (message.action) {
@@ -116,13 +121,8 @@ app.get('/ws/', { websocket: true }, (socket) => {
 })
 
 async function handleDocs (socket: WebSocket, raw: string): Promise<void> {
-  let message: Message
-  try {
-    message = JSON.parse(raw) as Message
-  } catch {
-    reply(socket, {}, 400, null, ['Invalid JSON.'])
-    return
-  }
+  const message = parse(socket, raw)
+  if (message === undefined) return
   if (message.action !== 'list') return reply(socket, message, 405, null, [`Method "${String(message.action)}" not allowed.`])
   try {
     const docs = await orm.em.fork().find(Doc, {}, { populate: ['owner', 'labels'], orderBy: { id: 'asc' } })
@@ -138,14 +138,8 @@ app.get('/ws/docs/', { websocket: true }, (socket) => {
 
 app.get('/ws/echo/', { websocket: true }, (socket) => {
   socket.on('message', (raw) => {
-    let message: Message
-    try {
-      message = JSON.parse(raw.toString()) as Message
-    } catch {
-      reply(socket, {}, 400, null, ['Invalid JSON.'])
-      return
-    }
-    reply(socket, message, 200, NOOP_DATA)
+    const message = parse(socket, raw.toString())
+    if (message !== undefined) reply(socket, message, 200, NOOP_DATA)
   })
 })
 

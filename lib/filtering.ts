@@ -49,6 +49,9 @@ export interface QueryOptions {
   ordering?: string | string[]
 }
 
+/** A MikroORM orderBy: `{ rank: 'asc' }` steps, or `{ author: { name: 'desc' } }` for a path. */
+export type OrderBy = Array<Record<string, unknown>>
+
 /** One ordering step: field and direction. */
 export interface OrderStep {
   field: string
@@ -366,13 +369,9 @@ export class QueryRules {
     return this.dateFields.has(field) && typeof value === 'string' ? new Date(value) : value
   }
 
-  /**
-   * MikroORM's orderBy for `steps`. A path orders by the joined column, nested as
-   * `{ author: { name: 'asc' } }`: the declared element type names only the flat form its
-   * callers pass on to MikroORM untouched.
-   */
-  orderBy (steps: OrderStep[]): Array<Record<string, 'asc' | 'desc'>> {
-    return steps.map((s) => this.onField(s.field, s.desc ? 'desc' : 'asc') as Record<string, 'asc' | 'desc'>)
+  /** MikroORM's orderBy for `steps`; a path orders by the joined column, nested as `{ author: { name: 'asc' } }`. */
+  orderBy (steps: OrderStep[]): OrderBy {
+    return steps.map((s) => this.onField(s.field, s.desc ? 'desc' : 'asc'))
   }
 
   /**

@@ -12,7 +12,7 @@ import type { ActionContext } from './action.js'
 import { uniqueMessage } from './database-errors.js'
 import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
-import { QueryRules, type ListQuery, type QueryOptions } from './filtering.js'
+import { QueryRules, type ListQuery, type OrderBy, type QueryOptions } from './filtering.js'
 import { analyzeCondition, anyRow, noRow, type RowPredicate } from './observer/matcher.js'
 import { Batcher, type Outcome } from './batching.js'
 import { GroupWrites } from './group-writes.js'
@@ -383,7 +383,7 @@ export class GenericModel<E extends object = any> {
   private async findPage (
     em: EntityManager,
     where: () => FilterQuery<E>,
-    orderBy: Array<Record<string, 'asc' | 'desc'>>,
+    orderBy: OrderBy,
     page: Page
   ): Promise<{ results: E[], count: number }> {
     const results = await em.find(this.entity, where(), { orderBy, limit: page.limit, offset: page.offset } as object)
@@ -541,12 +541,13 @@ export class GenericModel<E extends object = any> {
 
   /**
    * What a reply sends for `value`: the relations `serializer` needs loaded (one query per
-   * relation for the whole list, never one per row), then shaped.
+   * relation for the whole list, never one per row), then shaped; a promise only when something is loaded.
    */
-  async render (ctx: ActionContext, value: E | E[] | null, serializer: Serializer = this.serializer): Promise<unknown> {
+  render (ctx: ActionContext, value: E | E[] | null, serializer: Serializer = this.serializer): unknown {
     if (value === null) return null
-    await this.load(Array.isArray(value) ? value : [value], serializer)
-    return this.serialize(value, serializer, ctx)
+    // A shape of the row's own columns has nothing to load: no promise on the reply's path.
+    if (serializer.populate.length === 0) return this.serialize(value, serializer, ctx)
+    return this.load(Array.isArray(value) ? value : [value], serializer).then(() => this.serialize(value, serializer, ctx))
   }
 
   /** Load what `serializer` shows of `entities`, each batch through the EntityManager that loaded it. */

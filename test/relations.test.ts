@@ -39,7 +39,7 @@ async function startLibrary (t: Teardown, response: typeof BookNested | typeof B
     app.wsRest.route('/books/', {
       entity: Book,
       schema: { create: BookInput, update: BookInput, response },
-      filterFields: ['id', 'author', 'tags'],
+      filterFields: ['id', 'author', 'tags', 'author.name'],
       ...extra,
       actions: [...crud, ...(extra.actions ?? [])]
     })
@@ -187,6 +187,22 @@ t.test('filtered lists follow relations: author moved in and out, a tag added an
   t.equal((await byAuthor.next()).action, 'update')
   await writer.request('patch', { pk: book.id, data: { author: 1 } })
   t.same((await byAuthor.next()).action, 'delete', 'moved away from author 2: delete')
+})
+
+t.test('a list filtered by a related scalar (author.name) follows a book moved between authors, before and after', async (t) => {
+  const { base } = await startLibrary(t, BookNested)
+  const writer = await openClient(t, `${base}/books/`)
+  const bobs = await openClient(t, `${base}/books/`)
+  await bobs.ask({ action: 'subscribe_list', request_id: 'bob', filter: { 'author.name': 'Bob' } })
+  const book = await create(writer, { title: 'Moved', author: 1 })
+  // Alice's book sends nothing; moving it to Bob must be a create (its old author, Alice, was looked up).
+  await writer.request('patch', { pk: book.id, data: { author: 2 } })
+  const entered = await bobs.next()
+  t.same([entered.action, entered.data.id, entered.data.author], ['create', book.id, { id: 2, name: 'Bob' }])
+  await writer.request('patch', { pk: book.id, data: { title: 'Moved!' } })
+  t.same([(await bobs.next()).action], ['update'], 'still Bob\'s: update')
+  await writer.request('patch', { pk: book.id, data: { author: 1 } })
+  t.same(await bobs.next(), { errors: [], data: { pk: book.id }, action: 'delete', response_status: 204, request_id: 'bob' }, 'back to Alice: delete')
 })
 
 t.test('cascades: deleting an author publishes a delete per removed book; deleting a tag an update per book that had it', async (t) => {

@@ -31,12 +31,18 @@ interface Needs {
   /** To-many relations whose keys rows carry. */
   toMany: Set<string>
   /** To-one relation → the related scalars rows carry as `relation.property`. */
-  related: Map<string, Set<string>>
+  related: Map<string, RelatedScalars>
   populate: Set<string>
 }
 
-function isDateProp (meta: EntityMetadata | undefined, name: string): boolean {
-  return (meta?.properties as Record<string, EntityProperty | undefined> | undefined)?.[name]?.runtimeType === 'Date'
+/** The related entity of a to-one relation, and which of its scalars rows carry (each: whether it is a date). */
+interface RelatedScalars {
+  target: EntityMetadata
+  props: Map<string, boolean>
+}
+
+function isDateProp (meta: EntityMetadata, name: string): boolean {
+  return (meta.properties as Record<string, EntityProperty | undefined>)[name]?.runtimeType === 'Date'
 }
 
 /** The sorted keys of an initialized collection, else undefined (not known). */
@@ -83,9 +89,12 @@ export class EventRendering {
         needs.toMany.add(relation)
         continue
       }
-      let props = needs.related.get(relation)
-      if (props === undefined) needs.related.set(relation, (props = new Set()))
-      props.add(property)
+      let related = needs.related.get(relation)
+      if (related === undefined) {
+        const target = this.orm.getMetadata().find((meta.properties as Record<string, EntityProperty>)[relation].type) as EntityMetadata
+        needs.related.set(relation, (related = { target, props: new Map() }))
+      }
+      related.props.set(property, isDateProp(related.target, property))
     }
   }
 
@@ -146,13 +155,13 @@ export class EventRendering {
       for (const name of needs.toMany) {
         before[name] = change.replaced?.has(name) === true ? change.replaced.get(name) : after[name]
       }
-      for (const [relation, props] of needs.related) {
+      for (const [relation, { props }] of needs.related) {
         if (before[relation] === after[relation]) {
-          for (const prop of props) before[`${relation}.${prop}`] = after[`${relation}.${prop}`]
+          for (const prop of props.keys()) before[`${relation}.${prop}`] = after[`${relation}.${prop}`]
         } else if (before[relation] !== null && before[relation] !== undefined) {
           oldRelated.push({ row: before, relation, key: before[relation] })
         } else {
-          for (const prop of props) before[`${relation}.${prop}`] = null
+          for (const prop of props.keys()) before[`${relation}.${prop}`] = null
         }
       }
     }
@@ -163,16 +172,13 @@ export class EventRendering {
   private async readOldRelated (em: ReturnType<MikroORM['em']['fork']>, needs: Needs, pending: Array<{ row: Row, relation: string, key: unknown }>): Promise<void> {
     const relations = new Set(pending.map((p) => p.relation))
     for (const relation of relations) {
-      const prop = (needs.meta.properties as Record<string, EntityProperty>)[relation]
-      const target = this.orm.getMetadata().find(prop.type) as EntityMetadata
+      const { target, props } = needs.related.get(relation) as RelatedScalars
       const mine = pending.filter((p) => p.relation === relation)
       const found = await em.find(target.className, { [target.primaryKeys[0]]: { $in: [...new Set(mine.map((p) => p.key))] } })
       const byKey = new Map(found.map((row) => [String(relatedKey(row)), row as Record<string, unknown>]))
       for (const { row, key } of mine) {
         const related = byKey.get(String(key))
-        for (const name of needs.related.get(relation) ?? []) {
-          row[`${relation}.${name}`] = related === undefined ? null : plain(related[name], isDateProp(target, name))
-        }
+        for (const [name, isDate] of props) row[`${relation}.${name}`] = related === undefined ? null : plain(related[name], isDate)
       }
     }
   }
@@ -182,16 +188,15 @@ export class EventRendering {
       const keys = collectionKeys(entity[name])
       if (keys !== undefined) row[name] = keys
     }
-    for (const [relation, props] of needs.related) {
+    for (const [relation, { props }] of needs.related) {
       const value = entity[relation]
       if (value === null || value === undefined) {
-        for (const prop of props) row[`${relation}.${prop}`] = null
+        for (const prop of props.keys()) row[`${relation}.${prop}`] = null
         continue
       }
       const related = initialized(value)
       if (related === undefined) continue
-      const target = this.orm.getMetadata().find((needs.meta.properties as Record<string, EntityProperty>)[relation].type)
-      for (const prop of props) row[`${relation}.${prop}`] = plain(related[prop], isDateProp(target, prop))
+      for (const [prop, isDate] of props) row[`${relation}.${prop}`] = plain(related[prop], isDate)
     }
   }
 }
