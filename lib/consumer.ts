@@ -273,7 +273,8 @@ export class Connection implements FrameReceiver, EventSink {
       // Permissions come first, before validation or any lookup (DCRF's order).
       if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
       if (request.resume !== undefined) resume = this.expectResume(request)
-      chars = filterChars(request.args)
+      // Only subscribing actions hold a filter past their reply: a list's is not counted.
+      chars = def.observes === true ? filterChars(request.args) : 0
       if (chars > 0) (this.filtering ??= new Map()).set(requestIdJson = JSON.stringify(request.requestId) ?? 'null', chars)
       for (const hook of this.route.preActionHooks) await hook(ctx, request.args)
       const args = compiled.validate === undefined ? request.args : await compiled.validate(request.args)
