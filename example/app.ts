@@ -12,6 +12,7 @@ import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenNotExpired, who
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
 import { Post, PostInput, PostPublic, Tag, TagCreate, TagPublic } from './post.js'
+import { registerPresence } from './presence.js'
 import { User, UserCreate, UserPublic, UserUpdate } from './user.js'
 
 /** The roles the `/ws/secure/` route knows, by the `?token=` they come with. */
@@ -211,6 +212,8 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   })
 
   app.wsRest.route('/ws/', users)
+  // Who is online, with a frame to every socket of the route when one opens or closes (presence.ts).
+  await registerPresence(app, { redisUrl: options.redisUrl, redisPrefix: options.redisPrefix })
   app.wsRest.route('/ws/tags/', tags)
   app.wsRest.route('/ws/posts/', posts)
 

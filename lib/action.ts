@@ -35,8 +35,19 @@ export interface ActionContext {
   readonly signal: AbortSignal
   /** The route's model layer (queryset, lookup, serialization, perform*); `undefined` on routes without an entity. */
   readonly model: GenericModel | undefined
-  /** Send one more reply with this message's request_id (streamed actions). False once the socket is gone. */
-  reply: (data: unknown, status?: number) => boolean
+  /**
+   * Send one more reply (streamed actions): by default with this message's action and
+   * request_id; `options` names others, as DCRF's `reply(action=…, request_id=…)`. False
+   * once the socket is gone.
+   */
+  reply: (data: unknown, status?: number, options?: ReplyOptions) => boolean
+  /**
+   * Send any JSON value as one frame, as DCRF's `send_json` (in the stream's envelope on a
+   * multiplexed route). False once the socket is gone or the value cannot be encoded.
+   */
+  send: (frame: unknown) => boolean
+  /** Close the socket: `code` 1000 (default) or 3000–4999, as the WebSocket protocol allows an application. */
+  close: (code?: number, reason?: string) => void
   /**
    * A signal aborted when this socket closes or when any action calls `cancel(scope)`
    * — how `list_cancel` stops the streamed lists in flight.
@@ -60,6 +71,15 @@ export interface ActionContext {
   /** Remove this socket's group subscriptions: those with `requestId`, or listening to one of `groups`, or all. How many were removed. */
   unsubscribe: (options?: UnsubscribeOptions) => number
 }
+
+/** Options of `ctx.reply`: another action name or request_id than the message's. */
+export interface ReplyOptions {
+  action?: string
+  requestId?: unknown
+}
+
+/** A socket opening or closing on a route (DCRF's `websocket_connect` / `websocket_disconnect`). */
+export type LifecycleHook = (ctx: ActionContext) => void | Promise<void>
 
 /** Options of `ctx.subscribe`. */
 export interface SubscribeOptions {

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto'
 import createError from '@fastify/error'
 import type { EntityManager } from '@mikro-orm/core'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { ActionContext, SubscribeOptions, UnsubscribeOptions } from './action.js'
+import type { ActionContext, ReplyOptions, SubscribeOptions, UnsubscribeOptions } from './action.js'
 import { translateDatabaseError } from './database-errors.js'
 import {
   ActionMissing,
@@ -126,8 +126,23 @@ export class MessageContext implements ActionContext {
     })
   }
 
-  reply (data: unknown, status = 200): boolean {
-    return this[kConnection].send({ action: this.action, status, data, errors: [], requestId: this.requestId })
+  reply (data: unknown, status = 200, options: ReplyOptions = {}): boolean {
+    const action = options.action ?? this.action
+    const requestId = options.requestId === undefined ? this.requestId : options.requestId
+    return this[kConnection].send({ action, status, data, errors: [], requestId })
+  }
+
+  send (frame: unknown): boolean {
+    return this[kConnection].sendJson(frame)
+  }
+
+  close (code = 1000, reason = ''): void {
+    // Only the codes an application may send; ws would throw later, on the socket, for others.
+    if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+      throw new TypeError('ctx.close: the code must be 1000 or 3000–4999')
+    }
+    if (Buffer.byteLength(reason) > 123) throw new TypeError('ctx.close: the reason must fit in 123 bytes')
+    this[kConnection].session.close(code, reason)
   }
 
   cancellable (scope: string): AbortSignal {
@@ -330,6 +345,56 @@ export class Connection implements FrameReceiver, EventSink {
       text = encodeReply({ ...reply, status: 500, data: null, errors: wireErrors(new InternalError()) })
     }
     return this.sendText(text)
+  }
+
+  /** Any JSON value as one frame (`ctx.send`); a value JSON cannot encode is the app's bug, logged, never sent. */
+  sendJson (frame: unknown): boolean {
+    let text: string | undefined
+    try {
+      text = JSON.stringify(frame)
+    } catch (err) {
+      this.log.error({ err }, 'fastify-ws-rest: ctx.send was given a value JSON cannot encode; nothing sent')
+      return false
+    }
+    return text !== undefined && this.sendText(text)
+  }
+
+  /**
+   * The socket is open and attached: run the route's `onConnect` first in the socket's
+   * turn, so whatever it sends (a welcome, a state frame) precedes every reply, and no
+   * action of the socket runs before it is done. A hook that throws closes the socket (1011).
+   */
+  open (): void {
+    const hook = this.route.onConnect
+    if (hook === undefined) return
+    this.inTurn(async () => {
+      const ctx = new MessageContext(this, 'connect', null)
+      try {
+        await hook(ctx)
+      } catch (err) {
+        this.log.error({ err }, 'fastify-ws-rest: onConnect failed; socket closed')
+        this.session.close(1011, 'Internal server error')
+      } finally {
+        ctx.release()
+        this.queued--
+      }
+    })
+  }
+
+  /** The route's `onDisconnect`, once the socket is gone (its sends go nowhere); a failure is logged. */
+  private disconnected (): void {
+    const hook = this.route.onDisconnect
+    if (hook === undefined) return
+    const ctx = new MessageContext(this, 'disconnect', null)
+    void (async () => {
+      try {
+        await hook(ctx)
+      } catch (err) {
+        this.log.error({ err }, 'fastify-ws-rest: onDisconnect failed')
+      } finally {
+        ctx.release()
+      }
+    })()
   }
 
   private sendText (text: string): boolean {
@@ -667,6 +732,7 @@ export class Connection implements FrameReceiver, EventSink {
    */
   release (): void {
     this.abortAll()
+    this.disconnected()
     const registry = this.state.resume
     this.removeSubscriptions((s) => registry === undefined || s.resume === undefined || s.resume.broken)
     for (const subscription of this.subscriptions.values()) {

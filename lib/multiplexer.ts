@@ -52,6 +52,7 @@ class Multiplexer implements FrameReceiver {
     for (const [name, route] of streams) {
       this.consumers.set(name, refused.has(name) ? REFUSED : new Connection(session, route, state, name))
     }
+    for (const consumer of this.consumers.values()) if (consumer instanceof Connection) consumer.open()
   }
 
   receive (text: string, allowed: boolean): void {

@@ -15,7 +15,7 @@ import type {
   preHandlerHookHandler,
   preValidationHookHandler
 } from 'fastify'
-import type { ActionDefinition } from './action.js'
+import type { ActionDefinition, LifecycleHook } from './action.js'
 import type { WebSocket } from 'ws'
 import { Connection } from './consumer.js'
 import { DuplicateAction, InvalidOption } from './errors.js'
@@ -47,6 +47,14 @@ export interface RouteOptions<
   config?: FastifyContextConfig
   /** Largest frame this route accepts, in bytes (default: the plugin's `maxPayload`). */
   maxPayload?: number
+  /**
+   * Runs when a socket opens on the route (DCRF's `websocket_connect`), before any of its
+   * frames is handled: subscribe it to groups, send a welcome or state frame (`ctx.send`),
+   * refuse it (`ctx.close`). Its context has no request_id.
+   */
+  onConnect?: LifecycleHook
+  /** Runs once a socket of the route has closed (DCRF's `websocket_disconnect`): clean up presence and the like. */
+  onDisconnect?: LifecycleHook
 }
 
 /** Route options whose `actions` keep their names and wires (see {@link defineRoute}). */
@@ -92,6 +100,8 @@ export class CompiledRoute {
   readonly permissions: readonly Permission[]
   readonly maxPayload: number
   readonly maxDepth: number
+  readonly onConnect: LifecycleHook | undefined
+  readonly onDisconnect: LifecycleHook | undefined
   private hooks: PreActionHook[] | undefined
 
   constructor (
@@ -106,6 +116,8 @@ export class CompiledRoute {
     this.permissions = checkPermissionList('permissions', options.permissions) ?? []
     this.maxPayload = positiveInteger('maxPayload', options.maxPayload, state.options.maxPayload)
     this.maxDepth = state.options.maxDepth
+    this.onConnect = checkHook('onConnect', options.onConnect)
+    this.onDisconnect = checkHook('onDisconnect', options.onDisconnect)
     if (options.entity !== undefined) {
       if (orm === undefined) throw new InvalidOption('orm', `is required by route ${path}, which has an entity`)
       this.model = new GenericModel(orm, options as ModelOptions)
@@ -144,6 +156,11 @@ export class CompiledRoute {
   resolveHooks (): void {
     this.hooks = resolvePreActionHooks(this.instance)
   }
+}
+
+function checkHook (name: string, hook: unknown): LifecycleHook | undefined {
+  if (hook !== undefined && typeof hook !== 'function') throw new InvalidOption(name, 'must be a function (ctx) => void | Promise<void>')
+  return hook as LifecycleHook | undefined
 }
 
 function checkPermissionList (name: string, perms: unknown): Permission[] | undefined {
@@ -281,7 +298,9 @@ export function declareRoute (instance: FastifyInstance, state: PluginState, pat
   }, (socket, request) => {
     // Synchronous: the session attaches its message listener before anything awaits.
     const session = new Session(socket, request, limits, state)
-    session.attach(new Connection(session, route, state))
+    const connection = new Connection(session, route, state)
+    session.attach(connection)
+    connection.open()
   })
   // The address clients reach: the route is registered under the context's prefix.
   state.declared.push({ kind: 'route', path: instance.prefix + path, route, options })

@@ -157,6 +157,12 @@ export class Session {
     return true
   }
 
+  /** Close the socket from the server's side: everything is released now, the close frame follows. */
+  close (code: number, reason: string): void {
+    this.release()
+    this.socket.close(code, reason)
+  }
+
   /** Give up on a client that does not keep up: release everything now, and close with 1013. */
   dropSlow (why: string): void {
     if (this.released) return

@@ -1,0 +1,54 @@
+/**
+ * The example's `/ws/presence/` (docs/example.md → "Connection lifecycle"): a socket's
+ * first frame is the presence count, before any reply; every socket on the route gets the
+ * new count when one opens or closes; `list` answers it — in one process, and across two
+ * example apps sharing Redis.
+ */
+import type { AddressInfo } from 'node:net'
+import t from 'tap'
+import { buildApp } from '../example/app.js'
+import type { Teardown } from './helpers/async.js'
+import { openClient, type TestClient } from './helpers/client.js'
+import { createDatabase } from './helpers/database.js'
+import { redisAvailable, redisUrl, uniquePrefix } from './helpers/redis.js'
+
+const presence = (online: number): unknown => ({ errors: [], data: { online }, action: 'presence', response_status: 200, request_id: null })
+
+async function startExampleApp (t: Teardown, options: Parameters<typeof buildApp>[0]): Promise<string> {
+  const { app } = await buildApp(options)
+  t.teardown(async () => await app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws/presence/`
+}
+
+t.test('one process: the count first, then a frame to every socket on each open and close; list answers it', async (t) => {
+  const database = await createDatabase(t)
+  const url = await startExampleApp(t, database.exampleOptions)
+  const first = await openClient(t, url)
+  // A frame sent at once is answered after the presence frame.
+  first.send({ action: 'list', request_id: 'now' })
+  t.same(await first.next(), presence(1), 'the first frame is the presence count')
+  t.same(await first.next(), { errors: [], data: { online: 1 }, action: 'list', response_status: 200, request_id: 'now' })
+
+  const second = await openClient(t, url)
+  t.same(await second.next(), presence(2))
+  t.same(await first.next(), presence(2), 'the others hear of the new socket')
+  second.close()
+  t.same(await first.next(), presence(1), 'and of its close')
+  t.same((await first.request('list')).data, { online: 1 })
+})
+
+t.test('two example apps sharing Redis count the sockets of both', { skip: redisAvailable ? false : 'Redis is not available' }, async (t) => {
+  const database = await createDatabase(t, { reopenable: true })
+  const prefix = uniquePrefix()
+  const urlA = await startExampleApp(t, { ...database.exampleOptions, redisUrl, redisPrefix: prefix })
+  const urlB = await startExampleApp(t, { ...database.exampleOptions, redisUrl, redisPrefix: prefix })
+  const a: TestClient = await openClient(t, urlA)
+  t.same(await a.next(), presence(1))
+  const b = await openClient(t, urlB)
+  t.same(await b.next(), presence(2), 'B counts A\'s socket')
+  t.same(await a.next(), presence(2), 'A hears of B\'s socket through Redis')
+  t.same((await b.request('list')).data, { online: 2 })
+  b.close()
+  t.same(await a.next(), presence(1), 'and of its close')
+})
