@@ -241,7 +241,9 @@ export class Connection implements FrameReceiver, EventSink {
     const compiled = typeof action === 'string' ? this.route.actions.get(action) : undefined
     if (compiled === undefined) {
       const name = typeof action === 'string' ? action : JSON.stringify(action)
-      this.inOrder(new FrameError(new MethodNotAllowed(name), action, requestId))
+      const notAllowed = new FrameError(new MethodNotAllowed(name), action, requestId)
+      if (this.route.permissions.length === 0) this.inOrder(notAllowed)
+      else this.refuseUnknown(notAllowed, request.args)
       return
     }
     if (compiled.def.detached) this.track(this.execute(compiled, request, false))
@@ -266,6 +268,29 @@ export class Connection implements FrameReceiver, EventSink {
     this.inTurn(async () => {
       this.queued--
       this.sendError(error, action, requestId)
+    })
+  }
+
+  /**
+   * An unknown action on a route with permissions: as DCRF, the route's permissions are
+   * checked first, so a refused client learns 403, not which actions exist (405).
+   */
+  private refuseUnknown (notAllowed: FrameError, args: Record<string, unknown>): void {
+    this.inTurn(async () => {
+      const ctx = new MessageContext(this, String(notAllowed.action), notAllowed.requestId)
+      try {
+        await checkPermissions(this.route.permissions, ctx, args)
+        this.sendError(notAllowed.error, notAllowed.action, notAllowed.requestId)
+      } catch (err) {
+        if (isClientError(err)) this.sendError(err, notAllowed.action, notAllowed.requestId)
+        else {
+          this.log.error({ err }, 'fastify-ws-rest: a permission check failed')
+          this.sendError(new InternalError(), notAllowed.action, notAllowed.requestId)
+        }
+      } finally {
+        ctx.release()
+        this.queued--
+      }
     })
   }
 

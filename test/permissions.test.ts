@@ -578,3 +578,17 @@ t.test('example /ws/secure/: token checked at the upgrade; reader may read, only
   t.equal((await reader.request('retrieve', { pk })).response_status, 404, 'gone for everyone')
   t.equal((await admin.request('delete', { pk: 424242 })).response_status, 404, 'admin on a missing pk → 404')
 })
+
+t.test('an unknown action meets the route\'s permissions first, as DCRF: a refused client gets 403, an allowed one 405', async (t) => {
+  const onlyAnn: Permission = { hasPermission: (ctx) => ctx.request.headers['x-user'] === 'ann' }
+  const { base } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', { ...itemModel, permissions: [onlyAnn], actions: [ping()] })
+  })
+  const bob = await open(t, `${base}/items/`, { headers: { 'x-user': 'bob' } })
+  const refused = await bob.request('nope')
+  t.same([refused.response_status, refused.errors, refused.action], [403, DENIED, 'nope'], 'refused: 403, nothing about which actions exist')
+  const ann = await open(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
+  const unknown = await ann.request('nope')
+  t.same([unknown.response_status, unknown.errors], [405, ['Method "nope" not allowed.']], 'allowed: 405')
+  t.same((await ann.request('ping')).data, { ran: 'ping' }, 'in order, and the socket goes on')
+})
