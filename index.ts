@@ -34,7 +34,11 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     hub.publish(groups.model(message.entity), message)
     hub.publish(groups.instance(message.entity, message.pk), message)
     for (const groupsOf of extraGroups.get(message.entity) ?? []) {
-      for (const group of groupsOf(message)) hub.publish(group, message)
+      // The groups of the row as it was and as it is: one it entered gets a create, one it left a delete.
+      const was = new Set(message.before === null ? [] : groupsOf({ ...message, after: null }))
+      const is = new Set(message.after === null ? [] : groupsOf({ ...message, before: null }))
+      for (const group of is) hub.publish(group, was.has(group) ? message : { ...message, groupChange: 'create' })
+      for (const group of was) if (!is.has(group)) hub.publish(group, { ...message, groupChange: 'delete' })
     }
   }
   const orm = resolved.orm

@@ -142,11 +142,14 @@ t.test('app.wsRest.observe(entity, {groups}): changes also go to the app\'s own 
   t.same(await client.next(), { errors: [], data: { id: ant, name: 'ant' }, action: 'create', response_status: 201, request_id: 'a' },
     '"bee" went to letter:b only')
   await renameItem(orm, bee, 'apis')
-  t.same(await client.next(), { errors: [], data: { id: bee, name: 'apis' }, action: 'update', response_status: 200, request_id: 'a' },
-    'a change routed to the group arrives as what it is (an update), shaped')
+  t.same(await client.next(), { errors: [], data: { id: bee, name: 'apis' }, action: 'create', response_status: 201, request_id: 'a' },
+    'an update that brings the row into the group arrives as a create, as DCRF\'s observer sends it')
+  await renameItem(orm, bee, 'aphid')
+  t.same(await client.next(), { errors: [], data: { id: bee, name: 'aphid' }, action: 'update', response_status: 200, request_id: 'a' },
+    'a change of a row staying in the group: update, shaped')
   await renameItem(orm, ant, 'bug')
-  t.same(await client.next(), { errors: [], data: { id: ant, name: 'bug' }, action: 'update', response_status: 200, request_id: 'a' },
-    'routed by its row before the change (letter:a) as well as after')
+  t.same(await client.next(), { errors: [], data: { pk: ant }, action: 'delete', response_status: 204, request_id: 'a' },
+    'an update that takes the row out of the group: delete')
   const em = orm.em.fork()
   em.remove(await em.findOneOrFail(Item, bee))
   await em.flush()

@@ -29,6 +29,12 @@ export interface ModelMessage {
    * serializer key: rendered once, where the change was committed, for every instance.
    */
   views?: Record<string, unknown>
+  /**
+   * In an app's own group (`app.wsRest.observe(entity, { groups })`): the row entered the
+   * group with this change (`create`) or left it (`delete`), whatever the change itself was,
+   * as DCRF's model observer tells the groups of the old and the new row apart.
+   */
+  groupChange?: 'create' | 'delete'
 }
 
 /** An event an app publishes itself (`app.wsRest.publish`). */

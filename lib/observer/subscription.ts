@@ -87,8 +87,9 @@ export interface ModelView {
 export function renderModel (view: ModelView, message: ModelMessage): Rendered | undefined {
   if (message.entity !== view.entity) return undefined
   const visible = (row: Row | null): boolean => row !== null && view.scope(row) && view.filter(row)
-  const before = visible(message.before)
-  const after = visible(message.after)
+  // A row that entered an app's group was not in it before, one that left it is no longer (see groupChange).
+  const before = message.groupChange !== 'create' && visible(message.before)
+  const after = message.groupChange !== 'delete' && visible(message.after)
   if (after) {
     const dataJson = eventData(view.serializer, message)
     // Rendered where the change was committed, and that failed (the row was gone by then): no event rather than a wrong one.
@@ -128,7 +129,8 @@ export function groupRenderer (view: ModelView | undefined): Renderer {
       return { action: message.action, status: message.status, dataJson: encodeOnce(message, AS_IS, () => message.data) }
     }
     if (view !== undefined && message.entity === view.entity) return renderModel(view, message)
-    const status = message.change === 'create' ? 201 : message.change === 'update' ? 200 : 204
-    return { action: message.change, status, dataJson: encodeOnce(message, PK_ONLY, () => ({ pk: message.pk })) }
+    const change = message.groupChange ?? message.change
+    const status = change === 'create' ? 201 : change === 'update' ? 200 : 204
+    return { action: change, status, dataJson: encodeOnce(message, PK_ONLY, () => ({ pk: message.pk })) }
   }
 }
