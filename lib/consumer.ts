@@ -28,7 +28,7 @@ import {
 import type { GenericModel } from './generic.js'
 import type { GroupMessage } from './observer/changes.js'
 import { groupRenderer, Subscription, type EventSink, type ModelView, type Rendered } from './observer/subscription.js'
-import { checkPermissions } from './permissions.js'
+import { checkObjectPermissions, checkPermissions, type Permission } from './permissions.js'
 import {
   encodeEnvelope,
   encodeEvent,
@@ -42,7 +42,7 @@ import { parseResume, principalOf, ResumeState, type Handoff, type Holder, type 
 import type { CompiledAction, CompiledRoute } from './route.js'
 import type { FrameReceiver, Session } from './session.js'
 import type { PluginState } from './state.js'
-import { kConnection } from './symbols.js'
+import { kConnection, kPermissions } from './symbols.js'
 
 /**
  * 429: the subscriptions of a connection hold as much filter and search text as they may.
@@ -62,6 +62,11 @@ function filterChars (args: Record<string, unknown> | undefined): number {
   } catch {
     return 0
   }
+}
+
+/** The row a model event is about (as it is, or as it was for a delete), for object permissions; none for an app's own events. */
+function rowOf (message: GroupMessage): Record<string, unknown> | undefined {
+  return message.kind === 'model' ? (message.after ?? message.before ?? undefined) : undefined
 }
 
 /** Most events one consumer holds back while earlier ones wait on their permission checks. */
@@ -100,6 +105,11 @@ export class MessageContext implements ActionContext {
   }
 
   get request (): FastifyRequest { return this[kConnection].request }
+  /** The permissions this message's action is checked by: its own, else the route's. */
+  get [kPermissions] (): readonly Permission[] {
+    const route = this[kConnection].route
+    return route.actions.get(this.action)?.permissions ?? route.permissions
+  }
   get log (): FastifyBaseLogger { return this[kConnection].log }
   get model (): GenericModel | undefined { return this[kConnection].route.model }
   get signal (): AbortSignal { return this[kConnection].signal }
@@ -503,16 +513,16 @@ export class Connection implements FrameReceiver, EventSink {
     if (resume === undefined) {
       const frame = encodeEvent(rendered.action, rendered.status, rendered.dataJson, subscription.requestIdJson)
       if (subscription.permit === undefined && this.eventsQueued === 0) this.sendText(frame)
-      else this.afterEarlierEvents(subscription, () => this.sendText(frame))
+      else this.afterEarlierEvents(subscription, () => this.sendText(frame), rowOf(message))
     } else {
       // Always in turn, even without a permission check: numbers follow publish order.
       const id = typeof message.id === 'string' ? message.id : ''
-      this.afterEarlierEvents(subscription, () => this.emitResumable(subscription, id, rendered))
+      this.afterEarlierEvents(subscription, () => this.emitResumable(subscription, id, rendered), rowOf(message))
     }
   }
 
   /** Run `emit` once the events before it are out and the subscriber's permissions still allow it. */
-  private afterEarlierEvents (subscription: Subscription, emit: () => void): void {
+  private afterEarlierEvents (subscription: Subscription, emit: () => void, object?: Record<string, unknown>): void {
     if (this.eventsQueued >= MAX_QUEUED_EVENTS) {
       // Events waiting on slow permission checks are memory too: bounded like the socket's buffer.
       const resume = subscription.resume
@@ -525,7 +535,7 @@ export class Connection implements FrameReceiver, EventSink {
     this.eventsQueued++
     this.eventTail = this.eventTail.then(async () => {
       try {
-        if (subscription.permit !== undefined && !(await subscription.permit())) return
+        if (subscription.permit !== undefined && !(await subscription.permit(object))) return
         if (subscription.active) emit()
       } catch (err) {
         this.log.error({ err }, 'fastify-ws-rest: permission check of an event failed; event not sent')
@@ -696,14 +706,18 @@ export class Connection implements FrameReceiver, EventSink {
    * `ctx.request.user` sees the user as it is at delivery time).
    * Undefined when there is nothing to check.
    */
-  permitFor (ctx: MessageContext, args: Record<string, unknown>): (() => Promise<boolean>) | undefined {
-    const permissions = this.route.actions.get(ctx.action)?.permissions ?? this.route.permissions
+  permitFor (ctx: MessageContext, args: Record<string, unknown>): ((object?: Record<string, unknown>) => Promise<boolean>) | undefined {
+    const permissions = ctx[kPermissions]
     if (permissions.length === 0) return undefined
+    const onObjects = permissions.some((p) => p.hasObjectPermission !== undefined)
     const { action, requestId } = ctx
-    return async () => {
+    return async (object) => {
       try {
         // A fresh context per event: a permission that queries through ctx.em must not read a stale identity map.
-        await checkPermissions(permissions, new MessageContext(this, action, requestId), args)
+        const eventCtx = new MessageContext(this, action, requestId)
+        await checkPermissions(permissions, eventCtx, args)
+        // DRF's object permissions, on the row the event is about.
+        if (onObjects && object !== undefined) await checkObjectPermissions(permissions, eventCtx, object)
         return true
       } catch (err) {
         if (isClientError(err)) return false

@@ -20,6 +20,8 @@ import type { ModelView } from './observer/subscription.js'
 import type { Page } from './pagination.js'
 import { isLoaded, SerializerCompiler, type OutputFields, type Serializer } from './serializer.js'
 import { removalPlan, type RemovalPlan } from './removal.js'
+import { checkObjectPermissions, type Permission } from './permissions.js'
+import { kPermissions } from './symbols.js'
 import { compileValidator, type CrossFieldCheck, type InputValidator } from './validation.js'
 import { RelationInput } from './relation-input.js'
 
@@ -262,6 +264,16 @@ export class GenericModel<E extends object = any> {
     if (number !== Number(current)) throw new Conflict()
   }
 
+  /**
+   * DRF's object permissions: the message's permissions that define `hasObjectPermission`
+   * decide on the object a detail action looked up; refused → 403. Free when none does.
+   */
+  async checkObject (ctx: ActionContext, entity: E): Promise<void> {
+    const permissions = (ctx as { [kPermissions]?: readonly Permission[] })[kPermissions]
+    if (permissions === undefined || !permissions.some((p) => p.hasObjectPermission !== undefined)) return
+    await checkObjectPermissions(permissions, ctx, entity as Record<string, unknown>)
+  }
+
   /** The connection's scope (`getQueryset`), or undefined for everything. */
   async queryset (ctx: ActionContext): Promise<FilterQuery<E> | undefined> {
     return this.options.getQueryset === undefined ? undefined : await this.options.getQueryset(ctx)
@@ -299,6 +311,7 @@ export class GenericModel<E extends object = any> {
     const lock = options.forWrite === true && this.rowLocks && args.version !== undefined && this.meta.versionProperty !== undefined
     const found = await ctx.em.findOne(this.entity, where, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {})
     if (found === null) throw new NotFound()
+    await this.checkObject(ctx, found)
     return found
   }
 
@@ -311,6 +324,8 @@ export class GenericModel<E extends object = any> {
     if (this.lookups === undefined) return await this.getObject(ctx, args)
     const found = await this.lookups.submit(this.lookupValue(args))
     if (found === null) throw new NotFound()
+    // Per socket, after the shared query: the batching stays, each answer is its own.
+    await this.checkObject(ctx, found)
     return found
   }
 

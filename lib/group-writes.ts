@@ -24,6 +24,8 @@ export interface GroupedModel<E extends object> {
   readonly lookupField: string
   lookupValue: (args: Record<string, unknown>) => unknown
   validate: (kind: 'update' | 'patch', data: unknown, ctx: ActionContext, current?: E) => Promise<any>
+  /** The request's object permissions on the row it names (403 fails that request alone). */
+  checkObject: (ctx: ActionContext, entity: E) => Promise<void>
   /** Load what a change replaces / a removal takes with it, so their changes are published (generic.ts). */
   beforeChange: (em: EntityManager, entities: E[], data: unknown) => Promise<void>
   beforeRemove: (em: EntityManager, entities: E[]) => Promise<void>
@@ -122,7 +124,7 @@ export class GroupWrites<E extends object> {
    * alone, after the flush, so each reply shows its own write. Whenever the shared read or
    * flush fails, the requests it carried run `alone` instead.
    */
-  private async onRows<J extends { args: Record<string, unknown> }, R> (
+  private async onRows<J extends { ctx: ActionContext, args: Record<string, unknown> }, R> (
     jobs: J[],
     apply: (em: EntityManager, entity: E, job: J) => Promise<R>,
     alone: (job: J) => Promise<R>
@@ -140,6 +142,7 @@ export class GroupWrites<E extends object> {
         continue
       }
       try {
+        await this.model.checkObject(job.ctx, entity)
         outcomes.set(job, { value: await apply(em, entity, job) })
         applied.push(job)
       } catch (error) {

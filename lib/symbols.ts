@@ -5,3 +5,6 @@
 
 /** On a message context: the socket consumer it belongs to (subscriptions live there). */
 export const kConnection = Symbol('fastify-ws-rest.connection')
+
+/** On a message context: the permissions its action is checked by (object permissions run with them after a lookup). */
+export const kPermissions = Symbol('fastify-ws-rest.permissions')

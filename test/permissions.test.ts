@@ -18,7 +18,7 @@ import {
   type Permission,
   type PreActionHook
 } from '../index.js'
-import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
+import { Item, ItemCreate, ItemPublic, renameItem, seedItems } from './helpers/item.js'
 import { connect, openClient as open, upgradeStatus, type WireReply } from './helpers/client.js'
 import { startApp, startExample } from './helpers/server.js'
 
@@ -591,4 +591,71 @@ t.test('an unknown action meets the route\'s permissions first, as DCRF: a refus
   const unknown = await ann.request('nope')
   t.same([unknown.response_status, unknown.errors], [405, ['Method "nope" not allowed.']], 'allowed: 405')
   t.same((await ann.request('ping')).data, { ran: 'ping' }, 'in order, and the socket goes on')
+})
+
+// ------------------------------------------------------------------ object permissions (DRF's has_object_permission)
+
+/** Everyone may read; only the "owner" — the user whose name the item carries — may change it. */
+const ownerOnly: Permission = {
+  hasObjectPermission: (ctx, action, object) =>
+    permissions.SAFE_ACTIONS.includes(action) || object.name === ctx.request.headers['x-user']
+}
+
+t.test('hasObjectPermission: after the lookup, on alone and grouped writes and coalesced reads; a refusal is a 403 that writes nothing', async (t) => {
+  const { base, orm } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      schema: { ...itemModel.schema, update: ItemCreate },
+      permissions: [ownerOnly],
+      actions: [mixins.retrieve(), mixins.patch(), mixins.delete()]
+    })
+  })
+  const ids = await seedItems(orm, 'ann', 'bob')
+  const ann = await open(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
+  t.same((await ann.request('retrieve', { pk: ids[1] })).data, { id: ids[1], name: 'bob' }, 'reading another\'s row: allowed')
+  const refused = await ann.request('patch', { pk: ids[1], data: { name: 'mine now' } })
+  t.same([refused.response_status, refused.errors], [403, DENIED])
+  t.same([(await ann.request('delete', { pk: ids[1] })).response_status], [403])
+  t.same((await ann.request('patch', { pk: ids[0], data: { name: 'ann' } })).response_status, 200, 'her own row: allowed')
+
+  // Many sockets at once (group commit): each request is answered by its own object check.
+  const clients = await Promise.all(['ann', 'bob', 'ann', 'bob'].map(async (user) => await open(t, `${base}/items/`, { headers: { 'x-user': user } })))
+  clients.forEach((client, i) => client.send({ action: 'patch', request_id: i, pk: ids[0], data: { name: 'ann' } }))
+  const statuses = await Promise.all(clients.map(async (client) => (await client.next()).response_status))
+  t.same(statuses, [200, 403, 200, 403], 'the owner\'s writes pass, the others\' are refused, each alone')
+  const names = (await orm.em.fork().find(Item, {}, { orderBy: { id: 'asc' } })).map((item) => item.name)
+  t.same(names, ['ann', 'bob'], 'nothing refused was written')
+})
+
+t.test('hasObjectPermission on events: a subscriber gets no event about a row it may not see', async (t) => {
+  const noSecrets: Permission = { hasObjectPermission: (_ctx, _action, object) => !String(object.name).startsWith('secret') }
+  const { base, orm } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', { ...itemModel, permissions: [noSecrets], actions: [mixins.subscribeList()] })
+  })
+  const [id] = await seedItems(orm, 'plain')
+  const client = await open(t, `${base}/items/`)
+  await client.ask({ action: 'subscribe_list', request_id: 's' })
+  await renameItem(orm, id, 'secret plans')
+  await renameItem(orm, id, 'public again')
+  t.same((await client.next()).data, { id, name: 'public again' }, 'the secret change sent nothing; the next one arrives')
+})
+
+t.test('isAuthenticatedOrReadOnly: anyone may read, only a user may write; custom actions are safe only when named', async (t) => {
+  const { base } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      onRequest: async (request: FastifyRequest) => {
+        const user = request.headers['x-user']
+        ;(request as unknown as { user: unknown }).user = typeof user === 'string' ? { name: user } : null
+      },
+      permissions: [permissions.authenticatedOrReadOnly('search')],
+      actions: [mixins.list(), mixins.create(), ping('search'), ping('export')]
+    })
+  })
+  const anonymous = await open(t, `${base}/items/`)
+  t.equal((await anonymous.request('list')).response_status, 200)
+  t.equal((await anonymous.request('search')).response_status, 200, 'a custom action named safe')
+  t.same([(await anonymous.request('export')).response_status, (await anonymous.request('create', { data: { name: 'x' } })).response_status], [403, 403])
+  const user = await open(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
+  t.equal((await user.request('create', { data: { name: 'x' } })).response_status, 201)
 })

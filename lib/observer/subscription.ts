@@ -39,8 +39,8 @@ export class Subscription implements Listening {
     readonly groups: readonly string[],
     readonly requestId: unknown,
     readonly render: Renderer,
-    /** Re-checks the subscriber's permissions before each event; absent = nothing to check. */
-    readonly permit?: () => Promise<boolean>
+    /** Re-checks the subscriber's permissions before each event, object permissions on its row; absent = nothing to check. */
+    readonly permit?: (object?: Record<string, unknown>) => Promise<boolean>
   ) {
     this.requestIdJson = JSON.stringify(requestId) ?? 'null'
   }
