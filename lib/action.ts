@@ -31,6 +31,8 @@ export interface ActionContext {
   readonly action: string
   /** The message's `request_id`, echoed on every reply to it. */
   readonly requestId: unknown
+  /** The message's arguments (every key but `action` and `request_id`; validated once the action's schema ran); `{}` in lifecycle hooks. */
+  readonly args: Record<string, unknown>
   /** Aborted when the socket closes (and, for a {@link ActionContext.cancellable} scope, when that scope is cancelled). */
   readonly signal: AbortSignal
   /** The route's model layer (queryset, lookup, serialization, perform*); `undefined` on routes without an entity. */

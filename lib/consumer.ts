@@ -100,6 +100,9 @@ export class MessageContext implements ActionContext {
   private scoped: AbortController[] | undefined
   readonly [kConnection]: Connection
 
+  /** The message's arguments: as sent, then as validated. */
+  args: Record<string, unknown> = {}
+
   constructor (connection: Connection, readonly action: string, readonly requestId: unknown) {
     this[kConnection] = connection
   }
@@ -314,6 +317,7 @@ export class Connection implements FrameReceiver, EventSink {
   private async execute (compiled: CompiledAction, request: ActionRequest, inTurn: boolean): Promise<void> {
     const { def } = compiled
     const ctx = new MessageContext(this, def.name, request.requestId)
+    ctx.args = request.args
     const started = this.debug ? performance.now() : 0
     let status = 200
     let resume: PendingResume | undefined
@@ -328,6 +332,7 @@ export class Connection implements FrameReceiver, EventSink {
       if (chars > 0) (this.filtering ??= new Map()).set(requestIdJson = JSON.stringify(request.requestId) ?? 'null', chars)
       for (const hook of this.route.preActionHooks) await hook(ctx, request.args)
       const args = compiled.validate === undefined ? request.args : await compiled.validate(request.args)
+      ctx.args = args
       const result = def.transaction
         ? await ctx.transactional(async () => await def.handler(ctx, args))
         : def.handler(ctx, args)

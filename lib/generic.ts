@@ -57,8 +57,11 @@ export interface ModelOptions<
   lookupField?: string
   /** The message argument carrying the lookup value. Default `pk` for the primary key, else `lookupField`. */
   lookupArg?: string
-  /** Scope what this connection may see; detail actions outside it answer 404. */
-  getQueryset?: (ctx: ActionContext) => FilterQuery<E> | undefined | Promise<FilterQuery<E> | undefined>
+  /**
+   * Scope what this connection may see; detail actions outside it answer 404. `args` are the
+   * message's arguments (DCRF's `get_queryset(**kwargs)`: `{"action": "list", "room": 5}`).
+   */
+  getQueryset?: (ctx: ActionContext, args: Record<string, unknown>) => FilterQuery<E> | undefined | Promise<FilterQuery<E> | undefined>
   /** Create the entity from validated data (default: `em.create` + flush). Hash a password here. */
   performCreate?: (ctx: ActionContext, data: Static<C>) => E | Promise<E>
   /** Apply validated data to the entity (default: `em.assign` + flush). */
@@ -276,7 +279,7 @@ export class GenericModel<E extends object = any> {
 
   /** The connection's scope (`getQueryset`), or undefined for everything. */
   async queryset (ctx: ActionContext): Promise<FilterQuery<E> | undefined> {
-    return this.options.getQueryset === undefined ? undefined : await this.options.getQueryset(ctx)
+    return this.options.getQueryset === undefined ? undefined : await this.options.getQueryset(ctx, ctx.args)
   }
 
   /**

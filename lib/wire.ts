@@ -28,12 +28,14 @@ export interface MixinWire<K extends MixinKind, Response extends TSchema | undef
   readonly response: Response
 }
 
-/** The route options the wire types read: schemas and the lookup argument. */
+/** The route options the wire types read: schemas, the lookup argument, the filterable fields. */
 export interface RouteShape {
   readonly actions: readonly unknown[]
   readonly schema?: { readonly create?: TSchema, readonly update?: TSchema, readonly response?: TSchema }
   readonly lookupField?: string
   readonly lookupArg?: string
+  /** Only read when typed as literals (`['id', 'author']`): then `filter` may name those keys only. */
+  readonly filterFields?: readonly string[]
 }
 
 /** Every action of a route, nested arrays (mixins adding two actions) flattened. */
@@ -55,8 +57,23 @@ type SchemaOf<Route extends RouteShape, K extends 'create' | 'update' | 'respons
   StaticOr<NonNullable<Route['schema']>[K]>
 type StaticOr<S> = [NonNullable<S>] extends [TSchema] ? Static<NonNullable<S>> : Record<string, unknown>
 
-/** One object in replies: the mixin's own response schema, or the route's. */
-type ObjectOf<Route extends RouteShape, Response> = [Response] extends [TSchema] ? Static<Response> : SchemaOf<Route, 'response'>
+/**
+ * A value as it arrives after JSON: what `JSON.stringify` makes of it. The server
+ * serializes replies and events to JSON, so a `Type.Date()` (a `Date` in `Static<…>`)
+ * reaches the client as its ISO string — typing it `Date` would let an app call
+ * `.getTime()` on a string. Anything with a `toJSON()` becomes what that returns;
+ * arrays and objects are mapped member by member. `any` and `unknown` stay as they are.
+ */
+export type Jsonified<T> =
+  0 extends (1 & T) ? T
+    : T extends { toJSON: (...args: any[]) => infer J } ? Jsonified<J>
+      : T extends string | number | boolean | null | undefined ? T
+        : T extends readonly unknown[] ? { [I in keyof T]: Jsonified<T[I]> }
+          : T extends object ? { [K in keyof T]: Jsonified<T[K]> }
+            : T
+
+/** One object in replies (as it arrives): the mixin's own response schema, or the route's. */
+type ObjectOf<Route extends RouteShape, Response> = Jsonified<[Response] extends [TSchema] ? Static<Response> : SchemaOf<Route, 'response'>>
 
 /** The argument carrying the lookup value: `lookupArg`, else `lookupField`, else `pk`. */
 type LookupKey<Route extends RouteShape> =
@@ -65,18 +82,67 @@ type LookupKey<Route extends RouteShape> =
       : 'pk'
 type Lookup<Route extends RouteShape> = { [K in LookupKey<Route>]: string | number }
 
-/** What list-like actions take. */
-export interface ListArgs {
-  /** `{field: value}` or `{field: {$gt: …}}`, on the route's `filterFields`. */
-  filter?: Record<string, unknown>
-  search?: string
-  /** A field of `orderingFields`, `-` first for descending. */
-  ordering?: string
+/** A value a filter compares with (dates as ISO strings, relations by the related key). */
+export type FilterScalar = string | number | boolean | null
+
+/** A filter on one field: a value (equality, or membership for a to-many relation), or operators. */
+export type FilterValue = FilterScalar | {
+  $eq?: FilterScalar
+  $ne?: FilterScalar
+  $gt?: FilterScalar
+  $gte?: FilterScalar
+  $lt?: FilterScalar
+  $lte?: FilterScalar
+  $in?: readonly FilterScalar[]
+  $nin?: readonly FilterScalar[]
+  /** Case-insensitive substring. */
+  $contains?: string
 }
 
-export interface PageArgs extends ListArgs { limit?: number, offset?: number }
+/**
+ * The keys `filter` may name: the route's `filterFields` when its type has them as
+ * literals, else any string (a `string[]` says nothing about which; the server still
+ * answers 400 for an undeclared one).
+ */
+export type FilterKey<Route extends RouteShape> =
+  Route extends { readonly filterFields?: infer L }
+    ? NonNullable<L> extends readonly (infer F extends string)[] ? (string extends F ? string : F) : string
+    : string
+
+/** What `filter` takes: `{field: value}` or `{field: {$gt: …}}`. */
+export type FilterArg<Route extends RouteShape = RouteShape> =
+  string extends FilterKey<Route> ? Record<string, FilterValue> : { [K in FilterKey<Route>]?: FilterValue }
+
+/** `ordering`: a field of `orderingFields`, `-` first for descending; or a list of 1 to 8 of them (ties broken left to right). */
+export type Ordering =
+  | string
+  | readonly [string]
+  | readonly [string, string]
+  | readonly [string, string, string]
+  | readonly [string, string, string, string]
+  | readonly [string, string, string, string, string]
+  | readonly [string, string, string, string, string, string]
+  | readonly [string, string, string, string, string, string, string]
+  | readonly [string, string, string, string, string, string, string, string]
+
+/** What list-like actions take. */
+export interface ListArgs<Route extends RouteShape = RouteShape> {
+  /** `{field: value}` or `{field: {$gt: …}}`, on the route's `filterFields`. */
+  filter?: FilterArg<Route>
+  search?: string
+  ordering?: Ordering
+}
+
+/**
+ * Optimistic concurrency on update, patch and delete: the `version` the client read. When
+ * the entity has a version property and it differs now, the server answers 409 (it is
+ * ignored for an entity without one, which the wire types cannot see).
+ */
+export interface VersionArg { version?: number | string }
+
+export interface PageArgs<Route extends RouteShape = RouteShape> extends ListArgs<Route> { limit?: number, offset?: number }
 export interface Page<T> { count: number, results: T[], limit: number, offset: number }
-export interface CursorArgs extends ListArgs { limit?: number, cursor?: string | null }
+export interface CursorArgs<Route extends RouteShape = RouteShape> extends ListArgs<Route> { limit?: number, cursor?: string | null }
 export interface CursorPage<T> { results: T[], next: string | null }
 
 /** The event of a model subscription: the object for creates and updates, `{pk}` for deletes. */
@@ -86,13 +152,14 @@ export type ModelEvent<T> =
 
 type MixinArgs<Route extends RouteShape, K extends MixinKind> =
   K extends 'create' ? { data: SchemaOf<Route, 'create'> }
-    : K extends 'update' ? Lookup<Route> & { data: SchemaOf<Route, 'update'> }
-      : K extends 'patch' ? Lookup<Route> & { data: Partial<SchemaOf<Route, 'update'>> }
-        : K extends 'retrieve' | 'delete' | 'subscribe_instance' ? Lookup<Route>
-          : K extends 'unsubscribe_instance' ? Partial<Lookup<Route>>
-            : K extends 'list' | 'subscribe_list' ? ListArgs
-              : K extends 'paginated_list' | 'streamed_list' ? PageArgs
-                : K extends 'cursor_list' ? CursorArgs
+    : K extends 'update' ? Lookup<Route> & VersionArg & { data: SchemaOf<Route, 'update'> }
+      : K extends 'patch' ? Lookup<Route> & VersionArg & { data: Partial<SchemaOf<Route, 'update'>> }
+        : K extends 'delete' ? Lookup<Route> & VersionArg
+          : K extends 'retrieve' | 'subscribe_instance' ? Lookup<Route>
+            : K extends 'unsubscribe_instance' ? Partial<Lookup<Route>>
+              : K extends 'list' | 'subscribe_list' ? ListArgs<Route>
+                : K extends 'paginated_list' | 'streamed_list' ? PageArgs<Route>
+                  : K extends 'cursor_list' ? CursorArgs<Route>
                   : Record<string, never>
 
 type MixinData<Route extends RouteShape, K extends MixinKind, Response> =
@@ -110,11 +177,11 @@ export type ArgsOf<Route extends RouteShape, Name extends ActionName<Route>> =
         : Record<string, unknown>
     : never
 
-/** The `data` of action `Name`'s reply. */
+/** The `data` of action `Name`'s reply, as it arrives (JSON: a handler's `Date` is a string by then). */
 export type DataOf<Route extends RouteShape, Name extends ActionName<Route>> =
   WireOf<Route, Name> extends infer W
     ? W extends MixinWire<infer K, infer Response> ? MixinData<Route, K, Response>
-      : W extends CustomWire<any, infer D> ? D
+      : W extends CustomWire<any, infer D> ? Jsonified<D>
         : unknown
     : never
 

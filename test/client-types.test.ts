@@ -5,14 +5,41 @@
  * a line that stops being an error (a wrong field accepted) fails it. At run time the
  * same calls go to the example server.
  */
+import { Type } from '@sinclair/typebox'
 import t from 'tap'
 import WebSocket from 'ws'
-import { createClient, WsRestError, type ModelEvent } from '../client/index.js'
-import type { users } from '../example/app.js'
+import { createClient, WsRestError, type ClientFor, type ModelEvent } from '../client/index.js'
+import type { posts, users } from '../example/app.js'
+import { action, defineRoute, mixins } from '../index.js'
+import { Item } from './helpers/item.js'
 import { within } from './helpers/async.js'
 import { startExample } from './helpers/server.js'
 
 type UserPublic = { id: number, username: string, email: string }
+
+/** Exact type equality (optionality and readonly count). */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false
+function assertEqual<T extends true> (): void {}
+
+/**
+ * Routes declared for their types only (never served): a `Type.Date()` in a response,
+ * and a custom subscribing action.
+ */
+const dated = defineRoute({
+  entity: Item,
+  schema: { response: Type.Object({ id: Type.Integer(), at: Type.Date(), log: Type.Array(Type.Object({ when: Type.Date() })), maybe: Type.Optional(Type.Date()) }) },
+  actions: [
+    mixins.retrieve(), mixins.list(), mixins.subscribeInstance(),
+    action('watch', { schema: Type.Object({ room: Type.String() }) }, async () => ({ data: { since: new Date() } }))
+  ]
+})
+
+/**
+ * `posts` as its type would be with `filterFields` kept as literals. defineRoute types
+ * them `string[]` today, so the typed client accepts any filter key on `typeof posts`;
+ * this is what it checks once a definition carries the literal tuple.
+ */
+type LiteralPosts = Omit<typeof posts, 'filterFields'> & { readonly filterFields: readonly ['id', 'title', 'author', 'tags', 'author.username'] }
 
 t.test('typed helpers per action: arguments and results from the route definition', async (t) => {
   const { base } = await startExample(t)
@@ -28,6 +55,8 @@ t.test('typed helpers per action: arguments and results from the route definitio
 
   const all: UserPublic[] = await client.request('list', { filter: { username: 'ann' } })
   t.same(all.map((u) => u.id), [id])
+  const ordered = await client.request('list', { ordering: ['-username', 'id'] })
+  t.same(ordered.map((u) => u.id), [id], 'an array ordering is accepted by the server too')
   const patched = await client.actions.patch({ pk: id, data: { email: 'ann@example.com' } })
   t.equal(patched.email, 'ann@example.com')
   const deleted: null = await client.actions.delete({ pk: id })
@@ -47,6 +76,56 @@ t.test('typed helpers per action: arguments and results from the route definitio
     await client.request('rename', {})
     // @ts-expect-error no such helper either
     await client.actions.rename()
+
+    // Optimistic concurrency: the server takes `version` on update, patch and delete.
+    await client.actions.patch({ pk: 1, version: 3, data: { email: 'x' } })
+    await client.actions.update({ pk: 1, version: '2024-01-01T00:00:00.000Z', data: { username: 'x', email: '' } })
+    await client.actions.delete({ pk: 1, version: 3 })
+    // @ts-expect-error a version is a number or a string
+    await client.actions.delete({ pk: 1, version: true })
+    // @ts-expect-error retrieve takes no version
+    await client.actions.retrieve({ pk: 1, version: 3 })
+
+    // Ordering: one field or a list of 1 to 8.
+    await client.request('list', { ordering: '-username' })
+    await client.request('list', { ordering: ['-username', 'id'] })
+    // @ts-expect-error an empty list is refused (400)
+    await client.request('list', { ordering: [] })
+    // @ts-expect-error more than 8 is refused (400)
+    await client.request('list', { ordering: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] })
+
+    // Filter values: a scalar or an object of operators.
+    await client.request('list', { filter: { id: { $in: [1, 2] }, username: { $contains: 'an' }, email: null } })
+    // @ts-expect-error no such operator
+    await client.request('list', { filter: { id: { $like: '%' } } })
+    // @ts-expect-error $in takes a list
+    await client.request('list', { filter: { id: { $in: 1 } } })
+  })
+
+  // filter keys from literal filterFields (types only: see LiteralPosts).
+  void (async (typed: ClientFor<LiteralPosts>) => {
+    await typed.request('list', { filter: { id: 1, author: { $in: [1, 2] }, 'author.username': { $contains: 'a' } } })
+    // @ts-expect-error not one of the route's filterFields
+    await typed.request('list', { filter: { body: 'x' } })
+    // @ts-expect-error not one of the route's filterFields (subscribe_list too)
+    await typed.subscribe('subscribe_list', { filter: { body: 'x' } }, () => {})
+  })
+
+  // Dates arrive as ISO strings: the client's types say string, not Date.
+  void (async (typed: ClientFor<typeof dated>) => {
+    const row = await typed.actions.retrieve({ pk: 1 })
+    assertEqual<Equal<typeof row, { id: number, at: string, log: Array<{ when: string }>, maybe?: string }>>()
+    const rows = await typed.request('list')
+    assertEqual<Equal<typeof rows[number]['at'], string>>()
+    await typed.subscribe('subscribe_instance', { pk: 1 }, (event) => {
+      if (event.action !== 'delete') assertEqual<Equal<typeof event.data.at, string>>()
+    })
+    const watched = await typed.request('watch', { room: 'a' })
+    assertEqual<Equal<typeof watched, { since: string }>>()
+    // A custom subscribing action names its unsubscribe action (or null: none).
+    await typed.subscribe('watch', { room: 'a' }, () => {}, { unsubscribeAction: null })
+    // @ts-expect-error a custom subscribing action needs unsubscribeAction
+    await typed.subscribe('watch', { room: 'a' }, () => {})
   })
 
   await t.rejects(client.actions.retrieve({ pk: 999_999 }), WsRestError, 'errors reject as at run time')

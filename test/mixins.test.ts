@@ -6,8 +6,9 @@ import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { mixins, type RouteOptions } from '../index.js'
-import { connect, type TestClient, type WireReply } from './helpers/client.js'
+import { connect, openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { startApp } from './helpers/server.js'
+import { Item, itemModel, seedItems } from './helpers/item.js'
 
 /** A value stored on every row that no reply may ever carry. */
 const SECRET = 'TOP-SECRET-VALUE'
@@ -528,4 +529,20 @@ t.test('a route is refused at registration when a mixin lacks its input schema',
   const client = await connect(`${base}/notes/`)
   t.teardown(() => client.close())
   t.equal((await client.request('create', { data: { title: 'ok', body: '' } })).response_status, 201)
+})
+
+t.test('getQueryset(ctx, args) sees the message\'s arguments, as DCRF\'s get_queryset(**kwargs)', async (t) => {
+  const { base, orm } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      // `{"action": "list", "only": "bee"}`: a scope chosen by the message (validated here, as any input).
+      getQueryset: (_ctx, args) => typeof args.only === 'string' ? { name: args.only } : undefined,
+      actions: [mixins.list(), mixins.retrieve()]
+    })
+  })
+  const [ant, bee] = await seedItems(orm, 'ant', 'bee')
+  const client = await openClient(t, `${base}/items/`)
+  t.same((await client.request('list', { only: 'bee' })).data, [{ id: bee, name: 'bee' }])
+  t.same((await client.request('list')).data.map((i: { id: number }) => i.id), [ant, bee])
+  t.equal((await client.request('retrieve', { pk: ant, only: 'bee' })).response_status, 404, 'detail actions are scoped by it too')
 })
