@@ -212,7 +212,9 @@ export class WsRestClient {
    * Subscribe: send `{action, request_id, ...args}` (plus the resume key when `resume` is
    * on) and resolve with the Subscription once the reply arrives (reject on an error
    * status). Each event carrying the subscription's request_id goes to `onEvent`. The
-   * subscription is sent again after every reconnect until `unsubscribe()`.
+   * subscription is sent again after every reconnect until `unsubscribe()` (or until it
+   * ends by itself: see `onError`). A custom subscribing action needs
+   * `options.unsubscribeAction` (a TypeError without it; see SubscribeOptions).
    */
   async subscribe (
     action: string,
@@ -224,6 +226,7 @@ export class WsRestClient {
     const stream = this.streamOf(options.stream)
     const timeout = positive('timeout', options.timeout, this.timeout)
     JSON.stringify(args) // arguments that cannot be JSON reject this call, not a later reconnect
+    const unsubscribeAction = unsubscribeActionFor(action, options.unsubscribeAction)
     const requestId = this.nextId()
     return await new Promise<Subscription>((resolve, reject) => {
       const live = new LiveSubscription({
@@ -233,7 +236,7 @@ export class WsRestClient {
         stream,
         key: this.resume ? randomHex(16) : undefined,
         timeout,
-        unsubscribeAction: options.unsubscribeAction ?? `un${action}`,
+        unsubscribeAction,
         onEvent,
         onRefetch: options.onRefetch,
         onError: options.onError,
@@ -519,4 +522,23 @@ function refusedStatus (error: Error): number | undefined {
 function closeInfo (event: unknown): CloseInfo {
   const { code, reason } = (event ?? {}) as { code?: unknown, reason?: unknown }
   return { code: typeof code === 'number' ? code : 1006, reason: typeof reason === 'string' ? reason : '' }
+}
+
+/** The mixins' subscribing actions and the action that undoes each (see SubscribeOptions.unsubscribeAction). */
+const MIXIN_UNSUBSCRIBE: Readonly<Record<string, string>> = {
+  subscribe_instance: 'unsubscribe_instance',
+  subscribe_list: 'unsubscribe_list'
+}
+
+/** The action `unsubscribe()` of `action` sends, or null for none; a TypeError when a custom action leaves it out. */
+function unsubscribeActionFor (action: string, option: string | null | undefined): string | null {
+  if (option === null) return null
+  if (option !== undefined) {
+    if (typeof option !== 'string' || option === '') throw new TypeError('unsubscribeAction must be a non-empty string, or null to send nothing')
+    return option
+  }
+  const known = Object.hasOwn(MIXIN_UNSUBSCRIBE, action) ? MIXIN_UNSUBSCRIBE[action] : undefined
+  if (known !== undefined) return known
+  throw new TypeError(`subscribe("${action}"): a custom subscribing action needs the option unsubscribeAction — ` +
+    'the action that ends it on the server, or null to send nothing on unsubscribe()')
 }

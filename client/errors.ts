@@ -33,6 +33,23 @@ export class WsRestError extends Error {
   }
 }
 
+/**
+ * The server ended a live subscription because another connection took its resume key
+ * (a `{"action": "resume", "response_status": 409, "request_id": <the subscription's>}`
+ * frame): typically the same app in a second tab or process resuming with a copied
+ * key, or a reconnect the server saw before this socket's close. The subscription now
+ * lives on the other connection, so this client ends its own — it is not restored on
+ * reconnect (that would take the key back and start a tug of war) — and says so through
+ * `onError` and the client's 'error' event. A WsRestError (status 409), so code that
+ * handles those keeps working; test `instanceof WsRestTakenOverError` to act on this case.
+ */
+export class WsRestTakenOverError extends WsRestError {
+  constructor (reply: Reply, stream?: string) {
+    super(reply, stream)
+    this.name = 'WsRestTakenOverError'
+  }
+}
+
 /** No reply within the request's `timeout` (a request queued while disconnected times out too). */
 export class WsRestTimeoutError extends Error {
   readonly action: string

@@ -38,10 +38,10 @@ export {
   type SubscriptionEvent,
   type SubscriptionListener
 } from './subscription.js'
-export { WsRestClosedError, WsRestConnectionLostError, WsRestError, WsRestTimeoutError, WsRestUpgradeRefusedError } from './errors.js'
+export { WsRestClosedError, WsRestConnectionLostError, WsRestError, WsRestTakenOverError, WsRestTimeoutError, WsRestUpgradeRefusedError } from './errors.js'
 export { looksIdempotent } from './idempotent.js'
 export type { ClientFor, MultiplexClient, RouteClient, StreamClient, TypedRequests } from './typed.js'
-export type { ActionName, ArgsOf, DataOf, EventOf, ModelEvent, Page, CursorPage } from '../lib/wire.js'
+export type { ActionName, ArgsOf, DataOf, EventOf, FilterValue, Jsonified, ModelEvent, Ordering, Page, CursorPage } from '../lib/wire.js'
 export type { ReconnectOptions } from './backoff.js'
 export type { Reply } from './wire.js'
 export type { WebSocketConstructor, WebSocketLike } from './websocket.js'

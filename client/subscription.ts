@@ -12,9 +12,12 @@
  *   follow the reply) or 410 (they are gone: numbering restarts at 1);
  * - whenever the client cannot know what it missed — a 410, or a re-subscribe answered
  *   with no `resume` message at all (a DCRF server, or `resume: false`), or a gap in the
- *   numbering — it calls `onRefetch()` so the app reloads what it shows.
+ *   numbering — it calls `onRefetch()` so the app reloads what it shows;
+ * - when another connection takes the key (the server sends `{"action": "resume", 409}`
+ *   with the subscription's request_id), the subscription has moved there: this one ends
+ *   with a WsRestTakenOverError (see there) and is not restored.
  */
-import { WsRestClosedError, WsRestError, WsRestTimeoutError } from './errors.js'
+import { WsRestClosedError, WsRestError, WsRestTakenOverError, WsRestTimeoutError } from './errors.js'
 import { isObject, type Reply } from './wire.js'
 import { randomHex } from './random.js'
 
@@ -40,12 +43,27 @@ export interface SubscribeOptions {
    * the server did not resume, or on a gap in the numbering. Reload what the app shows.
    */
   onRefetch?: () => void
-  /** Called when the subscription fails for good after a reconnect (the re-subscribe got an error status). */
+  /**
+   * Called when the subscription ends for good other than by `unsubscribe()`: a
+   * re-subscribe after a reconnect got an error status (a WsRestError), or another
+   * connection took its resume key (a WsRestTakenOverError). The same error goes to the
+   * client's 'error' event.
+   */
   onError?: (error: WsRestError) => void
   /** Timeout of the subscribe and unsubscribe requests, in ms (default: the client's `timeout`). */
   timeout?: number
-  /** The action `unsubscribe()` sends (default: `"un" + action`, so `subscribe_instance` → `unsubscribe_instance`). */
-  unsubscribeAction?: string
+  /**
+   * The action `unsubscribe()` sends (with the same request_id and args), or `null` to
+   * send nothing: `unsubscribe()` then only stops the callbacks and the restoring on
+   * reconnect, and the server keeps the subscription until the socket closes.
+   *
+   * Default: `unsubscribe_instance` / `unsubscribe_list` for the mixins
+   * `subscribe_instance` / `subscribe_list`. Required for any other (custom) subscribing
+   * action — `subscribe()` rejects with a TypeError without it: the client cannot know
+   * which action, if any, undoes a custom one, and guessing (`"un" + action`) would send
+   * an action the server may not have.
+   */
+  unsubscribeAction?: string | null
 }
 
 /** What a live subscription needs from its client. */
@@ -68,7 +86,8 @@ export interface SubscriptionInit {
   /** The resume key (hex), or undefined when resume is off. */
   key: string | undefined
   timeout: number
-  unsubscribeAction: string
+  /** The action unsubscribe() sends; null: none (see SubscribeOptions.unsubscribeAction). */
+  unsubscribeAction: string | null
   onEvent: SubscriptionListener
   onRefetch: (() => void) | undefined
   onError: ((error: WsRestError) => void) | undefined
@@ -106,10 +125,11 @@ export class Subscription {
   get resumable (): boolean { return this.#live.resumable }
 
   /**
-   * Stop: callbacks stop at once, the unsubscribe action (`"un" + action`, same
-   * request_id and args) is sent, and the promise resolves on its reply. When the
-   * socket is down, nothing needs sending (the server dropped the subscription with the
-   * socket, and it will not be restored): it resolves at once.
+   * Stop: callbacks stop at once, the unsubscribe action (option `unsubscribeAction`:
+   * `unsubscribe_instance` / `unsubscribe_list` for the mixins; same request_id and
+   * args) is sent, and the promise resolves on its reply. When the socket is down, or
+   * `unsubscribeAction` is null, nothing is sent (a dropped socket took the server's
+   * subscription with it, and it will not be restored): it resolves at once.
    */
   async unsubscribe (): Promise<void> {
     await this.#live.unsubscribe()
@@ -168,10 +188,14 @@ export class LiveSubscription {
     if (this.phase === 'ended') return
     const action = message.action
     if (this.phase === 'unsubscribing') {
+      // Taken over: the server dropped it here, so no unsubscribe reply will come; it is over anyway.
+      if (isTakeover(message)) return this.end()
       // The subscribe reply or events still in flight are dropped; only the unsubscribe's reply matters.
-      if (action === this.init.unsubscribeAction) this.unsubscribed(message)
+      if (action !== null && action === this.init.unsubscribeAction) this.unsubscribed(message)
       return
     }
+    // Checked before the resume answers below: a 409 is never a 201/200/410 answer to our own key.
+    if (isTakeover(message)) return this.takenOver(message)
     if (this.awaitingReply) {
       if (action === 'resume' && this.key !== undefined) return this.resumeAnswered(message)
       if (action === this.init.action || (action === null && message.response_status >= 400)) return this.subscribeAnswered(message)
@@ -199,7 +223,7 @@ export class LiveSubscription {
     this.phase = 'unsubscribing'
     const { requestId, args, stream, host, timeout, unsubscribeAction } = this.init
     this.unsubscribing = new Promise<void>((resolve, reject) => {
-      if (!host.isOpen() || !host.transmit(stream, { ...args, action: unsubscribeAction, request_id: requestId })) {
+      if (unsubscribeAction === null || !host.isOpen() || !host.transmit(stream, { ...args, action: unsubscribeAction, request_id: requestId })) {
         resolve()
         return
       }
@@ -254,6 +278,25 @@ export class LiveSubscription {
     if (resubscribed && this.answer !== 'resumed') this.refetch()
   }
 
+  /**
+   * Another connection took the resume key: the server moved the subscription there and
+   * dropped it here. End without sending anything (an unsubscribe with this request_id
+   * has nothing left to undo here) and never re-subscribe: that would take the key back
+   * from the other connection, which would then take it back, and so on.
+   */
+  private takenOver (message: Reply): void {
+    const error = new WsRestTakenOverError(message, this.init.stream)
+    const wasConfirmed = this.confirmed
+    this.awaitingReply = false
+    this.end()
+    if (!wasConfirmed) {
+      this.settleFirst(error)
+      return
+    }
+    this.call(() => this.init.onError?.(error))
+    this.init.host.report(error)
+  }
+
   private event (message: Reply): void {
     if (!this.active) return
     const seq = message.seq
@@ -285,7 +328,7 @@ export class LiveSubscription {
     this.end()
     // The server may still subscribe after the reply we gave up on: undo it, best effort
     // (its reply comes for a request_id nobody waits for, and is ignored).
-    if (sent && host.isOpen()) host.transmit(stream, { ...args, action: unsubscribeAction, request_id: requestId })
+    if (sent && unsubscribeAction !== null && host.isOpen()) host.transmit(stream, { ...args, action: unsubscribeAction, request_id: requestId })
     this.settleFirst(new WsRestTimeoutError(action, requestId, timeout))
   }
 
@@ -322,4 +365,9 @@ export class LiveSubscription {
     }
     this.init.host.forget(this.init.requestId)
   }
+}
+
+/** The server's "another connection took this subscription's resume key" frame. */
+function isTakeover (message: Reply): boolean {
+  return message.action === 'resume' && message.response_status === 409
 }

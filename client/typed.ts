@@ -12,7 +12,7 @@
  *
  * Types only, apart from {@link actionHelpers}: the runtime is the untyped client.
  */
-import type { ActionName, ArgsOf, DataOf, EventOf, RouteShape } from '../lib/wire.js'
+import type { ActionName, ArgsOf, DataOf, EventOf, RouteShape, SubscribingAction } from '../lib/wire.js'
 import type { RequestOptions, WsRestClient } from './client.js'
 import type { StreamRequestOptions, StreamSubscribeOptions, WsRestStream } from './stream.js'
 import type { SubscribeOptions, Subscription } from './subscription.js'
@@ -20,6 +20,13 @@ import type { SubscribeOptions, Subscription } from './subscription.js'
 /** An action's arguments as a parameter: optional when it requires none. */
 type ArgsParam<Route extends RouteShape, N extends ActionName<Route>> =
   Record<string, never> extends ArgsOf<Route, N> ? [args?: ArgsOf<Route, N>] : [args: ArgsOf<Route, N>]
+
+/**
+ * `subscribe`'s options: optional for the mixins' subscribing actions; for a custom one,
+ * required with `unsubscribeAction` (the runtime rejects without it: see SubscribeOptions).
+ */
+type SubscribeOptionsParam<Route extends RouteShape, N extends ActionName<Route>, SO> =
+  [N] extends [SubscribingAction<Route>] ? [options?: SO] : [options: SO & { unsubscribeAction: string | null }]
 
 /** `request` and `subscribe`, typed by action. */
 export interface TypedRequests<Route extends RouteShape, RO, SO> {
@@ -30,7 +37,7 @@ export interface TypedRequests<Route extends RouteShape, RO, SO> {
     action: N,
     args: ArgsOf<Route, N>,
     onEvent: (event: EventOf<Route, N>) => void,
-    options?: SO
+    ...options: SubscribeOptionsParam<Route, N, SO>
   ) => Promise<Subscription>
   /** One function per action: `actions.create(args)` is `request('create', args)`. */
   readonly actions: { readonly [N in ActionName<Route>]: (...rest: [...ArgsParam<Route, N>, options?: RO]) => Promise<DataOf<Route, N>> }

@@ -23,6 +23,7 @@ import {
   WsRestClosedError,
   WsRestConnectionLostError,
   WsRestError,
+  WsRestTakenOverError,
   WsRestTimeoutError,
   type ClientEvents,
   type ClientOptions,
@@ -704,6 +705,83 @@ t.test('a re-subscribe refused with an error status ends the subscription: onErr
   t.match(await failures.next('onError'), { name: 'WsRestError', status: 404, action: 'subscribe_instance' })
   t.match(await errors.next('error event'), { name: 'WsRestError', status: 404 })
   t.equal(sub.active, false, 'the subscription has ended')
+})
+
+t.test('resume 409: another connection took the key — the subscription ends (WsRestTakenOverError to onError and \'error\') and is not restored', async (t) => {
+  const server = await scripted(t)
+  const client = open(t, server.url)
+  const errors = new Inbox<Error>()
+  client.on('error', errors.push)
+  const failures = new Inbox<WsRestError>()
+  const seen = events()
+  const subscribing = client.subscribe('subscribe_instance', { pk: 1 }, seen.onEvent, { onError: failures.push })
+  const first = await server.connections.next('first connection')
+  const { request_id: id, resume: { key } } = await first.frames.next('subscribe')
+  first.reply(id, 'resume', 201, { key, seq: 0 })
+  first.reply(id, 'subscribe_instance', 201)
+  const sub = await within(subscribing, 'subscribed')
+
+  // The server's frame, as it sends it to the connection that lost the key.
+  first.socket.send(JSON.stringify({
+    action: 'resume',
+    response_status: 409,
+    errors: ['This subscription was taken over by another connection with its resume key; it ends here.'],
+    data: null,
+    request_id: id
+  }))
+  const failure = await failures.next('onError')
+  t.ok(failure instanceof WsRestTakenOverError, 'a WsRestTakenOverError')
+  t.ok(failure instanceof WsRestError, 'which is a WsRestError (status 409)')
+  t.match(failure, { name: 'WsRestTakenOverError', status: 409, action: 'resume', requestId: id })
+  t.match(failure.errors[0], /taken over/)
+  t.equal(await errors.next('error event'), failure, 'the same error on the client\'s \'error\' event')
+  t.equal(sub.active, false, 'the subscription has ended')
+  first.reply(id, 'update', 200, { n: 1 }, { seq: 1 }) // the other connection's now: not delivered here
+  await within(sub.unsubscribe(), 'unsubscribe() of an ended subscription resolves at once')
+
+  first.socket.terminate()
+  const second = await server.connections.next('second connection')
+  const reading = client.request('retrieve', { pk: 1 })
+  const frame = await second.frames.next('first frame after the reconnect')
+  t.equal(frame.action, 'retrieve', 'no re-subscribe: taking the key back would start a tug of war')
+  second.reply(frame.request_id, 'retrieve', 200, { id: 1 })
+  await within(reading, 'retrieve')
+  t.equal(seen.all.length, 0, 'no event reached onEvent')
+  t.equal(failures.all.length, 1)
+})
+
+t.test('unsubscribeAction: defaults only for the mixins; a custom subscribing action must name one, or null to send nothing', async (t) => {
+  const server = await scripted(t)
+  const client = open(t, server.url, { resume: false })
+  const refused = await rejection(client.subscribe('join_room', { room: 'a' }, () => {}), 'custom action without unsubscribeAction')
+  t.ok(refused instanceof TypeError, 'a TypeError, before anything is sent')
+  t.match(refused.message, /unsubscribeAction/)
+  t.ok((await rejection(client.subscribe('join_room', {}, () => {}, { unsubscribeAction: '' }), 'empty unsubscribeAction')) instanceof TypeError)
+
+  const connection = await server.connections.next('connection')
+  const named = client.subscribe('join_room', { room: 'a' }, () => {}, { unsubscribeAction: 'leave_room' })
+  const join = await connection.frames.next('join_room')
+  t.match(join, { action: 'join_room', room: 'a' }, 'the refused calls sent nothing: the first frame is this one')
+  connection.reply(join.request_id, 'join_room', 200)
+  const leaving = (await within(named, 'joined')).unsubscribe()
+  t.strictSame(await connection.frames.next('leave_room'), { room: 'a', action: 'leave_room', request_id: join.request_id }, 'the named action, same request_id and args')
+  connection.reply(join.request_id, 'leave_room', 204)
+  await within(leaving, 'left')
+
+  const seen = events()
+  const silent = client.subscribe('watch', { topic: 't' }, seen.onEvent, { unsubscribeAction: null })
+  const watch = await connection.frames.next('watch')
+  connection.reply(watch.request_id, 'watch', 200)
+  const sub = await within(silent, 'watching')
+  await within(sub.unsubscribe(), 'unsubscribe() with unsubscribeAction null resolves at once')
+  t.equal(sub.active, false)
+  connection.reply(watch.request_id, 'watch', 200, { late: true }) // the server still sends: ignored
+  const reading = client.request('retrieve', { pk: 1 })
+  const next = await connection.frames.next('the next frame')
+  t.equal(next.action, 'retrieve', 'nothing was sent for the unsubscribe')
+  connection.reply(next.request_id, 'retrieve', 200, {})
+  await within(reading, 'retrieve')
+  t.equal(seen.all.length, 0, 'no event after unsubscribe()')
 })
 
 // ---------------------------------------------------------------------------
