@@ -177,7 +177,7 @@ function lookupSchema (prop: PropertyMeta | undefined, description: string): TSc
 }
 
 /** The `filter` argument over `fields`: a value (equality) or an object of operators per field. */
-function filterSchema (props: Record<string, PropertyMeta>, fields: string[]): TSchema {
+function filterSchema (props: Record<string, PropertyMeta>, fields: readonly string[]): TSchema {
   const properties: TProperties = {}
   for (const field of fields) {
     const value = valueSchema(props[field])

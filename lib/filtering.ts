@@ -40,11 +40,11 @@ export interface QueryOptions {
    * to-many relations (by membership: a key or `$in` keys) and `relation.field` paths
    * through one to-one relation.
    */
-  filterFields?: string[]
+  filterFields?: readonly string[]
   /** Fields `ordering` may name (`"username"`, `"-id"`, `"author.name"`): scalars and `relation.field` paths. */
-  orderingFields?: string[]
+  orderingFields?: readonly string[]
   /** Fields `search` looks in (case-insensitive substring, any of them): string scalars and `relation.field` paths to one. */
-  searchFields?: string[]
+  searchFields?: readonly string[]
   /** The default ordering, as a client would send it. Default: the primary key, ascending. */
   ordering?: string | string[]
 }

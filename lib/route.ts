@@ -63,8 +63,9 @@ export type RouteDefinition<
   C extends TSchema = TSchema,
   U extends TSchema = TSchema,
   R extends TSchema = TSchema,
-  A extends RouteOptions['actions'] = RouteOptions['actions']
-> = Omit<RouteOptions<E, C, U, R>, 'actions'> & { actions: A }
+  A extends RouteOptions['actions'] = RouteOptions['actions'],
+  F extends readonly string[] = readonly string[]
+> = Omit<RouteOptions<E, C, U, R>, 'actions' | 'filterFields'> & { actions: A, filterFields?: F }
 
 /**
  * Route options kept exactly as typed — each action's name and wire included — so one
@@ -81,8 +82,10 @@ export function defineRoute<
   C extends TSchema = TSchema,
   U extends TSchema = TSchema,
   R extends TSchema = TSchema,
-  const A extends RouteOptions['actions'] = RouteOptions['actions']
-> (options: RouteOptions<E, C, U, R> & { actions: A }): RouteDefinition<E, C, U, R, A> {
+  const A extends RouteOptions['actions'] = RouteOptions['actions'],
+  // Kept literal, so the typed client knows which keys `filter` may name.
+  const F extends readonly string[] = readonly string[]
+> (options: Omit<RouteOptions<E, C, U, R>, 'filterFields'> & { actions: A, filterFields?: F }): RouteDefinition<E, C, U, R, A, F> {
   return options
 }
 
