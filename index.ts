@@ -13,7 +13,7 @@ import fp from 'fastify-plugin'
 import { wsRestGetter } from './lib/api.js'
 import { serveAsyncApi } from './lib/asyncapi.js'
 import { InvalidOption } from './lib/errors.js'
-import { entityName, groups, type ModelMessage } from './lib/observer/changes.js'
+import { entityName, groups, type ModelMessage, type Row } from './lib/observer/changes.js'
 import { Hub } from './lib/observer/hub.js'
 import { ModelObserver } from './lib/observer/model-observer.js'
 import { ResumeRegistry } from './lib/resume.js'
@@ -27,18 +27,20 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
   await layer.init?.(fastify.log)
   const hub = new Hub(layer, fastify.log)
   /** The app's own groups for an entity's changes (`app.wsRest.observe(entity, { groups })`). */
-  const extraGroups = new Map<string, Array<(change: ModelMessage) => Iterable<string>>>()
+  const extraGroups = new Map<string, Array<{ groupsOf: (change: ModelMessage) => Iterable<string>, shape?: (row: Row) => unknown }>>()
 
   /** Every committed change goes to its row's group, its entity's group, and the app's own. */
   function publishChange (message: ModelMessage): void {
     hub.publish(groups.model(message.entity), message)
     hub.publish(groups.instance(message.entity, message.pk), message)
-    for (const groupsOf of extraGroups.get(message.entity) ?? []) {
+    for (const { groupsOf, shape } of extraGroups.get(message.entity) ?? []) {
       // The groups of the row as it was and as it is: one it entered gets a create, one it left a delete.
       const was = new Set(message.before === null ? [] : groupsOf({ ...message, after: null }))
       const is = new Set(message.after === null ? [] : groupsOf({ ...message, before: null }))
-      for (const group of is) hub.publish(group, was.has(group) ? message : { ...message, groupChange: 'create' })
-      for (const group of was) if (!is.has(group)) hub.publish(group, { ...message, groupChange: 'delete' })
+      // This observer's own shape, rendered once for all its groups (DCRF's observer serializer).
+      const shaped: ModelMessage = shape === undefined || message.after === null ? message : { ...message, groupData: shape(message.after) ?? null }
+      for (const group of is) hub.publish(group, was.has(group) ? shaped : { ...shaped, groupChange: 'create' })
+      for (const group of was) if (!is.has(group)) hub.publish(group, { ...shaped, groupChange: 'delete' })
     }
   }
   const orm = resolved.orm
@@ -55,7 +57,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     resume: resolved.resume === false ? undefined : new ResumeRegistry(hub, resolved.resume),
     observe: (className) => observer?.observe(className),
     describeEvents: (className, serializers, paths) => observer?.describe(className, serializers, paths),
-    observeEntity (entity, groupsOf) {
+    observeEntity (entity, groupsOf, shape) {
       if (orm === undefined || observer === undefined) throw new InvalidOption('orm', 'is needed to observe an entity')
       let name: string
       try {
@@ -67,7 +69,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
       if (groupsOf !== undefined) {
         let list = extraGroups.get(name)
         if (list === undefined) extraGroups.set(name, (list = []))
-        list.push(groupsOf)
+        list.push({ groupsOf, shape })
       }
     }
   }
@@ -144,7 +146,7 @@ export { defineRoute, type RouteDefinition, type RouteOptions } from './lib/rout
 export type { ActionName, ArgsOf, DataOf, EventOf, MixinWire, CustomWire, ModelEvent, Page, CursorPage, ListArgs, PageArgs, CursorArgs } from './lib/wire.js'
 export type { ModelOptions, InputKind } from './lib/generic.js'
 export { GenericModel } from './lib/generic.js'
-export { action, type ActionContext, type ActionDefinition, type ActionHandler, type ActionOptions, type ActionResult, type LifecycleHook, type ReplyOptions } from './lib/action.js'
+export { action, type ActionContext, type ActionDefinition, type ActionHandler, type ActionOptions, type ActionResult, type EventHandler, type LifecycleHook, type ReplyOptions, type SubscriberEvent } from './lib/action.js'
 export type { ComputedField, OutputFields, SourceField } from './lib/serializer.js'
 export { httpAction, DEFAULT_FORWARD_HEADERS, type HttpActionOptions, type HttpActionMethod } from './lib/http-action.js'
 export * as mixins from './lib/mixins/index.js'

@@ -89,7 +89,27 @@ export interface SubscribeOptions {
   requestId?: unknown
   /** The arguments the subscriber's permissions are re-checked with before each event. Default `{}`. */
   args?: Record<string, unknown>
+  /**
+   * Decide per subscriber what an event sends (DCRF's observer handler, run once per
+   * subscribed consumer): called with the event as rendered once for everyone and a context
+   * of this subscriber (`ctx.reply` answers with the subscription's request_id, `ctx.send`
+   * sends any frame); it sends zero or more frames. Without it, the event is sent as it is.
+   */
+  handler?: EventHandler
 }
+
+/** An event as a subscription's `handler` receives it. */
+export interface SubscriberEvent {
+  /** The event's action (`create` / `update` / `delete`, or an app event's own), status and data, as they would be sent. */
+  action: string
+  status: number
+  data: unknown
+  /** For a model change: the entity, the change, its key, and the rows before and after (plain JSON). */
+  change?: { entity: string, change: 'create' | 'update' | 'delete', pk: unknown, before: Record<string, unknown> | null, after: Record<string, unknown> | null }
+}
+
+/** A subscription's per-subscriber event handler (see {@link SubscribeOptions.handler}). */
+export type EventHandler = (event: SubscriberEvent, ctx: ActionContext) => void | Promise<void>
 
 /** Options of `ctx.unsubscribe`; all given must match. */
 export interface UnsubscribeOptions {

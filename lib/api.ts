@@ -14,6 +14,7 @@ import { addPreActionHook, type PreActionHook } from './hooks.js'
 import { declareMultiplex, type MultiplexOptions } from './multiplexer.js'
 import type { ChangeKind, Row } from './observer/changes.js'
 import { declareRoute, type RouteOptions } from './route.js'
+import { compileShaper } from './shape.js'
 import type { PluginState } from './state.js'
 
 /** A committed change as `app.wsRest.observe` hands it to a `groups` function. */
@@ -33,6 +34,12 @@ export interface ModelChange {
 export interface ObserveOptions {
   /** More groups this entity's changes go to (DCRF's `groups_for_signal`), besides the built-in per-row and per-entity ones. */
   groups?: (change: ModelChange) => Iterable<string>
+  /**
+   * The shape of this observer's events in its groups (DCRF's `@model_observer.serializer`):
+   * a TypeBox schema the row is shaped by, or a function of the row; rendered once per change.
+   * Without it, a subscriber's route shapes them (its response schema), or they carry `{pk}`.
+   */
+  serializer?: TSchema | ((row: Readonly<Row>) => unknown)
 }
 
 /** Options of `app.wsRest.publish`. */
@@ -97,7 +104,12 @@ export function wsRestGetter (state: PluginState): (this: FastifyInstance) => Ws
         },
         observe (entity, options = {}) {
           if (options.groups !== undefined && typeof options.groups !== 'function') throw new InvalidOption('groups', 'must be a function')
-          state.observeEntity(entity, options.groups)
+          const serializer = options.serializer
+          if (serializer !== undefined && typeof serializer !== 'function' && (typeof serializer !== 'object' || serializer === null)) {
+            throw new InvalidOption('serializer', 'must be a TypeBox schema or a function of the row')
+          }
+          const shape = serializer === undefined ? undefined : typeof serializer === 'function' ? serializer : compileShaper(serializer)
+          state.observeEntity(entity, options.groups, shape as ((row: Row) => unknown) | undefined)
         },
         addHook (name, hook) {
           if (name !== 'preAction') throw new InvalidOption('addHook', `unknown hook "${String(name)}" (only "preAction")`)

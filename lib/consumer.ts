@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto'
 import createError from '@fastify/error'
 import type { EntityManager } from '@mikro-orm/core'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { ActionContext, ReplyOptions, SubscribeOptions, UnsubscribeOptions } from './action.js'
+import type { ActionContext, EventHandler, ReplyOptions, SubscribeOptions, UnsubscribeOptions } from './action.js'
 import { translateDatabaseError } from './database-errors.js'
 import {
   ActionMissing,
@@ -62,6 +62,15 @@ function filterChars (args: Record<string, unknown> | undefined): number {
   } catch {
     return 0
   }
+}
+
+/** An event's data as a value, parsed once per message and shape however many handlers read it. */
+const parsed = new WeakMap<object, Map<string, unknown>>()
+function parsedData (message: GroupMessage, rendered: Rendered): unknown {
+  let byJson = parsed.get(message)
+  if (byJson === undefined) parsed.set(message, (byJson = new Map()))
+  if (!byJson.has(rendered.dataJson)) byJson.set(rendered.dataJson, JSON.parse(rendered.dataJson))
+  return byJson.get(rendered.dataJson)
 }
 
 /** The row a model event is about (as it is, or as it was for a delete), for object permissions; none for an app's own events. */
@@ -516,9 +525,15 @@ export class Connection implements FrameReceiver, EventSink {
     const rendered = subscription.render(message)
     if (rendered === undefined) return
     if (resume === undefined) {
+      const handler = subscription.handler
+      if (handler !== undefined) {
+        // In turn like any event, so a handler's frames keep publish order.
+        this.afterEarlierEvents(subscription, async () => await handler(rendered, message), rowOf(message))
+        return
+      }
       const frame = encodeEvent(rendered.action, rendered.status, rendered.dataJson, subscription.requestIdJson)
       if (subscription.permit === undefined && this.eventsQueued === 0) this.sendText(frame)
-      else this.afterEarlierEvents(subscription, () => this.sendText(frame), rowOf(message))
+      else this.afterEarlierEvents(subscription, () => { this.sendText(frame) }, rowOf(message))
     } else {
       // Always in turn, even without a permission check: numbers follow publish order.
       const id = typeof message.id === 'string' ? message.id : ''
@@ -527,7 +542,7 @@ export class Connection implements FrameReceiver, EventSink {
   }
 
   /** Run `emit` once the events before it are out and the subscriber's permissions still allow it. */
-  private afterEarlierEvents (subscription: Subscription, emit: () => void, object?: Record<string, unknown>): void {
+  private afterEarlierEvents (subscription: Subscription, emit: () => void | Promise<void>, object?: Record<string, unknown>): void {
     if (this.eventsQueued >= MAX_QUEUED_EVENTS) {
       // Events waiting on slow permission checks are memory too: bounded like the socket's buffer.
       const resume = subscription.resume
@@ -541,7 +556,7 @@ export class Connection implements FrameReceiver, EventSink {
     this.eventTail = this.eventTail.then(async () => {
       try {
         if (subscription.permit !== undefined && !(await subscription.permit(object))) return
-        if (subscription.active) emit()
+        if (subscription.active) await emit()
       } catch (err) {
         this.log.error({ err }, 'fastify-ws-rest: permission check of an event failed; event not sent')
       } finally {
@@ -702,7 +717,29 @@ export class Connection implements FrameReceiver, EventSink {
     const view: ModelView | undefined = model === undefined ? undefined : await model.view(ctx)
     const key = `group:${JSON.stringify(list)}:${JSON.stringify(requestId)}`
     const permit = this.permitFor(ctx, options.args ?? {})
-    return this.addSubscription(new Subscription(this, key, list, requestId, groupRenderer(view), permit))
+    const handler = options.handler === undefined ? undefined : this.eventHandler(options.handler, ctx.action, requestId)
+    return this.addSubscription(new Subscription(this, key, list, requestId, groupRenderer(view), permit, handler))
+  }
+
+  /**
+   * A subscription's `handler`, run per event with a context of the subscriber (its
+   * request_id). The event's data is parsed from what was rendered once for everyone; a
+   * handler that throws is logged, and the subscription goes on.
+   */
+  private eventHandler (handler: EventHandler, action: string, requestId: unknown): (rendered: Rendered, message: GroupMessage) => Promise<void> {
+    return async (rendered, message) => {
+      const ctx = new MessageContext(this, action, requestId)
+      const change = message.kind === 'model'
+        ? { entity: message.entity, change: message.change, pk: message.pk, before: message.before, after: message.after }
+        : undefined
+      try {
+        await handler({ action: rendered.action, status: rendered.status, data: parsedData(message, rendered), change }, ctx)
+      } catch (err) {
+        this.log.error({ err }, 'fastify-ws-rest: an event handler failed; the subscription goes on')
+      } finally {
+        ctx.release()
+      }
+    }
   }
 
   /**

@@ -118,7 +118,7 @@ export interface PluginState {
   /** The shapes and relation paths events of an entity (by class name) are rendered and decided by. */
   describeEvents: (className: string, serializers: Serializer[], paths: readonly string[]) => void
   /** `app.wsRest.observe`: publish an entity's changes, also to the groups `groups` names. */
-  observeEntity: (entity: unknown, groups?: (change: any) => Iterable<string>) => void
+  observeEntity: (entity: unknown, groups?: (change: any) => Iterable<string>, shape?: (row: any) => unknown) => void
   /** Declared routes, whose hook chains are fixed when the app is ready. */
   readonly routes: CompiledRoute[]
   /** Routes and multiplexed routes as declared, in order: what the AsyncAPI document describes. */

@@ -161,3 +161,65 @@ t.test('observe refuses what is not an entity; a route without a model still get
   t.match(thrownBy(() => app.wsRest.observe({} as never)), { code: 'FST_WSREST_INVALID_OPTION' })
   t.match(thrownBy(() => app.wsRest.observe(Item, { groups: 5 as never })), { code: 'FST_WSREST_INVALID_OPTION' })
 })
+
+t.test('a per-subscriber handler (DCRF\'s observer handler) decides what each subscriber gets, from the event rendered once', async (t) => {
+  const seen: unknown[] = []
+  const { orm, base } = await startApp(t, [Item], (app) => {
+    app.wsRest.observe(Item, { groups: () => ['items'] })
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      actions: [
+        action('watch', async (ctx: ActionContext) => {
+          const mine = String(ctx.request.headers['x-user'])
+          await ctx.subscribe('items', {
+            // Only rows named after this subscriber, in a frame of the app's own making.
+            handler (event, sub) {
+              seen.push(event.change?.before)
+              if (String((event.data as { name?: string }).name).startsWith(mine)) {
+                sub.reply({ item: event.data, was: event.change?.change }, 200, { action: 'mine' })
+              }
+            }
+          })
+          return { status: 201 }
+        })
+      ]
+    })
+  })
+  const ann = await openClient(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
+  const bob = await openClient(t, `${base}/items/`, { headers: { 'x-user': 'bob' } })
+  await ann.ask({ action: 'watch', request_id: 'w' })
+  await bob.ask({ action: 'watch', request_id: 'w' })
+  const [bobs] = await seedItems(orm, 'bob-1')
+  const [anns] = await seedItems(orm, 'ann-1')
+  t.same(await ann.next(), { errors: [], data: { item: { id: anns, name: 'ann-1' }, was: 'create' }, action: 'mine', response_status: 200, request_id: 'w' },
+    'ann got only her row, shaped by the route and wrapped by her handler')
+  t.same((await bob.next()).data, { item: { id: bobs, name: 'bob-1' }, was: 'create' })
+  await renameItem(orm, anns, 'ann-2')
+  t.same((await ann.next()).data, { item: { id: anns, name: 'ann-2' }, was: 'update' })
+  t.ok(seen.some((row) => (row as { name?: string } | null)?.name === 'ann-1'), 'the handler sees the row before the change too')
+})
+
+t.test('an observer serializer (DCRF\'s @model_observer.serializer) shapes its groups\' events once, by schema or function', async (t) => {
+  const { orm, base } = await startApp(t, [Item], (app) => {
+    app.wsRest.observe(Item, { groups: () => ['names'], serializer: Type.Object({ name: Type.String() }) })
+    app.wsRest.observe(Item, { groups: () => ['upper'], serializer: (row) => ({ shout: String(row.name).toUpperCase() }) })
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      actions: [action('watch', { schema: Type.Object({ group: Type.String() }) }, async (ctx, { group }) => {
+        await ctx.subscribe(group)
+        return { status: 201 }
+      })]
+    })
+  })
+  const names = await openClient(t, `${base}/items/`)
+  const upper = await openClient(t, `${base}/items/`)
+  await names.ask({ action: 'watch', request_id: 'n', group: 'names' })
+  await upper.ask({ action: 'watch', request_id: 'u', group: 'upper' })
+  const [id] = await seedItems(orm, 'ann')
+  t.same(await names.next(), { errors: [], data: { name: 'ann' }, action: 'create', response_status: 201, request_id: 'n' }, 'the schema\'s shape, not the route\'s')
+  t.same((await upper.next()).data, { shout: 'ANN' }, 'a function of the row')
+  const em = orm.em.fork()
+  em.remove(await em.findOneOrFail(Item, id))
+  await em.flush()
+  t.same((await names.next()).data, { pk: id }, 'a delete still carries {pk}')
+})

@@ -35,6 +35,8 @@ export interface ModelMessage {
    * as DCRF's model observer tells the groups of the old and the new row apart.
    */
   groupChange?: 'create' | 'delete'
+  /** In an app's own group: the object as that observer's `serializer` shapes it, rendered once per change. */
+  groupData?: unknown
 }
 
 /** An event an app publishes itself (`app.wsRest.publish`). */

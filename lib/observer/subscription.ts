@@ -40,7 +40,9 @@ export class Subscription implements Listening {
     readonly requestId: unknown,
     readonly render: Renderer,
     /** Re-checks the subscriber's permissions before each event, object permissions on its row; absent = nothing to check. */
-    readonly permit?: (object?: Record<string, unknown>) => Promise<boolean>
+    readonly permit?: (object?: Record<string, unknown>) => Promise<boolean>,
+    /** Decides what an event sends to this subscriber (`ctx.subscribe`'s `handler`); absent = the event as rendered. */
+    readonly handler?: (rendered: Rendered, message: GroupMessage) => void | Promise<void>
   ) {
     this.requestIdJson = JSON.stringify(requestId) ?? 'null'
   }
@@ -66,6 +68,7 @@ function encodeOnce (message: object, by: unknown, make: () => unknown): string 
 
 const PK_ONLY = Symbol('pk only')
 const AS_IS = Symbol('as is')
+const GROUP_DATA = Symbol('group data')
 
 /** How a model subscription sees rows. */
 export interface ModelView {
@@ -128,9 +131,16 @@ export function groupRenderer (view: ModelView | undefined): Renderer {
     if (message.kind === 'custom') {
       return { action: message.action, status: message.status, dataJson: encodeOnce(message, AS_IS, () => message.data) }
     }
-    if (view !== undefined && message.entity === view.entity) return renderModel(view, message)
+    const own = message.groupData
+    if (view !== undefined && message.entity === view.entity) {
+      const rendered = renderModel(view, message)
+      // The observer's own shape, where it has one, instead of the route's (a delete stays {pk}).
+      if (rendered === undefined || own === undefined || rendered.action === 'delete') return rendered
+      return { ...rendered, dataJson: encodeOnce(message, GROUP_DATA, () => own) }
+    }
     const change = message.groupChange ?? message.change
     const status = change === 'create' ? 201 : change === 'update' ? 200 : 204
+    if (own !== undefined && change !== 'delete') return { action: change, status, dataJson: encodeOnce(message, GROUP_DATA, () => own) }
     return { action: change, status, dataJson: encodeOnce(message, PK_ONLY, () => ({ pk: message.pk })) }
   }
 }
