@@ -17,6 +17,11 @@ import type { CustomWire } from './wire.js'
 export interface ActionResult {
   data?: unknown
   status?: number
+  /**
+   * `false`: send no reply at all, as DCRF does for an action that returns nothing — for an
+   * action whose answer is the frames it sent (`ctx.send`, `ctx.reply`) or none. Default `true`.
+   */
+  reply?: boolean
 }
 
 /** Everything a handler (or a permission, or a preAction hook) may use about the current message. */

@@ -349,7 +349,7 @@ export class Connection implements FrameReceiver, EventSink {
       const settled = result instanceof Promise ? await result : result
       if (resume !== undefined) await this.announceResume(resume)
       status = settled?.status ?? 200
-      if (!def.stream) {
+      if (!def.stream && settled?.reply !== false) {
         this.send({ action: def.name, status, data: settled?.data ?? null, errors: [], requestId: request.requestId })
       }
     } catch (err) {

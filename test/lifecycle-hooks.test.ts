@@ -115,3 +115,22 @@ t.test('an onConnect that throws closes the socket with 1011; a hook that is not
   await app.register(wsRest, {})
   t.throws(() => app.wsRest.route('/x/', { onConnect: 'hello' as never, actions: [] }), /onConnect.*must be a function/)
 })
+
+t.test('an action may send no reply at all ({ reply: false }), as DCRF does for one that returns nothing', async (t) => {
+  const { base } = await startApp(t, [], (app) => {
+    app.wsRest.route('/r/', {
+      actions: [
+        action('fire', (ctx: ActionContext) => {
+          ctx.send({ fired: true })
+          return { reply: false }
+        }),
+        action('ping', () => ({ data: 'pong' }))
+      ]
+    })
+  })
+  const client = await openClient(t, `${base}/r/`)
+  client.send({ action: 'fire', request_id: 1 })
+  client.send({ action: 'ping', request_id: 2 })
+  t.same(await client.next(), { fired: true })
+  t.same((await client.next()).request_id, 2, 'the next frame is the next action\'s reply: none was sent for "fire"')
+})
