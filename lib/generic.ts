@@ -41,6 +41,8 @@ export interface ModelOptions<
     update?: U
     /** Shapes every object in every reply and event: what it does not declare never leaves the server. */
     response: R
+    /** Other response schemas by name, chosen per request by `responseFor`. */
+    responses?: Record<string, TSchema>
   }
   /**
    * Output fields that are not stored as declared: taken from another property
@@ -48,6 +50,12 @@ export interface ModelOptions<
    * also be declared in `schema.response`, which types it for clients.
    */
   fields?: OutputFields<E>
+  /**
+   * The response schema per request (DCRF's `get_serializer_class`): the name of one of
+   * `schema.responses`, or undefined for `schema.response` — e.g. staff see `email`. Every
+   * variant is declared up front, so events can be rendered in each.
+   */
+  responseFor?: (ctx: ActionContext) => string | undefined
   /** Cross-field rules run after the schema, merged into the same 400 (e.g. password1 == password2). */
   validate?: {
     create?: CrossFieldCheck<Static<C>>
@@ -234,7 +242,7 @@ export class GenericModel<E extends object = any> {
     }
     return {
       entity: this.entityName,
-      serializer: options.serializer ?? this.serializer,
+      serializer: options.serializer ?? this.serializerOf(ctx),
       scope,
       filter: options.filter ?? anyRow,
       creates: options.creates ?? true
@@ -580,6 +588,22 @@ export class GenericModel<E extends object = any> {
       else list.push(entity)
     }
     for (const [em, list] of byManager) await (em ?? this.orm.em.fork()).populate(list, serializer.populate as never)
+  }
+
+  /** The route's serializer for this request: `responseFor`'s variant, or the route's own. An unknown name is the app's bug (500). */
+  serializerOf (ctx: ActionContext): Serializer {
+    const pick = this.options.responseFor
+    if (pick === undefined) return this.serializer
+    const name = pick(ctx)
+    if (name === undefined) return this.serializer
+    const schema = Object.hasOwn(this.options.schema.responses ?? {}, name) ? this.options.schema.responses?.[name] : undefined
+    if (schema === undefined) throw new InvalidOption('responseFor', `names "${name}", which schema.responses does not declare`)
+    return this.serializerFor(schema)
+  }
+
+  /** Every response schema of the route, its own and its variants: what events of it may be rendered in. */
+  get responseSerializers (): Serializer[] {
+    return [this.serializer, ...Object.values(this.options.schema.responses ?? {}).map((schema) => this.serializerFor(schema))]
   }
 
   /** Load what the route's own serializer shows of `entities` (group commit, for a whole batch's replies at once). */

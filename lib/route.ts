@@ -284,7 +284,7 @@ export function compileRoute (instance: FastifyInstance, state: PluginState, pat
     const observing = [...route.actions.values()].filter((a) => a.def.observes === true)
     // Every shape events of the entity may take, on every instance alike: a change is rendered
     // where it is committed, for subscribers wherever they are (ctx.subscribe uses the route's own).
-    const serializers = [model.serializer, ...observing.map((a) => model.serializerFor(a.def.response))]
+    const serializers = [...model.responseSerializers, ...observing.map((a) => model.serializerFor(a.def.response))]
     state.describeEvents(model.entityName, serializers, model.query.relationPaths)
     if (observing.length > 0) state.observe(model.entityName)
   }

@@ -20,8 +20,8 @@ export function modelOf (ctx: ActionContext): GenericModel {
   return ctx.model as GenericModel
 }
 
-/** The serializer of this mixin's replies: its own response schema (compiled once per route), or the route's. */
-export function serializerOf (options: MixinOptions): (model: GenericModel) => Serializer {
+/** The serializer of this mixin's replies: its own response schema (compiled once per route), or the route's for this request. */
+export function serializerOf (options: MixinOptions): (model: GenericModel, ctx: ActionContext) => Serializer {
   const own = options.response
-  return (model) => own === undefined ? model.serializer : model.serializerFor(own)
+  return (model, ctx) => own === undefined ? model.serializerOf(ctx) : model.serializerFor(own)
 }

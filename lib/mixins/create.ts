@@ -20,6 +20,6 @@ export function create<const Response extends TSchema | undefined = undefined> (
     const model = modelOf(ctx)
     const data = await model.validate('create', args.data, ctx)
     const entity = await model.createOne(ctx, data)
-    return { status: 201, data: await model.render(ctx, entity, serializer(model)) }
+    return { status: 201, data: await model.render(ctx, entity, serializer(model, ctx)) }
   }, { permissions: options.permissions, input: 'create', describe })
 }

@@ -80,6 +80,6 @@ export function cursorList<const Response extends TSchema | undefined = undefine
       previous = more ? at(first, 'before') : null
       next = last !== undefined ? at(last, 'after') : at(undefined, 'after', true)
     }
-    return { data: { results: await model.render(ctx, page, serializer(model)), next, previous } }
+    return { data: { results: await model.render(ctx, page, serializer(model, ctx)), next, previous } }
   }, { permissions: options.permissions, describe })
 }

@@ -24,6 +24,6 @@ export function paginatedList<const Response extends TSchema | undefined = undef
     const query = model.listQuery(args)
     const page = paginator.page(args)
     const { results, count } = await model.page(ctx, query, page)
-    return { data: { count, results: await model.render(ctx, results, serializer(model)), limit: page.limit, offset: page.offset } }
+    return { data: { count, results: await model.render(ctx, results, serializer(model, ctx)), limit: page.limit, offset: page.offset } }
   }, { permissions: options.permissions, describe })
 }

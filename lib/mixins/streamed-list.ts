@@ -42,7 +42,7 @@ export function streamedList<const Response extends TSchema | undefined = undefi
       const { results, count } = await model.page(ctx, query, { limit, offset })
       // A cancel that arrived during the query wins: no page after list_cancel's reply.
       if (signal.aborted) break
-      ctx.reply({ count, results: await model.render(ctx, results, serializer(model)), limit, offset })
+      ctx.reply({ count, results: await model.render(ctx, results, serializer(model, ctx)), limit, offset })
       if (offset + limit >= count) break
     }
     return {}

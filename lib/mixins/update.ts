@@ -21,7 +21,7 @@ export function changeAction<const N extends string> (name: N, kind: InputKind, 
   return modelAction(name, async (ctx, args) => {
     const model = modelOf(ctx)
     const entity = await model.changeOne(ctx, kind as 'update' | 'patch', args)
-    return { data: await model.render(ctx, entity, serializer(model)) }
+    return { data: await model.render(ctx, entity, serializer(model, ctx)) }
   }, { permissions: options.permissions, input: kind, describe })
 }
 

@@ -94,7 +94,7 @@ export function subscribeInstance<const Response extends TSchema | undefined = u
     const model = modelOf(ctx)
     const lookup = model.lookupValue(args)
     const entity = await model.getObject(ctx, args) as Record<string, unknown>
-    const view = await model.view(ctx, { serializer: serializer(model), creates: false })
+    const view = await model.view(ctx, { serializer: serializer(model, ctx), creates: false })
     const group = groups.instance(model.entityName, plainKey(entity[model.primaryKey]))
     subscribeSocket(ctx, keyOf(lookup) + JSON.stringify(ctx.requestId), [group], view, { [model.lookupArg]: lookup }, false)
     return { status: 201, data: null }
@@ -144,7 +144,7 @@ export function subscribeList<const Response extends TSchema | undefined = undef
     requireRequestId(ctx)
     const model = modelOf(ctx)
     const query = model.listQuery(args)
-    const view = await model.view(ctx, { serializer: serializer(model), filter: query.matches, creates: true })
+    const view = await model.view(ctx, { serializer: serializer(model, ctx), filter: query.matches, creates: true })
     // Keyed by request_id alone: subscribing again with it replaces the filter.
     subscribeSocket(ctx, `list:${JSON.stringify(ctx.requestId)}`, [groups.model(model.entityName)], view,
       { filter: args.filter, search: args.search }, true)
