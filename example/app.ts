@@ -8,7 +8,7 @@ import type { MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
-import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenNotExpired, whoami, type TokenPayload, type TokenUser } from './auth.js'
+import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenDeadline, tokenNotExpired, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
 import { Post, PostInput, PostPublic, Tag, TagCreate, TagPublic } from './post.js'
@@ -248,6 +248,8 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   app.wsRest.route('/ws/jwt/', {
     ...userModel,
     onRequest: jwtAuth(orm),
+    // The socket's deadline, from the token's `exp`: armed on connect, cleared on disconnect.
+    ...tokenDeadline,
     permissions: [permissions.isAuthenticated, tokenNotExpired, ownRowOnly],
     actions: [mixins.list(), mixins.retrieve(), mixins.patch(), whoami]
   })

@@ -23,9 +23,7 @@ import type { MikroORM } from '@mikro-orm/core'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { randomBytes } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
-import type { WebSocket } from 'ws'
-import { action, PermissionDenied, type Permission } from '../index.js'
+import { action, PermissionDenied, type ActionContext, type Permission } from '../index.js'
 import { hashPassword, verifyPassword } from './password.js'
 import { User } from './user.js'
 
@@ -82,30 +80,36 @@ export function selectProtocol (offered: Set<string>): string | false {
   return offered.values().next().value ?? false
 }
 
-/**
- * When each authenticated upgrade's token expires (ms since the epoch), by its raw request:
- * the WebSocket server's `connection` event hands over the raw request, not Fastify's.
- */
-const expiries = new WeakMap<IncomingMessage, number>()
-/** The socket of each authenticated upgrade, for a permission to close it (by the raw request, as above). */
-const sockets = new WeakMap<IncomingMessage, WebSocket>()
-
-/** Close `socket` as its token has expired (no-op once it is closing). */
-function closeExpired (socket: WebSocket): void {
-  if (socket.readyState === socket.OPEN) socket.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
-}
+/** When each authenticated upgrade's token expires (ms since the epoch), by its request. */
+const expiries = new WeakMap<FastifyRequest, number>()
+/** The timer closing each open socket at its token's expiry, by its upgrade request. */
+const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>()
 
 /** Longest delay setTimeout honours; a longer one would fire at once. */
 const MAX_DELAY = 2 ** 31 - 1
 
-/** Close `socket` with 4001 at `expiresAt`, re-arming for a token that outlives one timer. */
-function closeAt (socket: WebSocket, expiresAt: number): void {
+/** Close the socket of `ctx` with 4001 at its token's expiry, re-arming for a token that outlives one timer. */
+function closeAtExpiry (ctx: ActionContext): void {
+  const expiresAt = expiries.get(ctx.request)
+  if (expiresAt === undefined) return
   const delay = expiresAt - Date.now()
-  if (delay <= 0) { closeExpired(socket); return }
-  const timer = setTimeout(() => closeAt(socket, expiresAt), Math.min(delay, MAX_DELAY))
-  // A socket closed earlier must not keep its timer, nor the process, alive.
-  timer.unref()
-  socket.once('close', () => clearTimeout(timer))
+  if (delay <= 0) {
+    ctx.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
+    return
+  }
+  // Unref'd: a timer must not keep the process alive; onDisconnect clears it earlier.
+  timers.set(ctx.request, setTimeout(() => closeAtExpiry(ctx), Math.min(delay, MAX_DELAY)).unref())
+}
+
+/**
+ * The `/ws/jwt/` route's lifecycle: the socket is given its token's deadline when it opens
+ * (closed with 4001 at `exp`), and the timer goes when the socket does.
+ */
+export const tokenDeadline = {
+  onConnect: closeAtExpiry,
+  onDisconnect (ctx: ActionContext): void {
+    clearTimeout(timers.get(ctx.request))
+  }
 }
 
 /**
@@ -123,7 +127,7 @@ export function jwtAuth (orm: MikroORM): onRequestHookHandler {
       if (await orm.em.fork().count(User, { id: user.id }) === 1) {
         // Verified, so the decoded `exp` (required by the verifier) is the token's own.
         const { exp } = request.server.jwt.decode<{ exp: number }>(tokenOf(request)!)!
-        expiries.set(request.raw, exp * 1000)
+        expiries.set(request, exp * 1000)
         return
       }
       why = 'USER_GONE'
@@ -139,17 +143,15 @@ export function jwtAuth (orm: MikroORM): onRequestHookHandler {
 }
 
 /**
- * Before every action on `/ws/jwt/`: the token must not have expired. The timer of
- * {@link registerAuth} closes the socket at `exp`; this covers an action that arrives in
- * between (timers run late under load): it is not answered, and the socket closes with 4001.
+ * Before every action on `/ws/jwt/`: the token must not have expired. {@link tokenDeadline}
+ * closes the socket at `exp`; this covers an action that arrives in between (timers run
+ * late under load): it is not answered, and the socket closes with 4001.
  */
 export const tokenNotExpired: Permission = {
   hasPermission (ctx) {
-    const raw = ctx.request.raw
-    const expiresAt = expiries.get(raw)
+    const expiresAt = expiries.get(ctx.request)
     if (expiresAt !== undefined && Date.now() < expiresAt) return true
-    const socket = sockets.get(raw)
-    if (socket !== undefined) closeExpired(socket)
+    ctx.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
     return false
   }
 }
@@ -196,16 +198,6 @@ export async function registerAuth (app: FastifyInstance, orm: MikroORM, secret:
     // `exp` required: a token without one would be valid forever.
     verify: { extractToken: tokenOf, algorithms: [ALGORITHM], requiredClaims: ['exp'] },
     formatUser: (payload) => ({ id: Number(payload.sub), username: payload.username })
-  })
-
-  // Arm each authenticated socket's expiry as it opens (the WebSocket server exists once the app is ready).
-  app.addHook('onReady', async () => {
-    app.websocketServer.on('connection', (socket: WebSocket, raw: IncomingMessage) => {
-      const expiresAt = expiries.get(raw)
-      if (expiresAt === undefined) return
-      sockets.set(raw, socket)
-      closeAt(socket, expiresAt)
-    })
   })
 
   // Compared against when the username is unknown, so the time taken does not tell which usernames exist.
