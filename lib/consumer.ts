@@ -86,6 +86,8 @@ interface PendingResume {
   /** The message's request_id, encoded: which of its subscriptions becomes resumable. */
   readonly requestIdJson: string
   readonly request: ResumeRequest
+  /** The message's `filter` and `search`: part of what the subscription is, so events kept under one filter never replay under another. */
+  readonly filterJson: string
   subscription?: Subscription
   /** Settles once the subscription is resumable: resumed (200), new (201), or refetch (410) with nothing to replay. */
   outcome?: Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }>
@@ -481,7 +483,7 @@ export class Connection implements FrameReceiver, EventSink {
     const resume = this.resumes?.get(subscription.requestIdJson)
     if (resume !== undefined && resume.subscription === undefined) {
       resume.subscription = subscription
-      resume.outcome = this.makeResumable(subscription, resume.request)
+      resume.outcome = this.makeResumable(subscription, resume.request, resume.filterJson)
     }
     return true
   }
@@ -583,10 +585,11 @@ export class Connection implements FrameReceiver, EventSink {
 
   /**
    * What a claim of a subscription's key must match: the route, the stream on a
-   * multiplexed one, and the subscription itself (its row or list, its request_id).
+   * multiplexed one, and the subscription itself (its row or list, its request_id, its
+   * filter and search) — events kept under one filter are never replayed under another.
    */
-  private resumeIdentity (subscription: Subscription): string {
-    return `${this.route.path}#${this.stream ?? ''}#${subscription.key}`
+  private resumeIdentity (subscription: Subscription, filterJson: string): string {
+    return `${this.route.path}#${this.stream ?? ''}#${subscription.key}#${filterJson}`
   }
 
   /** A message's `resume` key: checked, and remembered until its action has subscribed. Ignored when resuming is off. */
@@ -594,7 +597,8 @@ export class Connection implements FrameReceiver, EventSink {
     if (this.state.resume === undefined) return undefined
     const parsed = parseResume(request.resume)
     if (typeof parsed === 'string') throw ValidationError.field('resume', parsed)
-    const pending: PendingResume = { requestIdJson: JSON.stringify(request.requestId) ?? 'null', request: parsed }
+    const filterJson = JSON.stringify([request.args.filter ?? null, request.args.search ?? null]) ?? ''
+    const pending: PendingResume = { requestIdJson: JSON.stringify(request.requestId) ?? 'null', request: parsed, filterJson }
     ;(this.resumes ??= new Map()).set(pending.requestIdJson, pending)
     return pending
   }
@@ -604,7 +608,7 @@ export class Connection implements FrameReceiver, EventSink {
    * reply is out. Resuming, it claims the key, then keeps the claimed numbering when the
    * client's last seen event is still there, and starts afresh (410) when it is not.
    */
-  private async makeResumable (subscription: Subscription, request: ResumeRequest): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
+  private async makeResumable (subscription: Subscription, request: ResumeRequest, filterJson: string): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
     const registry = this.state.resume!
     const client = principalOf(this.request, registry.options)
     // The key is filed under its maker's principal, route and stream: a claim from anyone
@@ -612,7 +616,7 @@ export class Connection implements FrameReceiver, EventSink {
     // unknown key — and never takes the subscription over.
     // Hashed: a claim crosses the broadcast layer (Redis), which need not see who the user is.
     const slot = createHash('sha256').update(JSON.stringify([client, this.route.path, this.stream ?? '', request.key])).digest('base64url')
-    const resume = new ResumeState(request.key, this.resumeIdentity(subscription), registry.options, slot)
+    const resume = new ResumeState(request.key, this.resumeIdentity(subscription, filterJson), registry.options, slot)
     subscription.resume = resume
     resume.held = []
     const ticket = registry.begin(slot)

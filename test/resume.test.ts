@@ -24,7 +24,7 @@ const actions = [mixins.create(), mixins.patch(), mixins.subscribeInstance(), mi
 async function startItems (t: Teardown, options: Omit<WsRestOptions, 'orm'> = {}): Promise<{ url: string, orm: MikroORM, layer: MemoryLayer }> {
   const layer = new MemoryLayer()
   const { base, orm } = await startApp(t, [Item], (app) => {
-    app.wsRest.route('/items/', { ...itemModel, actions })
+    app.wsRest.route('/items/', { ...itemModel, filterFields: ['name'], actions })
   }, { broadcast: layer, ...options })
   return { url: `${base}/items/`, orm, layer }
 }
@@ -408,4 +408,21 @@ t.test('a slow claim overtaken by a newer one does not take the key back when it
   const [again] = await four.take(2)
   t.same([again.response_status, again.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'four resumes three (one event), not two')
   t.same((await four.next()).data, { n: 2 })
+})
+
+t.test('a list subscription resumes only with the filter it was made with: events kept under one filter never replay under another (the same filter resumes: see the tests above)', async (t) => {
+  const { url, orm } = await startItems(t)
+  const [id] = await seedItems(orm, 'a')
+  const first = await openClient(t, url)
+  first.send({ action: 'subscribe_list', request_id: 'l', filter: { name: 'b' }, resume: { key: KEY } })
+  t.same((await first.take(2)).map((m) => m.action), ['resume', 'subscribe_list'])
+  await renameItem(orm, id, 'b')
+  t.equal((await first.next()).seq, 1)
+  first.close()
+  await first.waitClose()
+
+  const other = await openClient(t, url)
+  other.send({ action: 'subscribe_list', request_id: 'l', filter: { name: 'c' }, resume: { key: KEY, seq: 0 } })
+  const [announced] = await other.take(2)
+  t.same([announced.action, announced.response_status], ['resume', 410], 'another filter: refetch, nothing replayed')
 })
