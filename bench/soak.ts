@@ -31,7 +31,18 @@
  * --subscriber-share F (0.25), --rows-per-connection N (20), --list-share W (5: the weight
  * of `list` in a mix whose other actions weigh 95), --timeout S (60: a reply later
  * than this is an error), --quiet S (10: how long the events still due after the load may
- * take), --database-url URL, --redis-url URL, --seed N, --quick.
+ * take), --database-url URL, --redis-url URL, --seed N, --quick, --abuse (all scenarios)
+ * or --abuse needles,hoard,churn,theft (those named), --abuse-ips N (4).
+ *
+ * --abuse: the measured window is split in two halves. The first runs the normal load
+ * alone; the second runs it beside the abusive clients of bench/soak-abuse.ts (huge
+ * needles, filter hoarding, subscribe/park churn from --abuse-ips loopback addresses,
+ * resume-key theft). Latency per action kind is reported for each half, so the cost of the
+ * abuse to the normal clients shows. Half of the plain list subscribers then subscribe
+ * with a resume key (their events carry `seq`, checked to go up by one): they are the
+ * thieves' victims, and a `resume` 409 on one of them (a takeover) is an error. Abusive
+ * replies are counted by status; a 500, a close the abuser did not ask for, or a reply
+ * other than the one expected (see bench/soak-abuse.ts) is an error.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -43,11 +54,12 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { percentiles, processCpuSeconds } from './load.js'
 import { parseFlags } from './flags.js'
+import { SCENARIOS, startAbuse, type AbuseReport, type Scenario, type Victim } from './soak-abuse.js'
 import { freePort } from '../test/helpers/free-port.js'
 
 // ---------------------------------------------------------------------------- options
 
-const KNOWN = ['quick', 'connections', 'duration', 'warmup', 'subscriber-share', 'rows-per-connection', 'list-share', 'timeout', 'quiet', 'database-url', 'redis-url', 'seed']
+const KNOWN = ['quick', 'connections', 'duration', 'warmup', 'subscriber-share', 'rows-per-connection', 'list-share', 'timeout', 'quiet', 'database-url', 'redis-url', 'seed', 'abuse', 'abuse-ips']
 const flags = parseFlags(process.argv.slice(2), KNOWN)
 
 const quick = flags.has('quick')
@@ -81,7 +93,17 @@ const config = {
   quietMs: num('quiet', 10, 10) * 1000,
   databaseUrl: flags.get('database-url'),
   redisUrl: flags.get('redis-url'),
-  seed: Math.floor(num('seed', randomBytes(4).readUInt32BE(0), randomBytes(4).readUInt32BE(0)))
+  seed: Math.floor(num('seed', randomBytes(4).readUInt32BE(0), randomBytes(4).readUInt32BE(0))),
+  abuse: flags.has('abuse'),
+  /** `--abuse` runs every scenario; `--abuse needles,churn` only those (to see what each one costs). */
+  abuseScenarios: new Set<Scenario>(flags.get('abuse') === undefined || flags.get('abuse') === 'true'
+    ? SCENARIOS
+    : flags.get('abuse')!.split(',').map((name) => {
+      if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`--abuse takes scenarios among ${SCENARIOS.join(',')}`)
+      return name as Scenario
+    })),
+  /** Loopback addresses (principals) the churning abusers spread their parked subscriptions over. */
+  abuseIps: Math.min(254, Math.max(1, Math.floor(num('abuse-ips', 4, 4))))
 }
 if (config.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
   throw new Error('--database-url must be a postgresql:// URL')
@@ -266,6 +288,10 @@ interface Sub {
   versions: Map<number, number>
   /** Called when `pending` becomes empty. */
   onBalanced?: () => void
+  /** Its resume key (--abuse: the thieves' victims); its events then carry `seq`. */
+  resumeKey?: string
+  /** The last `seq` received. */
+  seq: number
 }
 
 interface Pending {
@@ -274,6 +300,12 @@ interface Pending {
   /** What the latency is filed under: the action, or "invalid". */
   kind: string
   sentAt: number
+  /**
+   * --abuse: the half of the window it was sent in (none outside the window). Filed by when
+   * it was sent, and counted even when answered after the window: a reply the abuse delays
+   * past the window's end would otherwise be left out, and the slowest look fastest.
+   */
+  phase?: 'alone' | 'abuse'
   timer: NodeJS.Timeout
   resolve: (reply: Reply | undefined) => void
 }
@@ -316,6 +348,10 @@ const latencies: number[] = []
 const latenciesByKind = new Map<string, number[]>()
 /** Replies slower than SLOW_MS in the measured window, by kind. */
 const slowByKind = new Map<string, number>()
+/** --abuse: which half of the measured window is running (requests are filed by when they were sent). */
+let phase: 'alone' | 'abuse' = 'alone'
+/** --abuse: latencies (ms) by half of the window, then by kind. */
+const latenciesByPhase = new Map<string, Map<string, number[]>>()
 
 const usernameOf = (c: number, serial: number, version: number): string => `u.c${c}.n${serial}.v${version}`
 /** Unique per row and version; on the filter's domain about 40% of the time, so rows move in and out of it. */
@@ -374,6 +410,12 @@ const EVENT_STATUS: Record<string, number> = { create: 201, update: 200, delete:
 function onEvent (sub: Sub, reply: Reply, text: string): void {
   totals.delivered++
   const where = `connection ${sub.conn.index}, subscription ${sub.requestId}`
+  if (sub.resumeKey !== undefined) {
+    // A resumable subscription numbers its events 1, 2, 3…: a gap or a repeat is a lost or doubled event.
+    const seq = (reply as Reply & { seq?: unknown }).seq
+    if (seq !== sub.seq + 1) fail('event', `${where}: seq ${JSON.stringify(seq)} after ${sub.seq}`)
+    if (typeof seq === 'number') sub.seq = seq
+  }
   const action = String(reply.action)
   if (EVENT_STATUS[action] === undefined || reply.response_status !== EVENT_STATUS[action] || !Array.isArray(reply.errors) || reply.errors.length > 0) {
     fail('event', `${where}: malformed event ${text.slice(0, 300)}`)
@@ -412,6 +454,23 @@ function onEvent (sub: Sub, reply: Reply, text: string): void {
   bump(sub, key, -1)
 }
 
+/**
+ * A `resume` frame for a resumable subscription: 201 once, before its subscribe reply. A 409
+ * means another connection took its key over: with only the thieves claiming it (from
+ * another route or principal), that is a stolen subscription.
+ */
+function onResumeFrame (sub: Sub, reply: Reply, text: string): void {
+  const where = `connection ${sub.conn.index}, subscription ${sub.requestId}`
+  if (reply.response_status === 409) {
+    stolen++
+    fail('stolen', `${where}: taken over (resume 409): ${text.slice(0, 300)}`)
+    return
+  }
+  const data = reply.data as { key?: unknown } | null
+  if (reply.response_status !== 201 || sub.active || data?.key !== sub.resumeKey) fail('mismatch', `${where}: unexpected resume frame ${text.slice(0, 300)}`)
+}
+let stolen = 0
+
 // ---------------------------------------------------------------------------- connections
 
 async function connect (index: number, url: string): Promise<Conn> {
@@ -444,8 +503,16 @@ function onMessage (conn: Conn, text: string, isBinary: boolean): void {
     fail('mismatch', `connection ${conn.index}: a frame that is not JSON: ${text.slice(0, 300)}`)
     return
   }
-  if (isBinary || typeof reply !== 'object' || reply === null || Array.isArray(reply) || Object.keys(reply).join(',') !== REPLY_KEYS) {
+  const target = typeof reply?.request_id === 'string' ? conn.subs.get(reply.request_id) : undefined
+  const keys = typeof reply === 'object' && reply !== null ? Object.keys(reply).join(',') : ''
+  // A resumable subscription's events carry a sixth key, `seq`.
+  const withSeq = target?.resumeKey !== undefined && keys === REPLY_KEYS + ',seq'
+  if (isBinary || typeof reply !== 'object' || reply === null || Array.isArray(reply) || (keys !== REPLY_KEYS && !withSeq)) {
     fail('mismatch', `connection ${conn.index}: not a five-key ${isBinary ? 'text ' : ''}reply: ${text.slice(0, 300)}`)
+    return
+  }
+  if (target?.resumeKey !== undefined && reply.action === 'resume') {
+    onResumeFrame(target, reply, text)
     return
   }
   const pending = conn.inflight
@@ -461,6 +528,16 @@ function onMessage (conn: Conn, text: string, isBinary: boolean): void {
       if (byKind === undefined) latenciesByKind.set(pending.kind, byKind = [])
       byKind.push(ms)
       if (ms > SLOW_MS) slowByKind.set(pending.kind, (slowByKind.get(pending.kind) ?? 0) + 1)
+    }
+    if (pending.phase !== undefined) {
+      const ms = performance.now() - pending.sentAt
+      let inPhase = latenciesByPhase.get(pending.phase)
+      if (inPhase === undefined) latenciesByPhase.set(pending.phase, inPhase = new Map())
+      for (const kind of [pending.kind, 'all']) {
+        let values = inPhase.get(kind)
+        if (values === undefined) inPhase.set(kind, values = [])
+        values.push(ms)
+      }
     }
     pending.resolve(reply)
     return
@@ -484,7 +561,7 @@ async function send (conn: Conn, frame: string, requestId: unknown, action: stri
       fail('timeout', `connection ${conn.index}: no reply within ${config.timeoutMs / 1000} s to ${frame.slice(0, 200)}`)
       resolve(undefined)
     }, config.timeoutMs)
-    conn.inflight = { requestId, action, kind, sentAt: performance.now(), timer, resolve }
+    conn.inflight = { requestId, action, kind, sentAt: performance.now(), phase: measuring ? phase : undefined, timer, resolve }
     conn.ws.send(frame)
   })
 }
@@ -603,7 +680,7 @@ async function doListOwn (conn: Conn): Promise<void> {
 }
 
 function newSub (conn: Conn, kind: SubKind, pk?: number): Sub {
-  const sub: Sub = { conn, requestId: `${kind}-${pk ?? ''}-${conn.subSerial++}`, kind, pk, active: false, pending: new Map(), versions: new Map() }
+  const sub: Sub = { conn, requestId: `${kind}-${pk ?? ''}-${conn.subSerial++}`, kind, pk, active: false, pending: new Map(), versions: new Map(), seq: 0 }
   conn.subs.set(sub.requestId, sub)
   allSubs.push(sub)
   return sub
@@ -646,10 +723,15 @@ async function unsubscribeOwn (conn: Conn, row: Row): Promise<void> {
   if (reply.data !== null) fail('mismatch', `connection ${conn.index}, unsubscribe_instance: data ${JSON.stringify(reply.data)}`)
 }
 
-async function subscribeList (conn: Conn, filtered: boolean): Promise<void> {
+async function subscribeList (conn: Conn, filtered: boolean, resumable = false): Promise<void> {
   const sub = newSub(conn, filtered ? 'filtered' : 'list')
   const message: Record<string, unknown> = { action: 'subscribe_list', request_id: sub.requestId }
   if (filtered) message.filter = { email: { $contains: FILTER_DOMAIN } }
+  if (resumable) {
+    // 32 random hex digits, as the client library makes them.
+    sub.resumeKey = randomBytes(16).toString('hex')
+    message.resume = { key: sub.resumeKey }
+  }
   const reply = await request(conn, message)
   if (!ok(conn, reply, 201, 'subscribe_list')) return
   sub.active = true
@@ -875,7 +957,8 @@ async function main (): Promise<number> {
   const filtering = subscribers.filter((_, k) => k % 4 === 2)
   const watching = subscribers.filter((_, k) => k % 4 === 3)
   await Promise.all([
-    ...listing.map(async (conn) => { await subscribeList(conn, false) }),
+    // --abuse: every other plain list subscriber is resumable, the thieves' victims (in both halves, so the halves compare).
+    ...listing.map(async (conn, k) => { await subscribeList(conn, false, config.abuse && k % 2 === 0) }),
     ...filtering.map(async (conn) => { await subscribeList(conn, true) })
   ])
 
@@ -920,7 +1003,36 @@ async function main (): Promise<number> {
   measuring = true
   const windowStart = performance.now()
   log(`      warmed up: server RSS ${mib(rssStart)}; measuring ${config.durationS} s`)
-  await new Promise((resolve) => setTimeout(resolve, config.durationS * 1000))
+  let abuseReport: AbuseReport | undefined
+  let abuseRss: { start?: number, peak: number, end?: number } | undefined
+  let abuseCpu: { alone?: number, abuse?: number } | undefined
+  let stopAbuse: (() => Promise<AbuseReport>) | undefined
+  if (!config.abuse) {
+    await new Promise((resolve) => setTimeout(resolve, config.durationS * 1000))
+  } else {
+    // Two halves of one window, same load and same server: alone, then beside the abusers.
+    const half = config.durationS * 500
+    await new Promise((resolve) => setTimeout(resolve, half))
+    const cpuHalf = serverCpuSeconds()
+    const halfAt = performance.now()
+    phase = 'abuse'
+    const victims: Victim[] = allSubs.filter((sub) => sub.resumeKey !== undefined && sub.active).map((sub) => ({ requestId: sub.requestId, key: sub.resumeKey! }))
+    const peakBefore = peakRss
+    peakRss = 0
+    abuseRss = { start: sampleRss(), peak: 0 }
+    log(`      abuse starts: ${victims.length} resumable victims, churn from ${config.abuseIps} addresses; server RSS ${mib(abuseRss.start)}`)
+    const abuse = startAbuse({ url: srv.url, victims, churnIps: config.abuseIps, scenarios: config.abuseScenarios, timeoutMs: config.timeoutMs, fail })
+    await new Promise((resolve) => setTimeout(resolve, half))
+    abuseRss.end = sampleRss()
+    abuseRss.peak = peakRss
+    peakRss = Math.max(peakRss, peakBefore)
+    const cpuAbuseEnd = serverCpuSeconds()
+    abuseCpu = {
+      alone: cpuStart === undefined || cpuHalf === undefined ? undefined : Number(((cpuHalf - cpuStart) / ((halfAt - windowStart) / 1000)).toFixed(2)),
+      abuse: cpuHalf === undefined || cpuAbuseEnd === undefined ? undefined : Number(((cpuAbuseEnd - cpuHalf) / ((performance.now() - halfAt) / 1000)).toFixed(2))
+    }
+    stopAbuse = abuse.stop
+  }
   measuring = false
   running = false
   const windowS = (performance.now() - windowStart) / 1000
@@ -929,6 +1041,11 @@ async function main (): Promise<number> {
   const windowChanges = totals.changes - changesStart
   const windowDelivered = totals.delivered - deliveredStart
   clearInterval(progress)
+  if (stopAbuse !== undefined) {
+    // The abusers finish their request in flight and close their sockets, after the window.
+    abuseReport = await stopAbuse()
+    log(`      abuse stopped: ${abuseReport.requests} abusive replies, ${abuseReport.socketsOpened} sockets; server RSS ${mib(sampleRss())}`)
+  }
 
   // Drain: each loop ends with its request in flight answered (or timed out), then the events still due.
   await loops
@@ -1023,7 +1140,25 @@ async function main (): Promise<number> {
     serverLogSamples: srv.samples,
     shutdown,
     /** The machine's 1-minute load average at the start and the end: other work on it slows the server down. */
-    loadAverage: [loadAtStart, Number(loadavg()[0]!.toFixed(2))]
+    loadAverage: [loadAtStart, Number(loadavg()[0]!.toFixed(2))],
+    /** --abuse: the normal clients' latency alone and beside the abusers, and what the abusers got. */
+    abuse: abuseReport === undefined
+      ? undefined
+      : {
+          latencyMsByPhase: Object.fromEntries([...latenciesByPhase].map(([name, byKind]) => [name, Object.fromEntries([...byKind].sort(([a], [b]) => a.localeCompare(b)).map(([kind, values]) => {
+            const l = percentiles(values)
+            return [kind, { n: values.length, p50: round(l.p50), p99: round(l.p99), max: round(l.max) }]
+          }))])),
+          serverCpu: abuseCpu,
+          rssKiB: abuseRss,
+          scenarios: [...config.abuseScenarios],
+          stolen,
+          ...abuseReport,
+          latencyMs: Object.fromEntries(Object.entries(abuseReport.latencyMs).map(([key, values]) => {
+            const l = percentiles(values)
+            return [key, { n: values.length, p50: round(l.p50), p99: round(l.p99), max: round(l.max) }]
+          }))
+        }
   }
 
   const out = (line: string): void => { process.stdout.write(line + '\n') }
@@ -1039,6 +1174,19 @@ async function main (): Promise<number> {
     `(${summary.events.deliveredPerSecond}/s; all in ${summary.events.quietS} s after the load)`)
   out(`  subscribers ${listing.length} list, ${filtering.length} filtered list, ${watching.length} × ${WATCHED_ROWS} rows, ${allSubs.length} subscriptions in all (with the connections' own)`)
   out(`  server log  ${[...srv.levels].map(([level, n]) => `level ${level}: ${n}`).join(', ')}; shutdown ${shutdown}; machine load average ${summary.loadAverage.join(' → ')}`)
+  if (summary.abuse !== undefined) {
+    const a = summary.abuse
+    for (const [name, byKind] of Object.entries(a.latencyMsByPhase)) {
+      out(`  ${name === 'alone' ? 'alone      ' : 'with abuse '} ${Object.entries(byKind).map(([k, l]) => `${k} ${l.p50}/${l.p99} (n ${l.n})`).join(', ')} (p50/p99 ms)`)
+    }
+    out(`  abuse       ${a.requests} abusive replies on ${a.socketsOpened} sockets; 500s ${a.status500}, unexpected closes ${a.unexpectedCloses}, stolen ${a.stolen}; ` +
+      `theft attempts ${a.theftAttempts} (${a.theftRefused} answered as a stranger: claim 410, first subscribe a fresh 201); parked made ${a.parkedMade} from ${config.abuseIps} addresses; ` +
+      `hoarding: ${a.hoardAccepted.min}–${a.hoardAccepted.max} filters of ${a.hoardFilterChars} chars before the 429; server CPU ${a.serverCpu?.alone} → ${a.serverCpu?.abuse} cores`)
+    out(`              ${Object.entries(a.statuses).sort(([x], [y]) => x.localeCompare(y)).map(([k, n]) => `${k}: ${n}`).join(', ')}`)
+    out(`  abuser lat. ${Object.entries(a.latencyMs).sort(([x], [y]) => x.localeCompare(y)).map(([k, l]) => `${k} ${l.p50}/${l.p99}`).join(', ')} (p50/p99 ms)`)
+    if (a.budgetChecks.length > 0) out(`  parked      resume after the churn (410 = evicted by the per-client budget): ${a.budgetChecks.join(', ')}`)
+    out(`  abuse RSS   at its start ${mib(a.rssKiB?.start)}, peak ${mib(a.rssKiB?.peak)}, at its end ${mib(a.rssKiB?.end)}`)
+  }
   for (const sample of errorSamples) out(`  ! ${sample}`)
   out(JSON.stringify(summary))
   return summary.pass ? 0 : 1
