@@ -556,7 +556,17 @@ export class GenericModel<E extends object = any> {
    * of losing the link silently in the database).
    */
   async beforeRemove (em: EntityManager, entities: E[]): Promise<void> {
-    await this.removal.prepare(em, entities)
+    await this.removal.load(em, entities)
+    this.removal.detach(entities)
+  }
+
+  /** {@link beforeRemove} in two steps, for a batch: load for every row at once, then detach each row actually removed. */
+  async loadForRemoval (em: EntityManager, entities: E[]): Promise<void> {
+    await this.removal.load(em, entities)
+  }
+
+  detachForRemoval (entity: E): void {
+    this.removal.detach([entity])
   }
 
   /** Shape an entity, or a list of them, by `serializer` (default: the route's response schema); relations must be loaded. */

@@ -28,7 +28,8 @@ export interface GroupedModel<E extends object> {
   checkObject: (ctx: ActionContext, entity: E) => Promise<void>
   /** Load what a change replaces / a removal takes with it, so their changes are published (generic.ts). */
   beforeChange: (em: EntityManager, entities: E[], data: unknown) => Promise<void>
-  beforeRemove: (em: EntityManager, entities: E[]) => Promise<void>
+  loadForRemoval: (em: EntityManager, entities: E[]) => Promise<void>
+  detachForRemoval: (entity: E) => void
   /** Load what the route's replies show of `entities` (one query per relation for all of them). */
   loadForReplies: (entities: E[]) => Promise<void>
   /** The request alone, in a transaction of its own: the path of every request that cannot be grouped. */
@@ -108,13 +109,14 @@ export class GroupWrites<E extends object> {
 
   private async removeMany (jobs: RemoveJob[]): Promise<Array<Outcome<undefined>>> {
     return await this.onRows(jobs, async (em, entity) => {
-      await this.model.beforeRemove(em, [entity])
+      this.model.detachForRemoval(entity)
       em.remove(entity)
       return undefined
     }, async (job) => {
       await this.model.removeAlone(job.ctx, job.args)
       return undefined
-    })
+    // What the removals take with them, loaded for the whole batch at once rather than per row.
+    }, async (em, entities) => { await this.model.loadForRemoval(em, entities) })
   }
 
   /**
@@ -127,12 +129,20 @@ export class GroupWrites<E extends object> {
   private async onRows<J extends { ctx: ActionContext, args: Record<string, unknown> }, R> (
     jobs: J[],
     apply: (em: EntityManager, entity: E, job: J) => Promise<R>,
-    alone: (job: J) => Promise<R>
+    alone: (job: J) => Promise<R>,
+    prepare?: (em: EntityManager, entities: E[]) => Promise<void>
   ): Promise<Array<Outcome<R>>> {
     const { first, again } = this.splitRepeats(jobs)
     const em = this.orm.em.fork()
     const rows = await this.load(em, first)
     if (rows === undefined) return await eachAlone(jobs, alone)
+    if (prepare !== undefined && rows.size > 0) {
+      try {
+        await prepare(em, [...rows.values()])
+      } catch {
+        return await eachAlone(jobs, alone)
+      }
+    }
     const outcomes = new Map<J, Outcome<R>>()
     const applied: J[] = []
     for (const job of first) {

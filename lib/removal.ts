@@ -13,8 +13,10 @@ import { Cascade, ReferenceKind, type EntityManager, type EntityMetadata, type E
 export interface RemovalPlan {
   /** The entity's owning many-to-many relations: what a change may replace as a whole. */
   readonly collections: readonly string[]
-  /** Load what the removal of `entities` takes with it, and detach them from their many-to-many owners. */
-  prepare: (em: EntityManager, entities: object[]) => Promise<void>
+  /** Load what the removal of `entities` takes with it (one query per relation for all of them). */
+  load: (em: EntityManager, entities: object[]) => Promise<void>
+  /** Take loaded `entities` out of their many-to-many owners' collections: only for rows that are really removed. */
+  detach: (entities: object[]) => void
 }
 
 const TO_MANY = new Set<string>([ReferenceKind.ONE_TO_MANY, ReferenceKind.MANY_TO_MANY])
@@ -51,9 +53,11 @@ export function removalPlan (metadata: MetadataStorage, meta: EntityMetadata, re
   const hints = [...populate]
   return {
     collections: ownedCollections(meta),
-    async prepare (em, entities) {
+    async load (em, entities) {
       if (hints.length === 0 || entities.length === 0) return
       await em.populate(entities, hints as never)
+    },
+    detach (entities) {
       for (const { name, ownerSide } of detach) {
         for (const entity of entities) {
           const owners = (entity as Record<string, { getItems: () => object[] }>)[name].getItems()

@@ -292,3 +292,20 @@ t.test('no N+1 in coalesced reads: identical nested lists of 10 sockets load eac
   const tagLoads = queries.filter((q) => /from [`"]book_tags[`"]/.test(q)).length
   t.ok(tagLoads <= lists, `${tagLoads} loads of the tags for ${lists} list queries (10 sockets)`)
 })
+
+t.test('grouped deletes load what they cascade to once per batch, not once per row', async (t) => {
+  const { base, orm } = await startLibrary(t, BookNested)
+  const em = orm.em.fork()
+  for (let i = 0; i < 30; i++) em.create(Author, { name: `A${i}` })
+  await em.flush()
+  const first = 3 // after Alice and Bob
+  const clients = await Promise.all(Array.from({ length: 30 }, async () => await openClient(t, `${base}/authors/`)))
+  const queries = spyQueries(orm)
+  clients.forEach((client, i) => client.send({ action: 'delete', request_id: i, pk: first + i }))
+  const replies = await Promise.all(clients.map(async (client) => await client.next()))
+  t.ok(replies.every((r) => r.response_status === 204), 'every delete answered 204')
+  const flushes = queries.filter((q) => /^delete from [`"]author[`"]/.test(q)).length
+  const bookLoads = queries.filter((q) => /from [`"]book[`"]/.test(q)).length
+  t.ok(flushes < 30, `the deletes were grouped (${flushes} flushes for 30)`)
+  t.ok(bookLoads <= flushes, `${bookLoads} loads of the cascaded books for ${flushes} flushes`)
+})
