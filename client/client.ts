@@ -31,8 +31,11 @@ import { actionHelpers, type ClientFor } from './typed.js'
 export interface ClientOptions {
   /** The WebSocket constructor. Default `globalThis.WebSocket`; in Node 20 pass `WebSocket` from `ws`. */
   WebSocket?: WebSocketConstructor
-  /** Subprotocols for the WebSocket constructor (e.g. to carry a token). */
-  protocols?: string | string[]
+  /**
+   * Subprotocols for the WebSocket constructor (e.g. to carry a token). A function is asked
+   * again before every connection, so a reconnect carries a fresh token.
+   */
+  protocols?: string | string[] | (() => string | string[])
   /** Per-request timeout in ms, counted from the call (queueing included). Default 10,000. */
   timeout?: number
   /** Reconnection backoff, or `false` to close the client when the socket drops. */
@@ -116,10 +119,12 @@ const DEFAULT_TIMEOUT = 10_000
 
 /** A REST-over-WebSocket client for fastify-ws-rest (and DCRF) servers. */
 export class WsRestClient {
-  /** The URL it connects (and reconnects) to. */
-  readonly url: string
+  /** The URL it connected (or reconnected) to last. */
+  url: string
+  /** Where to connect: asked before every connection (a URL carrying a token can be renewed). */
+  private readonly urlOf: () => string
   private readonly WebSocket: WebSocketConstructor
-  private readonly protocols: string | string[] | undefined
+  private readonly protocols: string | string[] | (() => string | string[]) | undefined
   private readonly timeout: number
   private readonly reconnect: ReconnectSettings | false
   private readonly multiplex: boolean
@@ -148,8 +153,9 @@ export class WsRestClient {
   }
 
   /** Connects at once. Prefer `createClient(url, options)`. */
-  constructor (url: string, options: ClientOptions = {}) {
-    this.url = url
+  constructor (url: string | (() => string), options: ClientOptions = {}) {
+    this.urlOf = typeof url === 'function' ? url : () => url
+    this.url = typeof url === 'function' ? '' : url
     this.WebSocket = resolveWebSocket(options.WebSocket)
     this.protocols = options.protocols
     this.timeout = positive('timeout', options.timeout, DEFAULT_TIMEOUT)
@@ -274,7 +280,9 @@ export class WsRestClient {
   private connect (first: boolean): void {
     let socket: WebSocketLike
     try {
-      socket = this.protocols === undefined ? new this.WebSocket(this.url) : new this.WebSocket(this.url, this.protocols)
+      this.url = this.urlOf()
+      const protocols = typeof this.protocols === 'function' ? this.protocols() : this.protocols
+      socket = protocols === undefined ? new this.WebSocket(this.url) : new this.WebSocket(this.url, protocols)
     } catch (error) {
       // A bad URL is the caller's mistake: say so from createClient. Later, retry like any failed attempt.
       if (first) throw error
@@ -489,7 +497,7 @@ export class WsRestClient {
  * const alice = await client.request('retrieve', { pk: 1 })
  * ```
  */
-export function createClient<T = undefined> (url: string, options: ClientOptions = {}): ClientFor<T> {
+export function createClient<T = undefined> (url: string | (() => string), options: ClientOptions = {}): ClientFor<T> {
   return new WsRestClient(url, options) as unknown as ClientFor<T>
 }
 

@@ -466,6 +466,8 @@ interface Connection {
   socket: ServerSocket
   /** The upgrade request's Sec-WebSocket-Protocol header. */
   protocols: string | undefined
+  /** The upgrade request's path and query. */
+  url: string | undefined
   /** The frames the client sends on it, in order. */
   frames: Inbox<Sent>
   closed: Promise<number>
@@ -485,6 +487,7 @@ async function scripted (t: Test): Promise<{ url: string, connections: Inbox<Con
     connections.push({
       socket,
       protocols: request.headers['sec-websocket-protocol'],
+      url: request.url,
       frames,
       closed,
       reply: (requestId, action, status, data = null, extra = {}) => {
@@ -814,4 +817,23 @@ t.test('createClient: without a WebSocket in Node 20 it throws a clear error', a
     if (saved !== undefined) global.WebSocket = saved
   }
   t.throws(() => createClient('ws://127.0.0.1:1/', { WebSocket, timeout: 0 }), /timeout must be a positive number/)
+})
+
+t.test('a URL or protocols given as functions are asked again before every connection: a reconnect carries a fresh token', async (t) => {
+  const { url, connections } = await scripted(t)
+  let issued = 0
+  const token = (): string => `t${++issued}`
+  let current = ''
+  const client = createClient(() => `${url}?token=${(current = token())}`, {
+    WebSocket,
+    reconnect: FAST,
+    protocols: () => ['access_token', current]
+  })
+  t.teardown(async () => await client.close())
+  const first = await connections.next('the first connection')
+  t.same([first.url, first.protocols], ['/?token=t1', 'access_token,t1'])
+  t.equal(client.url, `${url}?token=t1`, 'client.url is the URL it connected to')
+  first.socket.terminate()
+  const second = await connections.next('the reconnection')
+  t.same([second.url, second.protocols], ['/?token=t2', 'access_token,t2'], 'asked again: a fresh token')
 })
