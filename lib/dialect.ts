@@ -24,7 +24,15 @@ export interface Dialect {
    * any 64-bit integer in any integer column.
    */
   readonly sizedIntegers: boolean
+  /**
+   * The database's `lower()`, for deciding `$contains` and search in memory exactly as SQL
+   * does: SQLite's folds ASCII letters only ("Ü" stays "Ü"), PostgreSQL's all of Unicode.
+   */
+  readonly lower: (text: string) => string
 }
+
+const asciiLower = (text: string): string => text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase())
+const unicodeLower = (text: string): string => text.toLowerCase()
 
 /** The dialect of a MikroORM platform. */
 export function dialectOf (platform: Platform): Dialect {
@@ -33,6 +41,7 @@ export function dialectOf (platform: Platform): Dialect {
     position: /postgre/i.test(name) ? 'strpos' : 'instr',
     rowLocks: !/sqlite/i.test(name),
     errorsAbortTransactions: /postgre/i.test(name),
-    sizedIntegers: !/sqlite/i.test(name)
+    sizedIntegers: !/sqlite/i.test(name),
+    lower: /sqlite/i.test(name) ? asciiLower : unicodeLower
   }
 }

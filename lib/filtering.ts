@@ -230,6 +230,8 @@ export class QueryRules {
    */
   readonly relationPaths: string[]
   private readonly position: string
+  /** The database's lower(): `$contains` and search decide in memory exactly as in SQL. */
+  private readonly lower: (text: string) => string
   private readonly dateFields = new Set<string>()
 
   constructor (
@@ -248,6 +250,7 @@ export class QueryRules {
       .filter((f) => f.kind === 'to-many' || f.kind === 'path')
       .map((f) => f.name))]
     this.position = dialectOf(platform).position
+    this.lower = dialectOf(platform).lower
     const primaryKey = meta.primaryKeys[0]
     this.orderable.set(primaryKey, this.field('ordering', primaryKey, false))
     const defaults = this.parseOrdering(options.ordering ?? primaryKey)
@@ -299,10 +302,10 @@ export class QueryRules {
       else if (args.search.trim() !== '') {
         const needle = args.search
         // Lower-cased once here, not for every field of every changed row.
-        const lowered = needle.toLowerCase()
+        const lowered = this.lower(needle)
         conditions.push({
           build: () => ({ $or: this.searchable.map((f) => this.contains(f, needle)) }),
-          test: (row) => this.searchable.some((f) => includesLowered(row[f.name], lowered))
+          test: (row) => this.searchable.some((f) => includesLowered(row[f.name], lowered, this.lower))
         })
       }
     }
@@ -434,8 +437,8 @@ export class QueryRules {
           else if (operand.includes('\u0000')) messages.push(`Invalid value for "${name}": ${NULL_CHARACTERS}`)
           else if (operand.length > info.maxChars) messages.push(`Invalid value for "${name}": ${tooLong(info.maxChars)}`)
           else {
-            const lowered = operand.toLowerCase()
-            out.push({ build: () => this.contains(info, operand), test: (row) => includesLowered(row[name], lowered) })
+            const lowered = this.lower(operand)
+            out.push({ build: () => this.contains(info, operand), test: (row) => includesLowered(row[name], lowered, this.lower) })
           }
         } else if (op === '$in' || op === '$nin') {
           if (!Array.isArray(operand) || operand.length > MAX_LIST) {
@@ -543,8 +546,8 @@ function tooLong (max: number): string {
 }
 
 /** A case-insensitive substring test (as the matcher's containsText) with the needle lower-cased beforehand (once per query, not per row and field). */
-function includesLowered (value: unknown, lowered: string): boolean {
-  return typeof value === 'string' && value.toLowerCase().includes(lowered)
+function includesLowered (value: unknown, lowered: string, lower: (text: string) => string): boolean {
+  return typeof value === 'string' && lower(value).includes(lowered)
 }
 
 /** Marks a value that failed its check (undefined and null are legitimate values). */
