@@ -17,6 +17,7 @@ import { entityName, groups, type ModelMessage, type Row } from './lib/observer/
 import { Hub } from './lib/observer/hub.js'
 import { ModelObserver } from './lib/observer/model-observer.js'
 import { ResumeRegistry } from './lib/resume.js'
+import { SubscriptionBudget } from './lib/subscription-budget.js'
 import { CLOSE_GOING_AWAY } from './lib/session.js'
 import { resolveOptions, type PluginState, type WsRestOptions } from './lib/state.js'
 import './types/fastify.js'
@@ -50,6 +51,7 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     options: resolved,
     sessions: new Set(),
     perIp: new Map(),
+    subscriptionBudget: new SubscriptionBudget(resolved.maxSubscriptionsPerClient, resolved.maxSubscriptionsTotal),
     routes: [],
     declared: [],
     ready: false,

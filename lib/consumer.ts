@@ -224,6 +224,13 @@ export class Connection implements FrameReceiver, EventSink {
     this.debug = this.log.level === 'debug' || this.log.level === 'trace'
   }
 
+  /** Who the socket's client is, for the subscription budgets (the principal resuming uses too). */
+  private get client (): string {
+    return (this.clientName ??= principalOf(this.request, this.state.resume?.options ?? { principal: undefined }))
+  }
+
+  private clientName: string | undefined
+
   /** The socket's logger (connection id, route), with the stream on a multiplexed route. */
   readonly log: FastifyBaseLogger
   /** Whether each action gets its debug line: checked once, so the hot path pays nothing when it does not. */
@@ -474,6 +481,7 @@ export class Connection implements FrameReceiver, EventSink {
     } else if (this.subscriptions.size >= this.state.options.maxSubscriptions) {
       throw new TooManySubscriptions(this.state.options.maxSubscriptions)
     }
+    this.state.subscriptionBudget.take(this.client)
     this.subscriptions.set(subscription.key, subscription)
     if (chars > 0) {
       this.filterCharsOf.set(subscription, chars)
@@ -502,7 +510,10 @@ export class Connection implements FrameReceiver, EventSink {
   private dropSubscription (subscription: Subscription): void {
     // Inactive first: a delivery already waiting on a permission check is dropped, not sent after the unsubscribe reply.
     subscription.active = false
-    if (this.subscriptions.get(subscription.key) === subscription) this.subscriptions.delete(subscription.key)
+    if (this.subscriptions.get(subscription.key) === subscription) {
+      this.subscriptions.delete(subscription.key)
+      this.state.subscriptionBudget.give(this.client)
+    }
     this.state.hub.remove(subscription)
     const chars = this.filterCharsOf.get(subscription)
     if (chars !== undefined) {

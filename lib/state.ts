@@ -8,6 +8,7 @@ import type { BroadcastLayer } from './layers/layer.js'
 import { MemoryLayer } from './layers/memory.js'
 import type { Hub } from './observer/hub.js'
 import type { Serializer } from './serializer.js'
+import type { SubscriptionBudget } from './subscription-budget.js'
 import { resolveResume, type ResolvedResume, type ResumeOptions, type ResumeRegistry } from './resume.js'
 import type { CompiledRoute } from './route.js'
 import type { Session } from './session.js'
@@ -53,6 +54,10 @@ export interface WsRestOptions {
   maxInFlight?: number
   /** Subscriptions one socket (one stream) may hold; past it → 429. Default 1000. */
   maxSubscriptions?: number
+  /** Subscriptions one client (its principal: the user, else the address) may hold on all its sockets, parked ones included; past it → 429. Default 10,000. */
+  maxSubscriptionsPerClient?: number
+  /** Subscriptions this process holds in all, parked ones included; past it → 429. Default 1,000,000. */
+  maxSubscriptionsTotal?: number
   /**
    * Characters of `filter` and `search` (as JSON) the subscriptions of one socket (one
    * stream) may hold in all; a subscribe past it → 429. Default 65,536.
@@ -95,6 +100,8 @@ export interface ResolvedOptions {
   maxActionsPerSecond: number
   maxInFlight: number
   maxSubscriptions: number
+  maxSubscriptionsPerClient: number
+  maxSubscriptionsTotal: number
   maxFilterChars: number
   maxConnections: number
   maxConnectionsPerIp: number
@@ -109,6 +116,8 @@ export interface PluginState {
   readonly sessions: Set<Session>
   /** Open sockets by client IP, for `maxConnectionsPerIp`. */
   readonly perIp: Map<string, number>
+  /** Subscriptions by client and in all (subscription-budget.ts). */
+  readonly subscriptionBudget: SubscriptionBudget
   /** Subscriptions, by group, on the broadcast layer. */
   readonly hub: Hub
   /** Resumable subscriptions' holders and claims; `undefined` when resuming is off. */
@@ -166,6 +175,8 @@ export function resolveOptions (options: WsRestOptions | undefined): ResolvedOpt
     maxActionsPerSecond: positiveInteger('maxActionsPerSecond', opts.maxActionsPerSecond, 1000),
     maxInFlight: positiveInteger('maxInFlight', opts.maxInFlight, 256),
     maxSubscriptions: positiveInteger('maxSubscriptions', opts.maxSubscriptions, 1000),
+    maxSubscriptionsPerClient: positiveInteger('maxSubscriptionsPerClient', opts.maxSubscriptionsPerClient, 10_000),
+    maxSubscriptionsTotal: positiveInteger('maxSubscriptionsTotal', opts.maxSubscriptionsTotal, 1_000_000),
     maxFilterChars: positiveInteger('maxFilterChars', opts.maxFilterChars, 65_536),
     maxConnections: positiveInteger('maxConnections', opts.maxConnections, 10_000),
     maxConnectionsPerIp: positiveInteger('maxConnectionsPerIp', opts.maxConnectionsPerIp, Infinity),

@@ -209,3 +209,26 @@ t.test('the new options are checked at registration', async (t) => {
     t.match(err, { code: 'FST_WSREST_INVALID_OPTION', message: new RegExp(name.replace('.', '\\.')) }, `${JSON.stringify(options)} refused`)
   }
 })
+
+t.test('live subscriptions count against the client\'s budget over all its sockets, and the process\'s', async (t) => {
+  const { url } = await startItems(t, { maxSubscriptionsPerClient: 3 })
+  const a = await openClient(t, url)
+  const b = await openClient(t, url)
+  for (const id of ['1', '2']) t.equal((await a.ask({ action: 'subscribe_list', request_id: id })).response_status, 201)
+  t.equal((await b.ask({ action: 'subscribe_list', request_id: '3' })).response_status, 201)
+  const refused = await b.ask({ action: 'subscribe_list', request_id: '4' })
+  t.same([refused.response_status, refused.errors], [429, ['Too many subscriptions: a client may hold 3 on all its connections together.']],
+    'the fourth of one client (one address here), on another socket: 429')
+  t.equal((await b.ask({ action: 'subscribe_list', request_id: '3' })).response_status, 201, 'replacing one is not one more')
+  t.equal((await a.ask({ action: 'unsubscribe_list', request_id: '1' })).response_status, 204)
+  t.equal((await b.ask({ action: 'subscribe_list', request_id: '4' })).response_status, 201, 'an unsubscribe gives its place back')
+  a.close()
+  await a.waitClose()
+  await eventually(async () => (await b.ask({ action: 'subscribe_list', request_id: '5' })).response_status === 201, 'a closed socket gives its places back')
+
+  const { url: small } = await startItems(t, { maxSubscriptionsTotal: 2 })
+  const c = await openClient(t, small)
+  await c.ask({ action: 'subscribe_list', request_id: '1' })
+  await c.ask({ action: 'subscribe_list', request_id: '2' })
+  t.same((await c.ask({ action: 'subscribe_list', request_id: '3' })).errors, ['Too many subscriptions on this server: it holds 2.'])
+})
