@@ -49,6 +49,9 @@ const root = fileURLToPath(new URL('..', import.meta.url))
  */
 const APP_TYPEBOX = '0.34.41'
 
+/** The app's types for better-sqlite3, MikroORM 7's SQLite driver (see the install below). */
+const BETTER_SQLITE3_TYPES = '9.6.0'
+
 /** The version of `name` installed in the project's node_modules. */
 function projectVersion (name: string): string {
   return (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
@@ -256,17 +259,22 @@ t.test('the tarball installs into a fresh app, which type-checks and runs', asyn
   await mkdir(join(app, 'src'), { recursive: true })
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'scratch-app', private: true, type: 'module' }, null, 2))
   await writeFile(join(app, 'tsconfig.json'), JSON.stringify(SCRATCH_TSCONFIG, null, 2))
-  await writeFile(join(app, 'src', 'app.ts'), appSource(Number(ormVersion.split('.')[0])))
+  const ormMajor = Number(ormVersion.split('.')[0])
+  await writeFile(join(app, 'src', 'app.ts'), appSource(ormMajor))
 
-  const install = await run('npm', [
-    'install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts',
+  const packages = [
     tarball,
     `fastify@${projectVersion('fastify')}`,
     `@sinclair/typebox@${APP_TYPEBOX}`,
     `@mikro-orm/core@${ormVersion}`,
     `@mikro-orm/sqlite@${ormVersion}`,
     `@types/node@${projectVersion('@types/node')}`
-  ], app)
+  ]
+  // MikroORM 7's @mikro-orm/sqlite declarations import better-sqlite3, which ships no types
+  // and does not bring @types/better-sqlite3: any app on it with skipLibCheck: false needs
+  // them, with or without this plugin.
+  if (ormMajor >= 7) packages.push(`@types/better-sqlite3@${BETTER_SQLITE3_TYPES}`)
+  const install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...packages], app)
   t.comment(`npm install (MikroORM ${ormVersion}): ${install.ms} ms`)
   if (install.code !== 0 && NETWORK_FAILURE.test(install.stderr) && !/ERESOLVE/.test(install.stderr)) {
     const reason = `the npm registry cannot be reached for the scratch app's install (${NETWORK_FAILURE.exec(install.stderr)?.[1]})`
