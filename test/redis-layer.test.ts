@@ -71,7 +71,7 @@ async function subscribed (client: Redis, channel: string, count = 1): Promise<v
 
 /** The layer's connections, for the tests that break or inspect them. */
 function connections (layer: RedisLayer): { pub: Redis, sub: Redis } {
-  return { pub: layer['publisher'] as Redis, sub: layer['subscriber'] as Redis }
+  return { pub: layer['publisher']! as Redis, sub: layer['subscriber']! as Redis }
 }
 
 if (redisAvailable) {

@@ -11,11 +11,14 @@
  * is at most once), and ioredis reconnects in the background — resubscribing to exactly
  * the groups this process listens to by then.
  *
- * ioredis is an optional peer dependency: it is imported here for its types only and
- * loaded when a RedisLayer is initialised, so apps that broadcast in memory never need it.
+ * ioredis is an optional peer dependency: it is loaded only when a RedisLayer is initialised,
+ * so apps that broadcast in memory never need it. For the same reason nothing this module
+ * exports names an ioredis type: the compiled declarations (dist/lib/layers/redis.d.ts)
+ * must type-check in an app without ioredis installed, even with `skipLibCheck: false`.
+ * The layer talks to its connections through RedisConnection below, the few members it
+ * uses, and the compiler checks in start() that ioredis's client provides them.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis, RedisOptions } from 'ioredis'
 import { randomBytes } from 'node:crypto'
 import { InvalidOption } from '../errors.js'
 import type { BroadcastLayer, BroadcastMessage, GroupListener } from './layer.js'
@@ -37,8 +40,38 @@ export interface RedisLayerOptions {
    * `autoResubscribe`, `autoResendUnfulfilledCommands` and `maxRetriesPerRequest` itself:
    * its delivery guarantees depend on them.
    */
-  redis?: RedisOptions
+  redis?: RedisConnectionOptions
 }
+
+/**
+ * ioredis options (its `RedisOptions`), passed through to its client untouched. Declared
+ * loosely so that this module's types do not depend on ioredis. The index signature is
+ * `any`, not `unknown`: only an `any` signature accepts a value typed with ioredis's own
+ * `RedisOptions` (an intersection of interfaces, which has no implicit index signature).
+ */
+export interface RedisConnectionOptions {
+  /** Milliseconds ioredis waits for a connection; also bounds how long `init` waits for Redis. Default 10000. */
+  connectTimeout?: number
+  [option: string]: any
+}
+
+/** What the layer uses of an ioredis client (a subset of ioredis's `Redis`). */
+interface RedisConnection {
+  readonly status: string
+  connect (): Promise<void>
+  publish (channel: string, message: string): Promise<unknown>
+  subscribe (...channels: string[]): Promise<unknown>
+  unsubscribe (...channels: string[]): Promise<unknown>
+  quit (): Promise<unknown>
+  disconnect (): void
+  on (event: 'message', listener: (channel: string, message: string) => void): unknown
+  on (event: 'error', listener: (err: Error) => void): unknown
+  on (event: 'close' | 'ready', listener: () => void): unknown
+  once (event: 'end', listener: () => void): unknown
+}
+
+/** ioredis's `Redis` class, as the layer constructs it. */
+type RedisConnectionClass = new (url: string, options: RedisConnectionOptions) => RedisConnection
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379'
 const DEFAULT_PREFIX = 'wsrest:'
@@ -85,13 +118,13 @@ export class RedisLayer implements BroadcastLayer {
   /** The channel prefix (see RedisLayerOptions). */
   readonly prefix: string
   private readonly url: string
-  private readonly redisOptions: RedisOptions
+  private readonly redisOptions: RedisConnectionOptions
   private readonly listeners = new ListenerRegistry()
   private log: FastifyBaseLogger | undefined
   private starting: Promise<void> | undefined
   private closing: Promise<void> | undefined
-  private publisher: Redis | undefined
-  private subscriber: Redis | undefined
+  private publisher: RedisConnection | undefined
+  private subscriber: RedisConnection | undefined
   /** The latest SUBSCRIBE/UNSUBSCRIBE sent: its answer means every earlier one is in effect too. */
   private lastCommand: Promise<unknown> = Promise.resolve()
   /** Messages not sent to Redis since the last successful publish; the first one of a run is logged. */
@@ -131,8 +164,10 @@ export class RedisLayer implements BroadcastLayer {
   private async start (log: FastifyBaseLogger): Promise<void> {
     this.log = log
     if (this.closing !== undefined) return
-    let RedisClient: typeof Redis
+    let RedisClient: RedisConnectionClass
     try {
+      // Assigning ioredis's class to RedisConnectionClass is what checks, at compile time,
+      // that the structural types above match the real client.
       ({ Redis: RedisClient } = await import('ioredis'))
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') throw err
@@ -143,7 +178,7 @@ export class RedisLayer implements BroadcastLayer {
     // close() may have run while ioredis was loading: then there is nothing to open.
     if (this.closing !== undefined) return
 
-    const common: RedisOptions = { ...this.redisOptions, lazyConnect: true }
+    const common: RedisConnectionOptions = { ...this.redisOptions, lazyConnect: true }
     // No offline queue: while Redis is down a publish fails at once instead of piling up
     // in memory, and a publish in flight when the connection drops is not sent again
     // (it may have reached Redis already; delivery is at most once, never twice).
@@ -195,7 +230,7 @@ export class RedisLayer implements BroadcastLayer {
    * Log a connection's outages once each: the loss (error with its cause, or warn when the
    * server just closed it), retries at debug level only, and the recovery at info.
    */
-  private watch (connection: Redis, role: Role): void {
+  private watch (connection: RedisConnection, role: Role): void {
     const name = `Redis ${ROLE_NAMES[role]}`
     let up = false
     let everUp = false
@@ -320,7 +355,7 @@ export class RedisLayer implements BroadcastLayer {
 
   private async shutDown (): Promise<void> {
     this.listeners.clear()
-    const connections = [this.publisher, this.subscriber].filter((c): c is Redis => c !== undefined)
+    const connections = [this.publisher, this.subscriber].filter((c): c is RedisConnection => c !== undefined)
     this.publisher = this.subscriber = undefined
     await Promise.all(connections.map(quit))
   }
@@ -336,7 +371,7 @@ function parsedProtocol (url: string): string {
 }
 
 /** QUIT and wait until the server has closed the connection; cut it after QUIT_BOUND or when not connected. */
-async function quit (connection: Redis): Promise<void> {
+async function quit (connection: RedisConnection): Promise<void> {
   if (connection.status !== 'ready') {
     connection.disconnect()
     return
