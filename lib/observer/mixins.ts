@@ -4,14 +4,14 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionContext, type ActionDefinition } from '../action.js'
-import type { ActionDescriber } from '../asyncapi.js'
+import type { ActionDescriber } from '../asyncapi/describe.js'
 import { MessageContext } from '../consumer.js'
 import { ValidationError } from '../errors.js'
 import { modelOf, serializerOf, type MixinOptions } from '../mixins/common.js'
 import { kConnection } from '../symbols.js'
 import { groups } from './changes.js'
 import { Subscription, modelRenderer, type ModelView } from './subscription.js'
-import type { MixinWire } from '../wire.js'
+import type { ActionWire, ListArgs, LookupArgs, ModelEvent, RouteObject } from '../wire.js'
 
 /**
  * Subscribe the message's socket to `groups` under the message's request_id, with `view`
@@ -57,6 +57,32 @@ function plainKey (value: unknown): unknown {
   return typeof value === 'bigint' ? value.toString() : value
 }
 
+/** What `subscribe_instance` takes, answers and delivers: the lookup; null; the row's updates and delete. */
+export interface SubscribeInstanceWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: LookupArgs<this['route']>
+  readonly data: null
+  readonly events: ModelEvent<RouteObject<this['route'], Response>>
+}
+
+/** What `unsubscribe_instance` takes and answers: the lookup (optional); null. */
+export interface UnsubscribeInstanceWire extends ActionWire {
+  readonly args: Partial<LookupArgs<this['route']>>
+  readonly data: null
+}
+
+/** What `subscribe_list` takes, answers and delivers: filter and search; null; rows coming to match, changing, leaving. */
+export interface SubscribeListWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: ListArgs<this['route']>
+  readonly data: null
+  readonly events: ModelEvent<RouteObject<this['route'], Response>>
+}
+
+/** What `unsubscribe_list` takes and answers: nothing; null. */
+export interface UnsubscribeListWire extends ActionWire {
+  readonly args: Record<string, never>
+  readonly data: null
+}
+
 /**
  * `subscribe_instance {pk}` → 201; then the row's changes, with the subscription's
  * request_id: `update` (200, the object) and `delete` (204, `{"pk": …}`); no creates.
@@ -68,7 +94,7 @@ function plainKey (value: unknown): unknown {
  * checked against the scope and the action's permissions again before it is sent; a row
  * that leaves the scope arrives as a delete.
  */
-export function subscribeInstance<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_instance', MixinWire<'subscribe_instance', Response>>, ActionDefinition<'unsubscribe_instance', MixinWire<'unsubscribe_instance'>>] {
+export function subscribeInstance<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_instance', SubscribeInstanceWire<Response>>, ActionDefinition<'unsubscribe_instance', UnsubscribeInstanceWire>] {
   const serializer = serializerOf(options)
   // A socket's subscriptions to a row are keyed by the row and the request_id: the same pair again adds nothing.
   const keyOf = (lookup: unknown): string => `instance:${JSON.stringify(lookup)}:`
@@ -120,7 +146,7 @@ export function subscribeInstance<const Response extends TSchema | undefined = u
  * that request_id's subscription (or, without one, all of the socket's list subscriptions).
  * Subscribing again with the same request_id replaces the filter.
  */
-export function subscribeList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_list', MixinWire<'subscribe_list', Response>>, ActionDefinition<'unsubscribe_list', MixinWire<'unsubscribe_list'>>] {
+export function subscribeList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_list', SubscribeListWire<Response>>, ActionDefinition<'unsubscribe_list', UnsubscribeListWire>] {
   const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'Subscribe to the rows matching a filter: rows coming to match, changing, and leaving arrive with this request_id.',

@@ -3,17 +3,10 @@
  * event its subscriber sees (or nothing), and the permission check run on every delivery.
  */
 import type { Serializer } from '../serializer.js'
-import type { GroupMessage, ModelMessage, Row } from './changes.js'
-import type { ResumeState } from '../resume.js'
+import type { GroupMessage, ModelMessage, Rendered, Row } from './changes.js'
+import type { ResumeState } from './resume.js'
 import type { Listening } from './hub.js'
 import type { RowPredicate } from './matcher.js'
-
-/** An event ready to send: its action, status and already-encoded data. */
-export interface Rendered {
-  action: string
-  status: number
-  dataJson: string
-}
 
 /** Turns a group message into the subscriber's event, or `undefined` for none. */
 export type Renderer = (message: GroupMessage) => Rendered | undefined

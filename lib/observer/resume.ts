@@ -19,12 +19,11 @@
  * recognised by their id and sent once.
  */
 import type { FastifyRequest } from 'fastify'
-import type { BroadcastLayer, BroadcastMessage } from './layers/layer.js'
-import type { GroupMessage } from './observer/changes.js'
-import { randomId, type Hub, type Listening } from './observer/hub.js'
-import type { Rendered } from './observer/subscription.js'
-import { InvalidOption } from './errors.js'
-import { positiveInteger } from './state.js'
+import type { BroadcastLayer, BroadcastMessage } from '../layers/layer.js'
+import type { GroupMessage, Rendered } from './changes.js'
+import { randomId, type Hub, type Listening } from './hub.js'
+import { InvalidOption } from '../errors.js'
+import { positiveInteger } from '../option-checks.js'
 
 /** Options of resumable subscriptions (`resume` plugin option). */
 export interface ResumeOptions {
