@@ -7,6 +7,7 @@
  * cancelled when the socket closes. All per-connection state lives on this object —
  * never in module or class state, which once made DCRF reply to the wrong client.
  * A plain route has one consumer per socket; a multiplexed route one per stream.
+ * Resumable subscriptions (claims, replay, parking) are handed to observer/resume-handoff.ts.
  */
 import createError from '@fastify/error'
 import type { EntityManager } from '@mikro-orm/core'
@@ -25,7 +26,7 @@ import {
 } from './errors.js'
 import type { GenericModel } from './generic.js'
 import type { GroupMessage, Rendered } from './observer/changes.js'
-import { groupRenderer, Subscription, type EventSink, type ModelView } from './observer/subscription.js'
+import { groupRenderer, Subscription, type ModelView, type SubscriptionHost } from './observer/subscription.js'
 import { checkObjectPermissions, checkPermissions, type Permission } from './permissions.js'
 import {
   encodeEnvelope,
@@ -179,7 +180,7 @@ export class MessageContext implements ActionContext {
 }
 
 /** One route's consumer on one socket. */
-export class Connection implements FrameReceiver, EventSink {
+export class Connection implements FrameReceiver, SubscriptionHost {
   private tail: Promise<void> = Promise.resolve()
   /** Actions (and error replies) queued or running in turn. */
   private queued = 0

@@ -1,16 +1,20 @@
 /**
  * The plugin's shared state: one per registration, handed to every route it declares.
  */
+import type { ConsumerEnvironment } from './consumer.js'
 import type { Hub } from './observer/hub.js'
 import type { ResumeRegistry } from './observer/resume.js'
 import type { ResolvedOptions } from './options.js'
 import type { CompiledRoute, DeclaredRoute } from './route.js'
 import type { Serializer } from './serializer.js'
-import type { Session } from './session.js'
+import type { OpenSockets, Session } from './session.js'
 import type { SubscriptionBudget } from './subscription-budget.js'
 
-/** State shared by every route of one registration. */
-export interface PluginState {
+/**
+ * State shared by every route of one registration. Sessions and consumers see only their
+ * part of it ({@link OpenSockets}, {@link ConsumerEnvironment}), so they never import this module.
+ */
+export interface PluginState extends OpenSockets, ConsumerEnvironment {
   readonly options: ResolvedOptions
   /** Open sockets, for graceful shutdown. */
   readonly sessions: Set<Session>

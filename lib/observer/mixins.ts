@@ -5,12 +5,11 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionContext, type ActionDefinition } from '../action.js'
 import type { ActionDescriber } from '../asyncapi/describe.js'
-import { MessageContext } from '../consumer.js'
 import { ValidationError } from '../errors.js'
 import { modelOf, serializerOf, type MixinOptions } from '../mixins/common.js'
 import { kConnection } from '../symbols.js'
 import { groups } from './changes.js'
-import { Subscription, modelRenderer, type ModelView } from './subscription.js'
+import { Subscription, modelRenderer, type ModelView, type SubscriptionHost } from './subscription.js'
 import type { ActionWire, ListArgs, LookupArgs, ModelEvent, RouteObject } from '../wire.js'
 
 /**
@@ -47,9 +46,12 @@ function unsubscribeSocket (ctx: ActionContext, prefix: string): void {
   consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith(prefix) : s.key === only)
 }
 
-function consumerOf (ctx: ActionContext): MessageContext {
-  if (!(ctx instanceof MessageContext)) throw new TypeError('subscription actions run only inside a wsRest connection')
-  return ctx
+/** The context of a message on a wsRest socket, which reaches the socket's consumer. */
+type SocketContext = ActionContext & { readonly [kConnection]: SubscriptionHost }
+
+function consumerOf (ctx: ActionContext): SocketContext {
+  if (!(kConnection in ctx)) throw new TypeError('subscription actions run only inside a wsRest connection')
+  return ctx as SocketContext
 }
 
 /** A primary key as it appears in published rows (bigints as strings), so group names agree. */

@@ -1,9 +1,10 @@
 /**
- * Resumable subscriptions on one consumer (a subscribe frame carrying `"resume"`, see
- * docs/protocol.md): making a new subscription resumable under the client's key,
- * claiming the key from the connection (of any instance) that held it, replaying what the
- * client missed, numbering and keeping events, and parking the subscriptions of a socket
- * that went away until a reconnect claims them or their window ends.
+ * Resumable subscriptions on one consumer (a subscribe frame carrying `"resume"`, an
+ * extension of the protocol described in resume.ts): making a new subscription resumable
+ * under the client's key, claiming the key from the connection (of any instance) that
+ * held it, replaying what the client missed, numbering and keeping events, and parking
+ * the subscriptions of a socket that went away until a reconnect claims them or their
+ * window ends.
  *
  * The consumer (consumer.ts) hands over the messages that ask to resume and the events of
  * resumable subscriptions; what it offers in return is {@link ResumeHost}.
