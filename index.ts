@@ -11,15 +11,16 @@ import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { wsRestGetter } from './lib/api.js'
-import { serveAsyncApi } from './lib/asyncapi.js'
+import { serveAsyncApi } from './lib/asyncapi/document.js'
 import { InvalidOption } from './lib/errors.js'
 import { entityName, groups, type ModelMessage, type Row } from './lib/observer/changes.js'
 import { Hub } from './lib/observer/hub.js'
 import { ModelObserver } from './lib/observer/model-observer.js'
-import { ResumeRegistry } from './lib/resume.js'
+import { ResumeRegistry } from './lib/observer/resume.js'
 import { SubscriptionBudget } from './lib/subscription-budget.js'
 import { CLOSE_GOING_AWAY } from './lib/session.js'
-import { resolveOptions, type PluginState, type WsRestOptions } from './lib/state.js'
+import { resolveOptions, type WsRestOptions } from './lib/options.js'
+import type { PluginState } from './lib/state.js'
 import './types/fastify.js'
 
 const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options) => {
@@ -133,9 +134,11 @@ const wsRest = fp(wsRestPlugin, { fastify: '5.x', name: 'fastify-ws-rest' })
 export default wsRest
 export { wsRest }
 
-export type { WsRestOptions } from './lib/state.js'
-export type { AsyncApiDocument, AsyncApiOptions, AsyncApiPluginOptions, ActionDoc, EventDoc } from './lib/asyncapi.js'
-export type { ResumeOptions } from './lib/resume.js'
+export type { WsRestOptions } from './lib/options.js'
+export type { AsyncApiDocument } from './lib/asyncapi/document.js'
+export type { AsyncApiOptions, AsyncApiPluginOptions } from './lib/asyncapi/options.js'
+export type { ActionDoc, EventDoc } from './lib/asyncapi/describe.js'
+export type { ResumeOptions } from './lib/observer/resume.js'
 export type { WsRest, ModelChange, ObserveOptions, PublishOptions } from './lib/api.js'
 export type { MultiplexOptions } from './lib/multiplexer.js'
 export type { SubscribeOptions, UnsubscribeOptions } from './lib/action.js'
@@ -145,8 +148,18 @@ export type { BroadcastLayer, BroadcastMessage, GroupListener } from './lib/laye
 export { groups } from './lib/observer/changes.js'
 export type { Row, ChangeKind } from './lib/observer/changes.js'
 export { defineRoute, type RouteDefinition, type RouteOptions } from './lib/route.js'
-export type { ActionName, ArgsOf, DataOf, EventOf, MixinWire, CustomWire, ModelEvent, Page, CursorPage, ListArgs, PageArgs, CursorArgs } from './lib/wire.js'
-export type { ModelOptions, InputKind } from './lib/generic.js'
+export type { ActionName, ArgsOf, DataOf, EventOf, CustomWire, ModelEvent, Page, CursorPage, ListArgs, PageArgs, CursorArgs } from './lib/wire.js'
+export type { MixinWire, MixinKind } from './lib/mixins/kinds.js'
+// Writing a mixin, in an app as in this package (test/app-mixin.test.ts): one file holds
+// its behaviour (`modelAction`, run against `ctx.model`), its wire (an `ActionWire`
+// reading the route it is used on as `this['route']`, which types it in the client) and
+// its AsyncAPI description (an `ActionDescriber`).
+export { modelAction } from './lib/action.js'
+export { modelOf, serializerOf, type MixinOptions } from './lib/mixins/common.js'
+export type { ActionWire, ResolveWire, WiredAction, RouteShape, RouteInput, RouteObject, LookupArgs, VersionArg, Jsonified, FilterArg, FilterValue, Ordering } from './lib/wire.js'
+export { integerArg, pageSchema, type ActionDescriber, type RouteDoc } from './lib/asyncapi/describe.js'
+export type { ModelOptions } from './lib/generic.js'
+export type { InputKind } from './lib/validation.js'
 export { GenericModel } from './lib/generic.js'
 export { action, type ActionContext, type ActionDefinition, type ActionHandler, type ActionOptions, type ActionResult, type EventHandler, type LifecycleHook, type ReplyOptions, type SubscriberEvent } from './lib/action.js'
 export type { ComputedField, OutputFields, SourceField } from './lib/serializer.js'

@@ -7,12 +7,12 @@
  * cancelled when the socket closes. All per-connection state lives on this object —
  * never in module or class state, which once made DCRF reply to the wrong client.
  * A plain route has one consumer per socket; a multiplexed route one per stream.
+ * Resumable subscriptions (claims, replay, parking) are handed to observer/resume-handoff.ts.
  */
-import { createHash } from 'node:crypto'
 import createError from '@fastify/error'
 import type { EntityManager } from '@mikro-orm/core'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import type { ActionContext, EventHandler, ReplyOptions, SubscribeOptions, UnsubscribeOptions } from './action.js'
+import type { ActionContext, EventHandler, ReplyOptions, SubscribeOptions, UnsubscribeOptions } from './context.js'
 import { translateDatabaseError } from './database-errors.js'
 import {
   ActionMissing,
@@ -21,13 +21,12 @@ import {
   MethodNotAllowed,
   Throttled,
   TooManySubscriptions,
-  ValidationError,
   isClientError,
   wireErrors
 } from './errors.js'
 import type { GenericModel } from './generic.js'
-import type { GroupMessage } from './observer/changes.js'
-import { groupRenderer, Subscription, type EventSink, type ModelView, type Rendered } from './observer/subscription.js'
+import type { GroupMessage, Rendered } from './observer/changes.js'
+import { groupRenderer, Subscription, type ModelView, type SubscriptionHost } from './observer/subscription.js'
 import { checkObjectPermissions, checkPermissions, type Permission } from './permissions.js'
 import {
   encodeEnvelope,
@@ -38,10 +37,13 @@ import {
   type ActionRequest,
   type Reply
 } from './protocol.js'
-import { parseResume, principalOf, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRequest } from './resume.js'
+import type { Hub } from './observer/hub.js'
+import { principalOf, type ResumeRegistry } from './observer/resume.js'
+import { ResumeHandoff, type PendingResume } from './observer/resume-handoff.js'
 import type { CompiledAction, CompiledRoute } from './route.js'
+import type { ResolvedOptions } from './options.js'
 import type { FrameReceiver, Session } from './session.js'
-import type { PluginState } from './state.js'
+import type { SubscriptionBudget } from './subscription-budget.js'
 import { kConnection, kPermissions } from './symbols.js'
 
 /**
@@ -81,29 +83,13 @@ function rowOf (message: GroupMessage): Record<string, unknown> | undefined {
 /** Most events one consumer holds back while earlier ones wait on their permission checks. */
 const MAX_QUEUED_EVENTS = 1024
 
-/** A message's `resume` request, and what became of it once its action subscribed. */
-interface PendingResume {
-  /** The message's request_id, encoded: which of its subscriptions becomes resumable. */
-  readonly requestIdJson: string
-  readonly request: ResumeRequest
-  /** The message's `filter` and `search`: part of what the subscription is, so events kept under one filter never replay under another. */
-  readonly filterJson: string
-  subscription?: Subscription
-  /** Settles once the subscription is resumable: resumed (200), new (201), or refetch (410) with nothing to replay. */
-  outcome?: Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }>
-  /** What is replayed after the reply, fixed when the `resume` reply is sent. */
-  replay?: LoggedEvent[]
+/** What a consumer uses of its plugin registration: its limits, the subscription budgets, the hub, resuming. */
+export interface ConsumerEnvironment {
+  readonly options: Pick<ResolvedOptions, 'maxInFlight' | 'maxSubscriptions' | 'maxFilterChars'>
+  readonly subscriptionBudget: SubscriptionBudget
+  readonly hub: Hub
+  readonly resume: ResumeRegistry | undefined
 }
-
-/** The `resume` reply's text when the missed events are gone. */
-const REFETCH = 'The events missed since the last one received are no longer available; fetch the data again.'
-
-/**
- * The `resume` frame (409) a live subscription gets when another connection took its key
- * (resumed it, or subscribed afresh with it): without it, the client would wait for events
- * that never come.
- */
-const TAKEN = 'This subscription was taken over by another connection with its resume key; no more events will come here. Subscribe again to go on here.'
 
 /** The context of one message. The EntityManager is forked on first use, so actions that never touch the database pay nothing. */
 export class MessageContext implements ActionContext {
@@ -194,7 +180,7 @@ export class MessageContext implements ActionContext {
 }
 
 /** One route's consumer on one socket. */
-export class Connection implements FrameReceiver, EventSink {
+export class Connection implements FrameReceiver, SubscriptionHost {
   private tail: Promise<void> = Promise.resolve()
   /** Actions (and error replies) queued or running in turn. */
   private queued = 0
@@ -205,8 +191,8 @@ export class Connection implements FrameReceiver, EventSink {
   /** Events wait here while an earlier one's permission check runs, so they arrive in publish order. */
   private eventTail: Promise<void> = Promise.resolve()
   private eventsQueued = 0
-  /** `resume` requests of the messages running now, by request_id: the subscription each makes becomes resumable. */
-  private resumes: Map<string, PendingResume> | undefined
+  /** Resumable subscriptions (claims, replay, parking); `undefined` when resuming is off. */
+  private readonly resumable: ResumeHandoff | undefined
   /** `filter`/`search` size of the messages running now, by request_id: what the subscription each makes holds. */
   private filtering: Map<string, number> | undefined
   /** `filter`/`search` size each subscription holds, and their sum: bounded by `maxFilterChars`. */
@@ -216,12 +202,24 @@ export class Connection implements FrameReceiver, EventSink {
   constructor (
     readonly session: Session,
     readonly route: CompiledRoute,
-    private readonly state: PluginState,
+    private readonly state: ConsumerEnvironment,
     /** The stream this consumer answers on, on a multiplexed route. */
     readonly stream?: string
   ) {
     this.log = stream === undefined ? session.log : session.log.child({ stream })
     this.debug = this.log.level === 'debug' || this.log.level === 'trace'
+    const connection = this
+    this.resumable = state.resume === undefined ? undefined : new ResumeHandoff(state.resume, {
+      get request () { return connection.request },
+      log: this.log,
+      route,
+      stream,
+      send: (reply) => this.send(reply),
+      sendText: (text) => this.sendText(text),
+      drop: (subscription) => this.dropSubscription(subscription),
+      stopListening: (subscription) => state.hub.remove(subscription),
+      eventsSent: async () => await this.eventTail
+    })
   }
 
   /** Who the socket's client is, for the subscription budgets (the principal resuming uses too). */
@@ -344,7 +342,7 @@ export class Connection implements FrameReceiver, EventSink {
     try {
       // Permissions come first, before validation or any lookup (DCRF's order).
       if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
-      if (request.resume !== undefined) resume = this.expectResume(request)
+      if (request.resume !== undefined) resume = this.resumable?.expect(request)
       // Only subscribing actions hold a filter past their reply: a list's is not counted.
       chars = def.observes === true ? filterChars(request.args) : 0
       if (chars > 0) (this.filtering ??= new Map()).set(requestIdJson = JSON.stringify(request.requestId) ?? 'null', chars)
@@ -356,18 +354,18 @@ export class Connection implements FrameReceiver, EventSink {
         : def.handler(ctx, args)
       // A synchronous handler's result is used as it is: no promise-queue turn per message.
       const settled = result instanceof Promise ? await result : result
-      if (resume !== undefined) await this.announceResume(resume)
+      if (resume !== undefined) await this.resumable?.announce(resume)
       status = settled?.status ?? 200
       if (!def.stream && settled?.reply !== false) {
         this.send({ action: def.name, status, data: settled?.data ?? null, errors: [], requestId: request.requestId })
       }
     } catch (err) {
-      if (resume !== undefined) await this.announceResume(resume)
+      if (resume !== undefined) await this.resumable?.announce(resume)
       const error = this.toProtocolError(err, def.name)
       status = error.statusCode ?? 500
       this.sendError(error, def.name, request.requestId)
     } finally {
-      if (resume !== undefined) this.finishResume(resume)
+      if (resume !== undefined) this.resumable?.finish(resume)
       if (requestIdJson !== undefined && this.filtering?.get(requestIdJson) === chars) this.filtering.delete(requestIdJson)
       ctx.release()
       if (inTurn) this.queued--
@@ -488,11 +486,7 @@ export class Connection implements FrameReceiver, EventSink {
       this.filterCharsHeld += chars
     }
     this.state.hub.add(subscription)
-    const resume = this.resumes?.get(subscription.requestIdJson)
-    if (resume !== undefined && resume.subscription === undefined) {
-      resume.subscription = subscription
-      resume.outcome = this.makeResumable(subscription, resume.request, resume.filterJson)
-    }
+    this.resumable?.attach(subscription)
     return true
   }
 
@@ -520,11 +514,7 @@ export class Connection implements FrameReceiver, EventSink {
       this.filterCharsOf.delete(subscription)
       this.filterCharsHeld -= chars
     }
-    const resume = subscription.resume
-    if (resume !== undefined) {
-      clearTimeout(resume.parked)
-      if (resume.holder !== undefined) this.state.resume?.release(resume.slot, resume.holder)
-    }
+    this.resumable?.release(subscription)
   }
 
   /**
@@ -550,7 +540,7 @@ export class Connection implements FrameReceiver, EventSink {
     } else {
       // Always in turn, even without a permission check: numbers follow publish order.
       const id = typeof message.id === 'string' ? message.id : ''
-      this.afterEarlierEvents(subscription, () => this.emitResumable(subscription, id, rendered), rowOf(message))
+      this.afterEarlierEvents(subscription, () => this.resumable?.emit(subscription, id, rendered), rowOf(message))
     }
   }
 
@@ -576,151 +566,6 @@ export class Connection implements FrameReceiver, EventSink {
         this.eventsQueued--
       }
     })
-  }
-
-  private emitResumable (subscription: Subscription, id: string, rendered: Rendered): void {
-    const resume = subscription.resume as ResumeState
-    if (resume.held !== undefined) {
-      resume.hold(id, rendered)
-      return
-    }
-    const event = resume.record(id, rendered)
-    if (resume.parked === undefined) this.sendEvent(subscription, event)
-  }
-
-  private sendEvent (subscription: Subscription, event: LoggedEvent): void {
-    this.sendText(encodeEvent(event.action, event.status, event.dataJson, subscription.requestIdJson, event.seq))
-  }
-
-  // ------------------------------------------------------------------ resuming
-
-  /**
-   * What a claim of a subscription's key must match: the route, the stream on a
-   * multiplexed one, and the subscription itself (its row or list, its request_id, its
-   * filter and search) — events kept under one filter are never replayed under another.
-   */
-  private resumeIdentity (subscription: Subscription, filterJson: string): string {
-    return `${this.route.path}#${this.stream ?? ''}#${subscription.key}#${filterJson}`
-  }
-
-  /** A message's `resume` key: checked, and remembered until its action has subscribed. Ignored when resuming is off. */
-  private expectResume (request: ActionRequest): PendingResume | undefined {
-    if (this.state.resume === undefined) return undefined
-    const parsed = parseResume(request.resume)
-    if (typeof parsed === 'string') throw ValidationError.field('resume', parsed)
-    const filterJson = JSON.stringify([request.args.filter ?? null, request.args.search ?? null]) ?? ''
-    const pending: PendingResume = { requestIdJson: JSON.stringify(request.requestId) ?? 'null', request: parsed, filterJson }
-    ;(this.resumes ??= new Map()).set(pending.requestIdJson, pending)
-    return pending
-  }
-
-  /**
-   * Make a subscription resumable under the client's key. Its live events wait until its
-   * reply is out. Resuming, it claims the key, then keeps the claimed numbering when the
-   * client's last seen event is still there, and starts afresh (410) when it is not.
-   */
-  private async makeResumable (subscription: Subscription, request: ResumeRequest, filterJson: string): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
-    const registry = this.state.resume!
-    const client = principalOf(this.request, registry.options)
-    // The key is filed under its maker's principal, route and stream: a claim from anyone
-    // else (another user, another address, another route) finds nothing — 410, as for an
-    // unknown key — and never takes the subscription over.
-    // Hashed: a claim crosses the broadcast layer (Redis), which need not see who the user is.
-    const slot = createHash('sha256').update(JSON.stringify([client, this.route.path, this.stream ?? '', request.key])).digest('base64url')
-    const resume = new ResumeState(request.key, this.resumeIdentity(subscription, filterJson), registry.options, slot)
-    subscription.resume = resume
-    resume.held = []
-    const ticket = registry.begin(slot)
-    if (request.seq === undefined) {
-      this.hold(subscription, ticket, client)
-      return { status: 201, replay: [] }
-    }
-    let handoff: Handoff | undefined
-    try {
-      handoff = await registry.claim(slot, resume.identity)
-    } catch (err) {
-      this.log.error({ err }, 'fastify-ws-rest: claiming a subscription to resume failed')
-    }
-    const replay = resume.continueFrom(handoff, request.seq)
-    if (subscription.active) this.hold(subscription, ticket, client)
-    else registry.abandon(slot, ticket)
-    return replay === undefined ? { status: 410, replay: [] } : { status: 200, replay }
-  }
-
-  /** Register a resumable subscription as the holder of its key — unless a newer subscription has taken the key meanwhile. */
-  private hold (subscription: Subscription, ticket: number, client: string): void {
-    const resume = subscription.resume as ResumeState
-    const holder: Holder = {
-      identity: resume.identity,
-      client,
-      surrender: async () => await this.surrender(subscription),
-      drop: () => this.dropSubscription(subscription),
-      displace: () => {
-        this.tellTaken(subscription)
-        this.dropSubscription(subscription)
-      }
-    }
-    const registry = this.state.resume!
-    if (!registry.hold(resume.slot, ticket, holder)) return
-    resume.holder = holder
-    // The socket went while the claim ran: parked already, so counted from now.
-    if (resume.parked !== undefined) registry.park(holder)
-  }
-
-  /** A live subscription lost its key to another connection: say so, with its request_id. */
-  private tellTaken (subscription: Subscription): void {
-    if (subscription.resume?.parked !== undefined || !subscription.active) return
-    this.send({ action: 'resume', status: 409, data: null, errors: [TAKEN], requestId: subscription.requestId })
-  }
-
-  /** Hand a subscription over to its claimer: stop listening, finish the events already received, give up the rest. */
-  private async surrender (subscription: Subscription): Promise<Handoff> {
-    const resume = subscription.resume as ResumeState
-    this.state.hub.remove(subscription)
-    await this.eventTail
-    // After the events already under way: the 409 is the last this socket hears of it.
-    this.tellTaken(subscription)
-    this.dropSubscription(subscription)
-    return { seq: resume.seq, events: [...resume.log] }
-  }
-
-  /** The `resume` reply, sent before the subscribing action's own reply. */
-  private async announceResume (pending: PendingResume): Promise<void> {
-    if (pending.outcome === undefined) return
-    let { status, replay } = await pending.outcome
-    const resume = pending.subscription!.resume as ResumeState
-    const requestId = pending.subscription!.requestId
-    if (resume.overflowed && status !== 410) {
-      // More events came while the action ran than are kept: the client cannot be told all of them.
-      status = 410
-      replay = []
-      resume.restart()
-    }
-    pending.replay = replay
-    if (status === 410) {
-      this.send({ action: 'resume', status, data: null, errors: [REFETCH], requestId })
-      return
-    }
-    const seq = pending.request.seq ?? 0
-    this.send({ action: 'resume', status, data: { key: resume.key, seq, replayed: resume.seq - seq }, errors: [], requestId })
-  }
-
-  /** After the subscribing action's reply: the missed events, then those that arrived meanwhile and were not among them. */
-  private finishResume (pending: PendingResume): void {
-    if (this.resumes?.get(pending.requestIdJson) === pending) this.resumes.delete(pending.requestIdJson)
-    const subscription = pending.subscription
-    const replay = pending.replay
-    if (subscription === undefined || replay === undefined) return
-    const resume = subscription.resume as ResumeState
-    for (const event of replay) this.sendEvent(subscription, event)
-    const held = resume.held ?? []
-    const claimed = resume.claimed
-    resume.held = undefined
-    resume.claimed = undefined
-    for (const { id, ...rendered } of held) {
-      // Seen by the previous holder too (published before the claim, received here after the subscribe): sent once.
-      if (id === '' || claimed === undefined || !claimed.has(id)) this.emitResumable(subscription, id, rendered)
-    }
   }
 
   /** `ctx.subscribe`: this socket joins `groups` under a request_id. */
@@ -829,13 +674,9 @@ export class Connection implements FrameReceiver, EventSink {
   release (): void {
     this.abortAll()
     this.disconnected()
-    const registry = this.state.resume
-    this.removeSubscriptions((s) => registry === undefined || s.resume === undefined || s.resume.broken)
-    for (const subscription of this.subscriptions.values()) {
-      const resume = subscription.resume as ResumeState
-      resume.parked = setTimeout(() => this.dropSubscription(subscription), registry!.options.window).unref()
-      if (resume.holder !== undefined) registry!.park(resume.holder)
-    }
+    const resumable = this.resumable
+    this.removeSubscriptions((s) => resumable === undefined || s.resume === undefined || s.resume.broken)
+    for (const subscription of this.subscriptions.values()) resumable?.park(subscription)
   }
 
   /** Shutdown: cancel detached work, let in-flight actions finish (and commit) up to `timeoutMs`. */

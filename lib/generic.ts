@@ -8,7 +8,7 @@
 import { LockMode, type EntityManager, type EntityMetadata, type EntityName, type FilterQuery, type MikroORM } from '@mikro-orm/core'
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Type } from '@sinclair/typebox'
-import type { ActionContext } from './action.js'
+import type { ActionContext } from './context.js'
 import { uniqueMessage } from './database-errors.js'
 import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
@@ -22,7 +22,7 @@ import { isLoaded, SerializerCompiler, type OutputFields, type Serializer } from
 import { removalPlan, type RemovalPlan } from './removal.js'
 import { checkObjectPermissions, type Permission } from './permissions.js'
 import { kPermissions } from './symbols.js'
-import { compileValidator, type CrossFieldCheck, type InputValidator } from './validation.js'
+import { compileValidator, type CrossFieldCheck, type InputKind, type InputValidator } from './validation.js'
 import { RelationInput } from './relation-input.js'
 
 /** The model part of a route's options. */
@@ -85,8 +85,6 @@ interface ListJob {
   page?: Page
 }
 
-/** Which input an action validates. */
-export type InputKind = 'create' | 'update' | 'patch'
 
 type LookupCoercer = (value: unknown) => unknown
 
@@ -108,6 +106,13 @@ function lookupCoercer (runtimeType: string | undefined): LookupCoercer {
   }
   // A NUL character can be in no stored key, and the database would refuse the query: not found.
   return (v) => typeof v === 'string' ? (v.includes('\u0000') ? undefined : v) : typeof v === 'number' && Number.isFinite(v) ? String(v) : undefined
+}
+
+declare module './context.js' {
+  interface ActionContext {
+    /** The route's model layer (queryset, lookup, serialization, perform*); `undefined` on routes without an entity. */
+    readonly model: GenericModel | undefined
+  }
 }
 
 /** The model layer of one route. Mixins reach it as `ctx.model`. */

@@ -14,7 +14,7 @@
  * path is unobservable.
  */
 import type { EntityManager, FilterQuery, MikroORM } from '@mikro-orm/core'
-import type { ActionContext } from './action.js'
+import type { ActionContext } from './context.js'
 import { Batcher, type Outcome } from './batching.js'
 import { NotFound } from './errors.js'
 

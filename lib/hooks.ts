@@ -5,7 +5,7 @@
  * PermissionDenied → 403, a ValidationError → 400, anything else → 500).
  */
 import type { FastifyInstance } from 'fastify'
-import type { ActionContext } from './action.js'
+import type { ActionContext } from './context.js'
 import { InvalidOption } from './errors.js'
 /** Own preAction hooks of one encapsulation context, behind a symbol (Fastify's lib/symbols.js pattern). */
 const kPreActionHooks = Symbol('fastify-ws-rest.preActionHooks')

@@ -11,16 +11,11 @@ import { Connection } from './consumer.js'
 import { InvalidOption, PermissionDenied, UnknownStream, wireErrors } from './errors.js'
 import { canConnect, type Permission } from './permissions.js'
 import { encodeEnvelope, encodeReply, envelopeError, FrameError, parseJson, toEnvelope, toRequest } from './protocol.js'
-import {
-  compileRoute,
-  refuseConnect,
-  registerUpgrade,
-  type CompiledRoute,
-  type RouteOptions,
-  type UpgradeOptions
-} from './route.js'
+import { compileRoute, refuseConnect, registerUpgrade, type UpgradeOptions } from './declare-route.js'
+import { positiveInteger } from './option-checks.js'
+import type { CompiledRoute, RouteOptions } from './route.js'
 import { Session, type FrameReceiver } from './session.js'
-import { positiveInteger, type PluginState } from './state.js'
+import type { PluginState } from './state.js'
 
 /** Options of `app.wsRest.multiplex(path, options)`. */
 export interface MultiplexOptions extends UpgradeOptions {

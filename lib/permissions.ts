@@ -5,7 +5,7 @@
  * and that rule carries through `and` / `or` / `not`.
  */
 import type { FastifyRequest } from 'fastify'
-import type { ActionContext } from './action.js'
+import type { ActionContext } from './context.js'
 import { PermissionDenied } from './errors.js'
 
 /** A permission: any method may be omitted (omitted = allow). */

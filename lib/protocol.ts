@@ -15,7 +15,7 @@ export interface ActionRequest {
   requestId: unknown
   /** Every key but `action`, `request_id` and `resume`. */
   args: Record<string, unknown>
-  /** The `resume` key (resumable subscriptions, see lib/resume.ts), unchecked; `undefined` when absent. */
+  /** The `resume` key (resumable subscriptions, see lib/observer/resume.ts), unchecked; `undefined` when absent. */
   resume?: unknown
 }
 

@@ -16,7 +16,7 @@
 import { ReferenceKind, type EntityMetadata, type EntityProperty, type MetadataStorage } from '@mikro-orm/core'
 import { Kind, type TSchema } from '@sinclair/typebox'
 import { createHash } from 'node:crypto'
-import type { ActionContext } from './action.js'
+import type { ActionContext } from './context.js'
 import { InvalidOption } from './errors.js'
 import { compileShaper } from './shape.js'
 

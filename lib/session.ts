@@ -9,7 +9,12 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { RawData, WebSocket } from 'ws'
 import { BadFrame } from './errors.js'
 import { FrameError } from './protocol.js'
-import type { PluginState } from './state.js'
+
+/** The registration's open sockets, in all and by client IP, that a session joins and leaves (connection limits, shutdown). */
+export interface OpenSockets {
+  readonly sessions: Set<Session>
+  readonly perIp: Map<string, number>
+}
 
 /** Close code sent to every socket when the server shuts down. */
 export const CLOSE_GOING_AWAY = 1001
@@ -86,7 +91,7 @@ export class Session {
     readonly socket: WebSocket,
     readonly request: FastifyRequest,
     private readonly limits: SessionLimits,
-    private readonly state: PluginState
+    private readonly state: OpenSockets
   ) {
     // The route's pattern, never the URL: a query string may carry a token.
     this.log = request.log.child({ connection: request.id, route: request.routeOptions.url })

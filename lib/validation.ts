@@ -152,3 +152,6 @@ export function compileValidator<S extends TSchema> (
     return data
   }
 }
+
+/** Which input an action validates: the route's `schema.create`, `schema.update`, or any subset of it (patch). */
+export type InputKind = 'create' | 'update' | 'patch'

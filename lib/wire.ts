@@ -3,30 +3,59 @@
  * (`fastify-ws-rest/client`) infers, from `typeof` a route definition, the arguments and
  * the reply data of every action — like tRPC, with no code generation.
  *
- * An action carries a phantom `~wire` type: a custom action its own arguments (from its
- * TypeBox schema) and reply data (from its handler); a mixin the name of its kind, which
- * is resolved against the route's schemas here.
+ * An action carries a phantom `~wire` type ({@link WiredAction}): a custom action its own
+ * arguments (from its TypeBox schema) and reply data (from its handler), a {@link CustomWire};
+ * a mixin an {@link ActionWire} of its own, declared in the mixin's file and computed from
+ * the route it is used on. This file knows no mixin by name, so an app's mixin is typed
+ * exactly like a built-in one.
  */
 import type { Static, TSchema } from '@sinclair/typebox'
-import type { ActionDefinition } from './action.js'
 
-/** A custom action's wire: its arguments and its reply's data. */
+/** What the wire types read of an action: its name, and its phantom wire (see `ActionDefinition`). */
+export interface WiredAction<Name extends string = string, Wire = unknown> {
+  readonly name: Name
+  /** Compile time only, never set: what the typed client infers this action's arguments and reply data from. */
+  readonly '~wire'?: Wire
+}
+
+/** A custom action's wire: its arguments and its reply's data, fixed whatever the route. */
 export interface CustomWire<Args, Data> {
   readonly args: Args
   readonly data: Data
 }
 
-/** The mixins, by the shape of what they take and answer. */
-export type MixinKind =
-  | 'create' | 'list' | 'retrieve' | 'update' | 'patch' | 'delete'
-  | 'paginated_list' | 'cursor_list' | 'streamed_list' | 'list_cancel'
-  | 'subscribe_instance' | 'unsubscribe_instance' | 'subscribe_list' | 'unsubscribe_list'
-
-/** A mixin's wire: its kind, and the response schema it was given in place of the route's (if any). */
-export interface MixinWire<K extends MixinKind, Response extends TSchema | undefined = undefined> {
-  readonly mixin: K
-  readonly response: Response
+/**
+ * A mixin's wire: what the action takes (`args`), answers (`data`, as it arrives) and,
+ * for a subscribing action, what its subscription delivers (`events`) — on the route it
+ * is used on, which the wire reads as `this['route']`:
+ *
+ * ```ts
+ * interface BulkCreateWire extends ActionWire {
+ *   readonly args: Record<'data', Array<RouteInput<this['route'], 'create'>>>
+ *   readonly data: Array<RouteObject<this['route']>>
+ * }
+ * ```
+ *
+ * A wire is a type function: {@link ResolveWire} applies it to a route by intersecting it
+ * with `{ route }`, which is what `this['route']` then reads.
+ */
+export interface ActionWire {
+  /**
+   * The route's options, as typed (`typeof` a `defineRoute(...)`); only ever read, as
+   * `this['route']`. `unknown` here, not `RouteShape`: resolving intersects it with the
+   * route, and an intersection with the general shape makes every schema type a deep one.
+   */
+  readonly route: unknown
+  /** The message's arguments (every key but `action` and `request_id`). */
+  readonly args: unknown
+  /** The reply's `data`, as it arrives (JSON: see {@link Jsonified}). */
+  readonly data: unknown
+  /** A subscribing action's events (`{action, data, status}`); declaring it makes the action a subscribing one for the client. */
+  readonly events?: unknown
 }
+
+/** `Wire` applied to `Route`: its `args`, `data` and `events` as they are on that route. */
+export type ResolveWire<Wire extends ActionWire, Route extends RouteShape> = Wire & { readonly route: Route }
 
 /** The route options the wire types read: schemas, the lookup argument, the filterable fields. */
 export interface RouteShape {
@@ -44,17 +73,20 @@ type Flatten<A> = A extends readonly unknown[] ? A[number] : A
 
 /** The names of a route's actions. */
 export type ActionName<Route extends RouteShape> = ActionsOf<Route> extends infer A
-  ? A extends ActionDefinition<infer N, any> ? N : never
+  ? A extends WiredAction<infer N, any> ? N : never
   : never
 
 /** The wire of the action `Name` (a union when several actions share a name, which a route refuses). */
 type WireOf<Route extends RouteShape, Name> = ActionsOf<Route> extends infer A
-  ? A extends ActionDefinition<infer N, infer W> ? (N extends Name ? W : never) : never
+  ? A extends WiredAction<infer N, infer W> ? (N extends Name ? W : never) : never
   : never
 
 /** The static type of the route's schema `K` (optional properties infer with `undefined`, hence NonNullable). */
-type SchemaOf<Route extends RouteShape, K extends 'create' | 'update' | 'response'> =
-  StaticOr<NonNullable<Route['schema']>[K]>
+type SchemaOf<Route, K extends 'create' | 'update' | 'response'> =
+  Route extends { readonly schema?: infer S } ? StaticOr<S extends { readonly [P in K]?: infer X } ? X : undefined> : Record<string, unknown>
+
+/** For a mixin's wire: the static type of the route's input schema `K` (`schema.create` or `schema.update`). */
+export type RouteInput<Route, K extends 'create' | 'update'> = SchemaOf<Route, K>
 type StaticOr<S> = [NonNullable<S>] extends [TSchema] ? Static<NonNullable<S>> : Record<string, unknown>
 
 /**
@@ -72,15 +104,16 @@ export type Jsonified<T> =
           : T extends object ? { [K in keyof T]: Jsonified<T[K]> }
             : T
 
-/** One object in replies (as it arrives): the mixin's own response schema, or the route's. */
-type ObjectOf<Route extends RouteShape, Response> = Jsonified<[Response] extends [TSchema] ? Static<Response> : SchemaOf<Route, 'response'>>
+/** For a mixin's wire: one object in replies (as it arrives), by the mixin's own response schema, or else the route's. */
+export type RouteObject<Route, Response = undefined> = Jsonified<[Response] extends [TSchema] ? Static<Response> : SchemaOf<Route, 'response'>>
 
 /** The argument carrying the lookup value: `lookupArg`, else `lookupField`, else `pk`. */
-type LookupKey<Route extends RouteShape> =
+type LookupKey<Route> =
   Route extends { readonly lookupArg: infer L extends string } ? L
     : Route extends { readonly lookupField: infer F extends string } ? F
       : 'pk'
-type Lookup<Route extends RouteShape> = { [K in LookupKey<Route>]: string | number }
+/** For a mixin's wire: the argument a detail action finds its object by (`{pk}`, or the route's `lookupArg` / `lookupField`). */
+export type LookupArgs<Route> = { [K in LookupKey<Route>]: string | number }
 
 /** A value a filter compares with (dates as ISO strings, relations by the related key). */
 export type FilterScalar = string | number | boolean | null
@@ -104,13 +137,13 @@ export type FilterValue = FilterScalar | {
  * literals, else any string (a `string[]` says nothing about which; the server still
  * answers 400 for an undeclared one).
  */
-export type FilterKey<Route extends RouteShape> =
+export type FilterKey<Route> =
   Route extends { readonly filterFields?: infer L }
     ? NonNullable<L> extends readonly (infer F extends string)[] ? (string extends F ? string : F) : string
     : string
 
 /** What `filter` takes: `{field: value}` or `{field: {$gt: …}}`. */
-export type FilterArg<Route extends RouteShape = RouteShape> =
+export type FilterArg<Route = RouteShape> =
   string extends FilterKey<Route> ? Record<string, FilterValue> : { [K in FilterKey<Route>]?: FilterValue }
 
 /** `ordering`: a field of `orderingFields`, `-` first for descending; or a list of 1 to 8 of them (ties broken left to right). */
@@ -126,7 +159,7 @@ export type Ordering =
   | readonly [string, string, string, string, string, string, string, string]
 
 /** What list-like actions take. */
-export interface ListArgs<Route extends RouteShape = RouteShape> {
+export interface ListArgs<Route = RouteShape> {
   /** `{field: value}` or `{field: {$gt: …}}`, on the route's `filterFields`. */
   filter?: FilterArg<Route>
   search?: string
@@ -140,9 +173,9 @@ export interface ListArgs<Route extends RouteShape = RouteShape> {
  */
 export interface VersionArg { version?: number | string }
 
-export interface PageArgs<Route extends RouteShape = RouteShape> extends ListArgs<Route> { limit?: number, offset?: number }
+export interface PageArgs<Route = RouteShape> extends ListArgs<Route> { limit?: number, offset?: number }
 export interface Page<T> { count: number, results: T[], limit: number, offset: number }
-export interface CursorArgs<Route extends RouteShape = RouteShape> extends ListArgs<Route> { limit?: number, cursor?: string | null }
+export interface CursorArgs<Route = RouteShape> extends ListArgs<Route> { limit?: number, cursor?: string | null }
 export interface CursorPage<T> { results: T[], next: string | null }
 
 /** The event of a model subscription: the object for creates and updates, `{pk}` for deletes. */
@@ -150,29 +183,10 @@ export type ModelEvent<T> =
   | { action: 'create' | 'update', data: T, status: number }
   | { action: 'delete', data: { pk: string | number }, status: number }
 
-type MixinArgs<Route extends RouteShape, K extends MixinKind> =
-  K extends 'create' ? { data: SchemaOf<Route, 'create'> }
-    : K extends 'update' ? Lookup<Route> & VersionArg & { data: SchemaOf<Route, 'update'> }
-      : K extends 'patch' ? Lookup<Route> & VersionArg & { data: Partial<SchemaOf<Route, 'update'>> }
-        : K extends 'delete' ? Lookup<Route> & VersionArg
-          : K extends 'retrieve' | 'subscribe_instance' ? Lookup<Route>
-            : K extends 'unsubscribe_instance' ? Partial<Lookup<Route>>
-              : K extends 'list' | 'subscribe_list' ? ListArgs<Route>
-                : K extends 'paginated_list' | 'streamed_list' ? PageArgs<Route>
-                  : K extends 'cursor_list' ? CursorArgs<Route>
-                  : Record<string, never>
-
-type MixinData<Route extends RouteShape, K extends MixinKind, Response> =
-  K extends 'create' | 'retrieve' | 'update' | 'patch' ? ObjectOf<Route, Response>
-    : K extends 'list' ? Array<ObjectOf<Route, Response>>
-      : K extends 'paginated_list' | 'streamed_list' ? Page<ObjectOf<Route, Response>>
-        : K extends 'cursor_list' ? CursorPage<ObjectOf<Route, Response>>
-          : null
-
 /** The arguments of action `Name` (everything but `action` and `request_id`). */
 export type ArgsOf<Route extends RouteShape, Name extends ActionName<Route>> =
   WireOf<Route, Name> extends infer W
-    ? W extends MixinWire<infer K, any> ? MixinArgs<Route, K>
+    ? W extends ActionWire ? ResolveWire<W, Route>['args']
       : W extends CustomWire<infer A, any> ? A
         : Record<string, unknown>
     : never
@@ -180,19 +194,22 @@ export type ArgsOf<Route extends RouteShape, Name extends ActionName<Route>> =
 /** The `data` of action `Name`'s reply, as it arrives (JSON: a handler's `Date` is a string by then). */
 export type DataOf<Route extends RouteShape, Name extends ActionName<Route>> =
   WireOf<Route, Name> extends infer W
-    ? W extends MixinWire<infer K, infer Response> ? MixinData<Route, K, Response>
+    ? W extends ActionWire ? ResolveWire<W, Route>['data']
       : W extends CustomWire<any, infer D> ? Jsonified<D>
         : unknown
     : never
 
+/** A wire that declares its events: a subscribing action's. */
+type SubscribingWire = ActionWire & { readonly events: unknown }
+
 /** The events a subscribing action `Name` delivers. */
 export type EventOf<Route extends RouteShape, Name extends ActionName<Route>> =
   WireOf<Route, Name> extends infer W
-    ? W extends MixinWire<'subscribe_instance' | 'subscribe_list', infer Response> ? ModelEvent<ObjectOf<Route, Response>>
+    ? W extends SubscribingWire ? ResolveWire<W, Route>['events']
       : { action: string, data: unknown, status: number }
     : never
 
-/** The names of a route's subscribing actions. */
+/** The names of a route's subscribing actions: those whose wire declares events. */
 export type SubscribingAction<Route extends RouteShape> = {
-  [N in ActionName<Route>]: WireOf<Route, N> extends MixinWire<'subscribe_instance' | 'subscribe_list', any> ? N : never
+  [N in ActionName<Route>]: WireOf<Route, N> extends SubscribingWire ? N : never
 }[ActionName<Route>]

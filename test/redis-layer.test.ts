@@ -309,7 +309,7 @@ if (redisAvailable) {
   })
 
   t.test('settled() resolves once every listen made so far is subscribed in Redis, also one made during an outage', async (t) => {
-    // What a resumed subscription waits for before it claims its key (lib/resume.ts).
+    // What a resumed subscription waits for before it claims its key (lib/observer/resume.ts).
     const prefix = uniquePrefix()
     const redis = await admin(t)
     const proxy = await redisProxy(t)

@@ -15,7 +15,7 @@ import { createDatabase } from './helpers/database.js'
 import { Item, itemModel, renameItem, seedItems } from './helpers/item.js'
 import { startApp } from './helpers/server.js'
 import { redisAvailable, redisUrl, uniquePrefix } from './helpers/redis.js'
-import { ResumeState } from '../lib/resume.js'
+import { ResumeState } from '../lib/observer/resume.js'
 
 const KEY = 'k0123456789abcdef-0123456789'
 const actions = [mixins.create(), mixins.patch(), mixins.subscribeInstance(), mixins.subscribeList()]

@@ -37,7 +37,7 @@ async function instance (t: Teardown, open: (entities: any[]) => Promise<MikroOR
   return { app, orm, layer, url: `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/items/` }
 }
 
-/** The groups a layer listens to for subscriptions: all but the app's two for resuming (lib/resume.ts). */
+/** The groups a layer listens to for subscriptions: all but the app's two for resuming (lib/observer/resume.ts). */
 function subscriptionGroups (layer: RedisLayer): string[] {
   return layer.groups().filter((g) => !g.startsWith('wsrest:resume:'))
 }

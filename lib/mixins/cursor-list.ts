@@ -1,19 +1,25 @@
 import type { FilterQuery } from '@mikro-orm/core'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
-import { integerArg, type ActionDescriber } from '../asyncapi.js'
+import { integerArg, type ActionDescriber } from '../asyncapi/describe.js'
 import { CursorCodec, keysetCondition, type CursorOptions, type CursorPosition } from '../cursor.js'
 import type { OrderStep } from '../filtering.js'
 import { LimitOffsetPaginator } from '../pagination.js'
 import { modelOf, serializerOf, type MixinOptions } from './common.js'
-import type { MixinWire } from '../wire.js'
+import type { ActionWire, CursorArgs, CursorPage, RouteObject } from '../wire.js'
+
+/** What a cursor `list` takes and answers: filter, search, ordering, limit, cursor; one page and the next cursor. */
+export interface CursorListWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: CursorArgs<this['route']>
+  readonly data: CursorPage<RouteObject<this['route'], Response>>
+}
 
 /**
  * `list {cursor?, limit?, filter?, ordering?, search?}` → 200 with `{results, next, previous}`,
  * cursors opaque strings or null. A cursor carries its ordering, so later pages keep the
  * first page's order; the filter and search are applied again from each message.
  */
-export function cursorList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & CursorOptions = {}): ActionDefinition<'list', MixinWire<'cursor_list', Response>> {
+export function cursorList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & CursorOptions = {}): ActionDefinition<'list', CursorListWire<Response>> {
   const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const codec = new CursorCodec(options.secret)

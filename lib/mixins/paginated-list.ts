@@ -1,12 +1,18 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
-import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi.js'
+import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi/describe.js'
 import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
 import { modelOf, serializerOf, type MixinOptions } from './common.js'
-import type { MixinWire } from '../wire.js'
+import type { ActionWire, Page, PageArgs, RouteObject } from '../wire.js'
+
+/** What a paginated `list` takes and answers: filter, search, ordering, limit, offset; one page. */
+export interface PaginatedListWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: PageArgs<this['route']>
+  readonly data: Page<RouteObject<this['route'], Response>>
+}
 
 /** `list {limit?, offset?, filter?, ordering?, search?}` → 200 with `{count, results, limit, offset}`. */
-export function paginatedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): ActionDefinition<'list', MixinWire<'paginated_list', Response>> {
+export function paginatedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): ActionDefinition<'list', PaginatedListWire<Response>> {
   const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const describe: ActionDescriber = (route) => ({

@@ -1,12 +1,24 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
-import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi.js'
+import { integerArg, pageSchema, type ActionDescriber } from '../asyncapi/describe.js'
 import { LimitOffsetPaginator, type PaginationOptions } from '../pagination.js'
 import { modelOf, serializerOf, type MixinOptions } from './common.js'
-import type { MixinWire } from '../wire.js'
+import type { ActionWire, Page, PageArgs, RouteObject } from '../wire.js'
 
 /** The cancellation scope shared by streamed lists and `list_cancel`. */
 const STREAM_SCOPE = 'list'
+
+/** What a streamed `list` takes and answers: filter, search, ordering, limit, offset; each reply one page. */
+export interface StreamedListWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: PageArgs<this['route']>
+  readonly data: Page<RouteObject<this['route'], Response>>
+}
+
+/** What `list_cancel` takes and answers: nothing; null. */
+export interface ListCancelWire extends ActionWire {
+  readonly args: Record<string, never>
+  readonly data: null
+}
 
 /**
  * `list {limit?}` streamed: one `{count, results, limit, offset}` reply per page, all with
@@ -14,7 +26,7 @@ const STREAM_SCOPE = 'list'
  * stops every stream in flight on the socket. Streams are detached, so several run at
  * once and the socket's other actions are not held up behind them.
  */
-export function streamedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): [ActionDefinition<'list', MixinWire<'streamed_list', Response>>, ActionDefinition<'list_cancel', MixinWire<'list_cancel'>>] {
+export function streamedList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> & PaginationOptions = {}): [ActionDefinition<'list', StreamedListWire<Response>>, ActionDefinition<'list_cancel', ListCancelWire>] {
   const serializer = serializerOf(options)
   const paginator = new LimitOffsetPaginator(options)
   const describe: ActionDescriber = (route) => ({

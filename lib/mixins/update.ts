@@ -1,9 +1,9 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionDefinition } from '../action.js'
-import type { ActionDescriber } from '../asyncapi.js'
-import type { InputKind } from '../generic.js'
+import type { ActionDescriber } from '../asyncapi/describe.js'
+import type { InputKind } from '../validation.js'
 import { modelOf, serializerOf, type MixinOptions } from './common.js'
-import type { MixinWire } from '../wire.js'
+import type { ActionWire, LookupArgs, RouteInput, RouteObject, VersionArg } from '../wire.js'
 
 /**
  * The shared body of update and patch: look up, validate `data` as a whole object
@@ -25,7 +25,13 @@ export function changeAction<const N extends string> (name: N, kind: InputKind, 
   }, { permissions: options.permissions, input: kind, describe })
 }
 
+/** What `update` takes and answers: the lookup, the version read, the whole object as the route's update input; the object. */
+export interface UpdateWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: LookupArgs<this['route']> & VersionArg & Record<'data', RouteInput<this['route'], 'update'>>
+  readonly data: RouteObject<this['route'], Response>
+}
+
 /** `update {pk, data}` → 200 with the object. `data` must be the whole object (`schema.update`). */
-export function update<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): ActionDefinition<'update', MixinWire<'update', Response>> {
+export function update<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): ActionDefinition<'update', UpdateWire<Response>> {
   return changeAction('update', 'update', options)
 }

@@ -128,3 +128,10 @@ export function entityName (orm: MikroORM, entity: EntityName<any>): string {
   if (meta === undefined) throw new TypeError('not an entity known to the MikroORM instance')
   return meta.className
 }
+
+/** An event ready to send: its action, status and already-encoded data. */
+export interface Rendered {
+  action: string
+  status: number
+  dataJson: string
+}

@@ -4,14 +4,13 @@
  */
 import { Type, type TSchema } from '@sinclair/typebox'
 import { modelAction, type ActionContext, type ActionDefinition } from '../action.js'
-import type { ActionDescriber } from '../asyncapi.js'
-import { MessageContext } from '../consumer.js'
+import type { ActionDescriber } from '../asyncapi/describe.js'
 import { ValidationError } from '../errors.js'
 import { modelOf, serializerOf, type MixinOptions } from '../mixins/common.js'
 import { kConnection } from '../symbols.js'
 import { groups } from './changes.js'
-import { Subscription, modelRenderer, type ModelView } from './subscription.js'
-import type { MixinWire } from '../wire.js'
+import { Subscription, modelRenderer, type ModelView, type SubscriptionHost } from './subscription.js'
+import type { ActionWire, ListArgs, LookupArgs, ModelEvent, RouteObject } from '../wire.js'
 
 /**
  * Subscribe the message's socket to `groups` under the message's request_id, with `view`
@@ -47,14 +46,43 @@ function unsubscribeSocket (ctx: ActionContext, prefix: string): void {
   consumerOf(ctx)[kConnection].removeSubscriptions((s) => only === undefined ? s.key.startsWith(prefix) : s.key === only)
 }
 
-function consumerOf (ctx: ActionContext): MessageContext {
-  if (!(ctx instanceof MessageContext)) throw new TypeError('subscription actions run only inside a wsRest connection')
-  return ctx
+/** The context of a message on a wsRest socket, which reaches the socket's consumer. */
+type SocketContext = ActionContext & { readonly [kConnection]: SubscriptionHost }
+
+function consumerOf (ctx: ActionContext): SocketContext {
+  if (!(kConnection in ctx)) throw new TypeError('subscription actions run only inside a wsRest connection')
+  return ctx as SocketContext
 }
 
 /** A primary key as it appears in published rows (bigints as strings), so group names agree. */
 function plainKey (value: unknown): unknown {
   return typeof value === 'bigint' ? value.toString() : value
+}
+
+/** What `subscribe_instance` takes, answers and delivers: the lookup; null; the row's updates and delete. */
+export interface SubscribeInstanceWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: LookupArgs<this['route']>
+  readonly data: null
+  readonly events: ModelEvent<RouteObject<this['route'], Response>>
+}
+
+/** What `unsubscribe_instance` takes and answers: the lookup (optional); null. */
+export interface UnsubscribeInstanceWire extends ActionWire {
+  readonly args: Partial<LookupArgs<this['route']>>
+  readonly data: null
+}
+
+/** What `subscribe_list` takes, answers and delivers: filter and search; null; rows coming to match, changing, leaving. */
+export interface SubscribeListWire<Response extends TSchema | undefined = undefined> extends ActionWire {
+  readonly args: ListArgs<this['route']>
+  readonly data: null
+  readonly events: ModelEvent<RouteObject<this['route'], Response>>
+}
+
+/** What `unsubscribe_list` takes and answers: nothing; null. */
+export interface UnsubscribeListWire extends ActionWire {
+  readonly args: Record<string, never>
+  readonly data: null
 }
 
 /**
@@ -68,7 +96,7 @@ function plainKey (value: unknown): unknown {
  * checked against the scope and the action's permissions again before it is sent; a row
  * that leaves the scope arrives as a delete.
  */
-export function subscribeInstance<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_instance', MixinWire<'subscribe_instance', Response>>, ActionDefinition<'unsubscribe_instance', MixinWire<'unsubscribe_instance'>>] {
+export function subscribeInstance<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_instance', SubscribeInstanceWire<Response>>, ActionDefinition<'unsubscribe_instance', UnsubscribeInstanceWire>] {
   const serializer = serializerOf(options)
   // A socket's subscriptions to a row are keyed by the row and the request_id: the same pair again adds nothing.
   const keyOf = (lookup: unknown): string => `instance:${JSON.stringify(lookup)}:`
@@ -120,7 +148,7 @@ export function subscribeInstance<const Response extends TSchema | undefined = u
  * that request_id's subscription (or, without one, all of the socket's list subscriptions).
  * Subscribing again with the same request_id replaces the filter.
  */
-export function subscribeList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_list', MixinWire<'subscribe_list', Response>>, ActionDefinition<'unsubscribe_list', MixinWire<'unsubscribe_list'>>] {
+export function subscribeList<const Response extends TSchema | undefined = undefined> (options: MixinOptions<Response> = {}): [ActionDefinition<'subscribe_list', SubscribeListWire<Response>>, ActionDefinition<'unsubscribe_list', UnsubscribeListWire>] {
   const serializer = serializerOf(options)
   const describe: ActionDescriber = (route) => ({
     summary: 'Subscribe to the rows matching a filter: rows coming to match, changing, and leaving arrive with this request_id.',

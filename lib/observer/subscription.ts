@@ -2,18 +2,12 @@
  * One subscription of one socket: the groups it listens to, how a message becomes the
  * event its subscriber sees (or nothing), and the permission check run on every delivery.
  */
+import type { ActionContext } from '../context.js'
 import type { Serializer } from '../serializer.js'
-import type { GroupMessage, ModelMessage, Row } from './changes.js'
-import type { ResumeState } from '../resume.js'
+import type { GroupMessage, ModelMessage, Rendered, Row } from './changes.js'
+import type { ResumeState } from './resume.js'
 import type { Listening } from './hub.js'
 import type { RowPredicate } from './matcher.js'
-
-/** An event ready to send: its action, status and already-encoded data. */
-export interface Rendered {
-  action: string
-  status: number
-  dataJson: string
-}
 
 /** Turns a group message into the subscriber's event, or `undefined` for none. */
 export type Renderer = (message: GroupMessage) => Rendered | undefined
@@ -21,6 +15,19 @@ export type Renderer = (message: GroupMessage) => Rendered | undefined
 /** Where a subscription's events go: the socket's consumer, which orders and sends them. */
 export interface EventSink {
   deliverEvent: (subscription: Subscription, message: GroupMessage) => void
+}
+
+/**
+ * The socket's consumer as the subscription mixins (mixins.ts) use it: reached from a
+ * message's context (`ctx[kConnection]`), so they need not know the consumer itself.
+ */
+export interface SubscriptionHost extends EventSink {
+  /** The re-check run before each event of a subscription `ctx`'s action makes; undefined when there is nothing to check. */
+  permitFor (ctx: ActionContext, args: Record<string, unknown>): ((object?: Record<string, unknown>) => Promise<boolean>) | undefined
+  /** Add a subscription (false: one with its key is there already); `replace` swaps that one out. */
+  addSubscription (subscription: Subscription, replace?: boolean): boolean
+  /** Remove the subscriptions `match` selects; how many were removed. */
+  removeSubscriptions (match: (subscription: Subscription) => boolean): number
 }
 
 /** One subscription. Inactive once removed: a delivery already under way is then dropped. */

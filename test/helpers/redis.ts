@@ -78,7 +78,7 @@ export async function admin (t: Teardown): Promise<Redis> {
 /**
  * The channels matching `prefix*` that have at least one subscriber: the groups of
  * subscriptions. The two channels each app keeps for resuming subscriptions
- * (`wsrest:resume:…`, lib/resume.ts) are left out.
+ * (`wsrest:resume:…`, lib/observer/resume.ts) are left out.
  */
 export async function channels (client: Redis, prefix: string): Promise<string[]> {
   const all = (await client.pubsub('CHANNELS', `${prefix}*`)) as string[]

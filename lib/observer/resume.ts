@@ -17,14 +17,17 @@
  * A layer delivers in publish order, so the holder has seen every event published before
  * the claim; every event after the subscribe reaches the claimer; events seen by both are
  * recognised by their id and sent once.
+ *
+ * This module holds what is shared by the process: the options, each subscription's
+ * numbering and kept events (ResumeState), and the registry of holders and claims. What
+ * one consumer does with them (claim, replay, park) is resume-handoff.ts.
  */
 import type { FastifyRequest } from 'fastify'
-import type { BroadcastLayer, BroadcastMessage } from './layers/layer.js'
-import type { GroupMessage } from './observer/changes.js'
-import { randomId, type Hub, type Listening } from './observer/hub.js'
-import type { Rendered } from './observer/subscription.js'
-import { InvalidOption } from './errors.js'
-import { positiveInteger } from './state.js'
+import type { BroadcastLayer, BroadcastMessage } from '../layers/layer.js'
+import type { GroupMessage, Rendered } from './changes.js'
+import { randomId, type Hub, type Listening } from './hub.js'
+import { InvalidOption } from '../errors.js'
+import { positiveInteger } from '../option-checks.js'
 
 /** Options of resumable subscriptions (`resume` plugin option). */
 export interface ResumeOptions {

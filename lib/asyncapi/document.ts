@@ -9,19 +9,11 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Type, type TProperties, type TSchema } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import type { ActionDefinition } from './action.js'
-import { InvalidOption } from './errors.js'
-import type { InputKind } from './generic.js'
-import type { CompiledRoute, RouteOptions } from './route.js'
-import type { PluginState } from './state.js'
-
-/** A route as declared (`app.wsRest.route` / `multiplex`): what the document is built from. */
-export type DeclaredRoute =
-  | { kind: 'route', path: string, route: CompiledRoute, options: RouteOptions }
-  | { kind: 'multiplex', path: string, streams: Array<{ name: string, route: CompiledRoute, options: RouteOptions }> }
-
-/** A plain JSON object of the document. */
-export type JsonObject = Record<string, any>
+import type { ActionDefinition } from '../action.js'
+import type { CompiledRoute, DeclaredRoute, RouteOptions } from '../route.js'
+import type { PluginState } from '../state.js'
+import type { ActionDoc, RouteDoc } from './describe.js'
+import { checkAsyncApiOptions, type AsyncApiInfo, type AsyncApiOptions, type JsonObject, type ResolvedAsyncApi } from './options.js'
 
 /** The generated document: plain JSON, ready for `JSON.stringify`. */
 export interface AsyncApiDocument extends JsonObject {
@@ -34,93 +26,6 @@ export interface AsyncApiDocument extends JsonObject {
   components: JsonObject
 }
 
-/** The document's `info`. Default: name, version and description of the app's package.json (the working directory's). */
-export interface AsyncApiInfo {
-  title: string
-  version: string
-  description?: string
-}
-
-/** Options of `app.wsRest.asyncapi(options)`. */
-export interface AsyncApiOptions {
-  info?: Partial<AsyncApiInfo>
-  /** AsyncAPI Server Objects by name (`{ production: { host: 'api.example.com', protocol: 'wss' } }`). Default: none. */
-  servers?: Record<string, JsonObject>
-}
-
-/** The plugin option `asyncapi`: serve the document over HTTP. */
-export interface AsyncApiPluginOptions extends AsyncApiOptions {
-  /** Where the JSON document is served (a plain HTTP GET). Default `/asyncapi.json`. */
-  path?: string
-}
-
-/** The plugin option after checks. */
-export interface ResolvedAsyncApi extends AsyncApiOptions {
-  path: string
-}
-
-/** One event a subscription brings, with the subscribing message's request_id. */
-export interface EventDoc {
-  /** The event's `action` (`update`, `delete`, …). */
-  action: string
-  /** Its `response_status`. */
-  status: number
-  /** Its `data`. */
-  data: TSchema
-  summary?: string
-}
-
-/** What an action takes and answers, for the document. Every field is optional. */
-export interface ActionDoc {
-  summary?: string
-  description?: string
-  /** The message's arguments (every key but `action` and `request_id`). Default: any. */
-  args?: TSchema
-  /** The reply's `response_status` when it succeeds. Default: any 1xx–3xx. */
-  status?: number
-  /** The reply's `data` when it succeeds. Default: any JSON. */
-  data?: TSchema
-  /** The action refuses a message without `request_id` (its events carry it). */
-  requiresRequestId?: boolean
-  /**
-   * Events the action subscribes the socket to, arriving with its request_id; `true`
-   * for events of any action and data (`ctx.subscribe` to the app's own groups).
-   */
-  events?: EventDoc[] | true
-}
-
-/** What a route offers its actions' describers: its schemas, as references into the document. */
-export interface RouteDoc {
-  /** An object as replies show it (`schema.response`). */
-  readonly response: TSchema
-  /** `data` of create, update (the whole object) or patch (any subset of update). */
-  input: (kind: InputKind) => TSchema
-  /** The lookup argument of detail actions (`pk`, or the route's `lookupArg`), required. */
-  readonly lookup: TProperties
-  /** The primary key as events carry it (`{"pk": …}` of a delete). */
-  readonly pk: TSchema
-  /** `version` (optional) when the entity has a version property; otherwise nothing. */
-  readonly version: TProperties
-  /** `filter` and `search` (optional), as far as the route declares fields for them. */
-  readonly query: TProperties
-  /** `ordering` (optional), over the route's orderable fields. */
-  readonly ordering: TProperties
-}
-
-/** How a mixin tells the document what it takes and answers on a given route. */
-export type ActionDescriber = (route: RouteDoc) => ActionDoc
-
-/** An integer argument that may also come as a numeric string (`limit`, `offset`). */
-export function integerArg (description: string): TSchema {
-  return Type.Optional(Type.Union([Type.Integer(), Type.String({ pattern: '^\\s*[-+]?\\d+\\s*$' })], { description }))
-}
-
-/** A limit/offset page of `item`s, as paginated and streamed lists answer. */
-export function pageSchema (item: TSchema): TSchema {
-  return Type.Object({ count: Type.Integer(), results: Type.Array(item), limit: Type.Integer(), offset: Type.Integer() })
-}
-
-const DEFAULT_PATH = '/asyncapi.json'
 const SCHEMAS = '#/components/schemas/'
 const REQUEST_ID = { description: 'Any JSON value, echoed verbatim on every reply to this message (`null` when absent).' }
 const ECHOED_ID = { description: 'The request\'s `request_id`, as it was sent.' }
@@ -618,37 +523,6 @@ function defaultInfo (): AsyncApiInfo {
     }
   }
   return { ...appInfo }
-}
-
-/** Check `info` and `servers` of the method's or the plugin's options. */
-export function checkAsyncApiOptions (name: string, value: unknown): AsyncApiOptions {
-  if (value === undefined) return {}
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new InvalidOption(name, 'must be an object')
-  const { info, servers } = value as Record<string, unknown>
-  if (info !== undefined) {
-    if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new InvalidOption(`${name}.info`, 'must be an object')
-    for (const field of ['title', 'version', 'description'] as const) {
-      const v = (info as Record<string, unknown>)[field]
-      if (v !== undefined && typeof v !== 'string') throw new InvalidOption(`${name}.info.${field}`, 'must be a string')
-    }
-  }
-  if (servers !== undefined) {
-    if (servers === null || typeof servers !== 'object' || Array.isArray(servers) ||
-        Object.values(servers).some((s) => s === null || typeof s !== 'object' || Array.isArray(s))) {
-      throw new InvalidOption(`${name}.servers`, 'must be an object of AsyncAPI server objects ({ name: { host, protocol } })')
-    }
-  }
-  return { info: info as AsyncApiOptions['info'], servers: servers as AsyncApiOptions['servers'] }
-}
-
-/** The plugin option `asyncapi`: `true` or an object turns the HTTP route on. */
-export function resolveAsyncApiOption (value: unknown): ResolvedAsyncApi | undefined {
-  if (value === undefined || value === false) return undefined
-  const options = value === true ? {} : value
-  const checked = checkAsyncApiOptions('asyncapi', options)
-  const path = (options as Record<string, unknown>).path ?? DEFAULT_PATH
-  if (typeof path !== 'string' || !path.startsWith('/')) throw new InvalidOption('asyncapi.path', 'must be a string starting with "/"')
-  return { ...checked, path }
 }
 
 /** `app.wsRest.asyncapi(options)`: the plugin option's info and servers, overridden by `options`. */
