@@ -16,6 +16,7 @@ import { InvalidOption } from './lib/errors.js'
 import { entityName, groups, type ModelMessage, type Row } from './lib/observer/changes.js'
 import { Hub } from './lib/observer/hub.js'
 import { ModelObserver } from './lib/observer/model-observer.js'
+import { keepFailedStatements } from './lib/orm-compat.js'
 import { ResumeRegistry } from './lib/resume.js'
 import { SubscriptionBudget } from './lib/subscription-budget.js'
 import { CLOSE_GOING_AWAY } from './lib/session.js'
@@ -45,6 +46,8 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     }
   }
   const orm = resolved.orm
+  // Before anything queries: database errors then name their statement (database-errors.ts).
+  if (orm !== undefined) keepFailedStatements(orm)
   const observer = orm === undefined ? undefined : new ModelObserver(orm, publishChange, fastify.log)
 
   const state: PluginState = {
