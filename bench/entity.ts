@@ -7,6 +7,7 @@
 import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import { Type } from '@sinclair/typebox'
+import { updateSchema } from '../lib/orm-compat.js'
 
 export const Note = defineEntity({
   name: 'Note',
@@ -161,7 +162,7 @@ export interface SeedInfo { minId: number, maxId: number, deletableFrom: number,
  * schema itself stays, so no cached statement of either server goes stale.
  */
 export async function seed (orm: MikroORM, rows: number, deletable = 0): Promise<SeedInfo> {
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
   await seedDocs(orm)
   const connection = orm.em.getConnection()
   await connection.execute('delete from note')

@@ -108,7 +108,7 @@ function machine (): Record<string, string> {
     node: process.version,
     kernel: release(),
     commit,
-    versions: `fastify ${version('fastify')}, @fastify/websocket ${version('@fastify/websocket')}, @mikro-orm/core ${version('@mikro-orm/core')}, sqlite3 ${version('sqlite3')}`,
+    versions: `fastify ${version('fastify')}, @fastify/websocket ${version('@fastify/websocket')}, @mikro-orm/core ${version('@mikro-orm/core')}, ${['sqlite3', 'better-sqlite3'].filter((p) => version(p) !== '?').map((p) => `${p} ${version(p)}`).join(', ')}`,
     pinning: pinSelf(),
     'load avg': `${loadavg().map((v) => v.toFixed(2)).join(' ')} (1/5/15 min) at start; each run below waits for quiet cores and reports what else ran ("other")`
   }

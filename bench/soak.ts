@@ -237,11 +237,13 @@ function memoryOf (pid: number): { rss: number, hwm: number } | undefined {
 
 /** A fresh database on the PostgreSQL of `url` (as test/helpers/database.ts makes one per test), dropped by `drop`. */
 async function freshPostgres (url: string): Promise<{ url: string, drop: () => Promise<void> }> {
-  // Loaded only here, so a SQLite run does not load the PostgreSQL driver.
-  const { knex } = await import('@mikro-orm/postgresql')
+  // Loaded only here, so a SQLite run does not load the PostgreSQL driver: `pg`, which both
+  // MikroORM majors' PostgreSQL packages bring (it has no types; the computed name keeps tsc off).
+  const pgModule = 'pg'
+  const { default: pg } = await import(pgModule) as { default: { Client: new (config: object) => { connect: () => Promise<void>, query: (sql: string) => Promise<unknown>, end: () => Promise<void> } } }
   const admin = async (sql: string): Promise<void> => {
-    const db = knex({ client: 'pg', connection: { connectionString: url, connectionTimeoutMillis: 5_000 }, pool: { min: 0, max: 1 } })
-    try { await db.raw(sql) } finally { await db.destroy() }
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 })
+    try { await client.connect(); await client.query(sql) } finally { await client.end().catch(() => {}) }
   }
   const name = `wsrest_soak_${randomBytes(6).toString('hex')}`
   await admin(`CREATE DATABASE "${name}"`)

@@ -8,6 +8,7 @@ import type { MikroORM } from '@mikro-orm/core'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenDeadline, tokenNotExpired, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
@@ -192,7 +193,7 @@ export function safeLoggerOptions (logger: FastifyServerOptions['logger']): Fast
 /** Build the example app (not listening). Closing the app closes the ORM. */
 export async function buildApp (options: ExampleOptions = {}): Promise<{ app: FastifyInstance, orm: MikroORM }> {
   const orm = await initOrm(options)
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
 
   const fastifyOptions = options.fastify ?? { logger: false }
   const app = Fastify({ ...fastifyOptions, logger: safeLoggerOptions(fastifyOptions.logger) })

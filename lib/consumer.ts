@@ -524,7 +524,12 @@ export class Connection implements FrameReceiver, SubscriptionHost {
    */
   deliverEvent (subscription: Subscription, message: GroupMessage): void {
     const resume = subscription.resume
-    if (!this.session.open && resume?.parked === undefined) return
+    // A resumable subscription keeps (numbers) its events from the moment the peer closed,
+    // not only from the 'close' event that parks it: the socket stops being open (CLOSING)
+    // first, and an event published in between would otherwise be lost to the resume. With
+    // a driver that never yields to the event loop (better-sqlite3, MikroORM 7) several
+    // writes commit in that gap.
+    if (!this.session.open && resume === undefined) return
     const rendered = subscription.render(message)
     if (rendered === undefined) return
     if (resume === undefined) {

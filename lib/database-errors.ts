@@ -106,7 +106,7 @@ export const STILL_REFERENCED = 'Cannot delete this object: other objects refer 
  * (MikroORM's message starts with it), so there the key stays unknown and, unless the
  * table alone tells the relation, the field too (`non_field_errors`).
  */
-function foreignKeyError (err: Error & { detail?: string, table?: string }, meta: EntityMetadata | undefined): ValidationError {
+function foreignKeyError (err: Error & { detail?: string, table?: string, sql?: unknown }, meta: EntityMetadata | undefined): ValidationError {
   const detail = err.detail ?? ''
   // PostgreSQL: "Key (author_id)=(999) is not present in table "author"." — the written row refers to no row.
   const missing = /^Key \((.+?)\)=\((.*)\) is not present in table/s.exec(detail)
@@ -114,8 +114,9 @@ function foreignKeyError (err: Error & { detail?: string, table?: string }, meta
     const field = relationOf(meta, bareTable(err.table), missing[1].split(',').map((c) => c.trim().replace(/^"|"$/g, '')))
     return field === undefined ? ValidationError.field('non_field_errors', DOES_NOT_EXIST) : ValidationError.field(field, doesNotExist(missing[2]))
   }
-  // PostgreSQL: "Key (id)=(1) is still referenced from table "book"."; SQLite: the statement was a delete.
-  const statement = /^\s*(insert\s+into|update|delete\s+from)\s+([`"\w.]+)/i.exec(err.message)
+  // PostgreSQL: "Key (id)=(1) is still referenced from table "book"."; SQLite: the statement was a delete
+  // (MikroORM 6's message starts with it; on MikroORM 7 orm-compat.ts keeps it as `sql`).
+  const statement = /^\s*(insert\s+into|update|delete\s+from)\s+([`"\w.]+)/i.exec(typeof err.sql === 'string' ? err.sql : err.message)
   if (/is still referenced from table/.test(detail) || /^delete/i.test(statement?.[1] ?? '')) {
     return ValidationError.field('non_field_errors', STILL_REFERENCED)
   }

@@ -24,6 +24,7 @@ import { checkObjectPermissions, type Permission } from './permissions.js'
 import { kPermissions } from './symbols.js'
 import { compileValidator, type CrossFieldCheck, type InputKind, type InputValidator } from './validation.js'
 import { RelationInput } from './relation-input.js'
+import { emptyConditionsOf } from './orm-compat.js'
 
 /** The model part of a route's options. */
 export interface ModelOptions<
@@ -85,6 +86,13 @@ interface ListJob {
   page?: Page
 }
 
+
+/**
+ * A condition on the model's entity as `em.find` / `count` take it. MikroORM 7 types that
+ * parameter `FilterQuery<NoInfer<E>>`, which a `FilterQuery<E>` of the generic `E` here does
+ * not satisfy (MikroORM 6 takes it as it is): the conditions are built and checked per entity.
+ */
+type AnyWhere = FilterQuery<any>
 
 type LookupCoercer = (value: unknown) => unknown
 
@@ -233,7 +241,7 @@ export class GenericModel<E extends object = any> {
    */
   async view (ctx: ActionContext, options: { serializer?: Serializer, filter?: RowPredicate, creates?: boolean } = {}): Promise<ModelView> {
     const condition = await this.queryset(ctx)
-    const analyzed = analyzeCondition(this.meta as EntityMetadata, condition)
+    const analyzed = analyzeCondition(this.meta as EntityMetadata, condition, emptyConditionsOf(this.orm, this.entity))
     let scope: RowPredicate
     if ('predicate' in analyzed) {
       scope = analyzed.predicate
@@ -325,7 +333,7 @@ export class GenericModel<E extends object = any> {
     const value = this.lookupValue(args)
     const where = await this.where(ctx, { [this.lookupField]: value } as FilterQuery<E>)
     const lock = options.forWrite === true && this.rowLocks && args.version !== undefined && this.meta.versionProperty !== undefined
-    const found = await ctx.em.findOne(this.entity, where, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {})
+    const found = await ctx.em.findOne(this.entity, where as AnyWhere, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {})
     if (found === null) throw new NotFound()
     await this.checkObject(ctx, found)
     return found
@@ -353,7 +361,7 @@ export class GenericModel<E extends object = any> {
   private async findMany (values: unknown[]): Promise<Array<Outcome<E | null>>> {
     const distinct = [...new Map(values.map((v) => [String(v), v])).values()]
     const where = { [this.lookupField]: { $in: distinct } } as FilterQuery<E>
-    const rows = await this.orm.em.fork().find(this.entity, where).catch(async () => await this.orm.em.fork().find(this.entity, where))
+    const rows = await this.orm.em.fork().find(this.entity, where as AnyWhere).catch(async () => await this.orm.em.fork().find(this.entity, where as AnyWhere))
     // Once for the whole batch of retrieves, rather than once per socket when each renders its row.
     await this.load(rows, this.serializer)
     const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
@@ -393,7 +401,7 @@ export class GenericModel<E extends object = any> {
   /** Every object in scope that matches `query`, in its order. */
   async list (ctx: ActionContext, query: ListQuery): Promise<E[]> {
     if (this.lists !== undefined) return (await this.lists.submit({ query })).results
-    return await ctx.em.find(this.entity, await this.where(ctx, query.where), {
+    return await ctx.em.find(this.entity, await this.where(ctx, query.where) as AnyWhere, {
       orderBy: this.query.orderBy(query.order)
     } as object)
   }
@@ -417,9 +425,9 @@ export class GenericModel<E extends object = any> {
     orderBy: OrderBy,
     page: Page
   ): Promise<{ results: E[], count: number }> {
-    const results = await em.find(this.entity, where(), { orderBy, limit: page.limit, offset: page.offset } as object)
+    const results = await em.find(this.entity, where() as AnyWhere, { orderBy, limit: page.limit, offset: page.offset } as object)
     // A short page that is not empty ends the rows: the count follows without a query.
-    const count = results.length > 0 && results.length < page.limit ? page.offset + results.length : await em.count(this.entity, where())
+    const count = results.length > 0 && results.length < page.limit ? page.offset + results.length : await em.count(this.entity, where() as AnyWhere)
     return { results, count }
   }
 
@@ -454,7 +462,7 @@ export class GenericModel<E extends object = any> {
       if (err.fields[prop] !== undefined || (typeof value !== 'string' && typeof value !== 'number')) continue
       const where: Record<string, unknown> = { [prop]: typeof value === 'string' ? value.trim() : value }
       if (current !== undefined) where[this.primaryKey] = { $ne: (current as Record<string, unknown>)[this.primaryKey] }
-      if (await ctx.em.count(this.entity, where as FilterQuery<E>) > 0) {
+      if (await ctx.em.count(this.entity, where as AnyWhere) > 0) {
         err.fields[prop] = [uniqueMessage(this.meta as EntityMetadata, prop)]
       }
     }

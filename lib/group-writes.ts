@@ -191,7 +191,7 @@ export class GroupWrites<E extends object> {
     if (jobs.length === 0) return new Map()
     const values = jobs.map((job) => this.model.lookupValue(job.args))
     try {
-      const found = await em.find(this.model.entity, { [this.model.lookupField]: { $in: values } } as FilterQuery<E>)
+      const found = await em.find(this.model.entity, { [this.model.lookupField]: { $in: values } } as FilterQuery<any>)
       return new Map(found.map((row) => [String((row as Record<string, unknown>)[this.model.lookupField]), row]))
     } catch {
       return undefined

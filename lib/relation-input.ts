@@ -15,7 +15,7 @@
  *   of a foreign-key failure at flush. A race that deletes the object after the check is
  *   still caught by the database and translated the same way (database-errors.ts).
  */
-import { ReferenceKind, type EntityManager, type EntityMetadata, type EntityProperty, type FilterQuery } from '@mikro-orm/core'
+import { ReferenceKind, type EntityManager, type EntityMetadata, type EntityName, type EntityProperty, type FilterQuery } from '@mikro-orm/core'
 import { Kind, type TSchema } from '@sinclair/typebox'
 import type { Dialect } from './dialect.js'
 import { ValidationError, type FieldErrors } from './errors.js'
@@ -57,8 +57,8 @@ interface RelationField {
   readonly many: boolean
   /** Whether `null` unsets it (a nullable to-one). */
   readonly nullable: boolean
-  /** The related entity and its primary key property. */
-  readonly target: string
+  /** The related entity (its class: MikroORM 7 takes no class name) and its primary key property. */
+  readonly target: EntityName<object>
   readonly pk: string
   readonly coerce: (value: unknown) => Coerced
 }
@@ -164,7 +164,7 @@ export class RelationInput {
         name,
         many: prop.kind === ReferenceKind.MANY_TO_MANY,
         nullable: prop.kind !== ReferenceKind.MANY_TO_MANY && prop.nullable === true,
-        target: target.className,
+        target: target.class,
         pk: pk.name,
         coerce: keyCoercer(pk, dialect)
       })

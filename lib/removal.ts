@@ -9,6 +9,7 @@
  * `update`. The plan is worked out once per entity, at route declaration.
  */
 import { Cascade, ReferenceKind, type EntityManager, type EntityMetadata, type EntityProperty, type MetadataStorage } from '@mikro-orm/core'
+import { metadataOf } from './orm-compat.js'
 
 export interface RemovalPlan {
   /** The entity's owning many-to-many relations: what a change may replace as a whole. */
@@ -42,7 +43,7 @@ export function removalPlan (metadata: MetadataStorage, meta: EntityMetadata, re
     if (TO_MANY.has(prop.kind) && cascadesRemoval(prop)) {
       populate.add(prop.name)
       // The cascaded rows' own many-to-many keys, for their filtered subscribers.
-      const target = metadata.find(prop.type)
+      const target = metadataOf(metadata, prop.type)
       for (const name of target === undefined ? [] : ownedCollections(target)) populate.add(`${prop.name}.${name}`)
     } else if (prop.kind === ReferenceKind.MANY_TO_MANY && prop.owner !== true && typeof prop.mappedBy === 'string') {
       populate.add(`${prop.name}.${prop.mappedBy}`)

@@ -18,6 +18,7 @@ import { Kind, type TSchema } from '@sinclair/typebox'
 import { createHash } from 'node:crypto'
 import type { ActionContext } from './context.js'
 import { InvalidOption } from './errors.js'
+import { metadataOf } from './orm-compat.js'
 import { compileShaper } from './shape.js'
 
 /** A field taken from another property (a dotted path may cross to-one relations): DRF's `source=`. */
@@ -144,7 +145,7 @@ export class SerializerCompiler {
 
   /** A relation property shaped by the schema declared for it. */
   private relation (prop: EntityProperty, schema: TSchema, populate: Set<string>, path: string, state: { needsEntity: boolean }, depth: number): Shape {
-    const target = this.metadata.find(prop.type)
+    const target = metadataOf(this.metadata, prop.type)
     if (target === undefined) throw new InvalidOption('schema.response', `"${path}": the related entity ${prop.type} is not known to MikroORM`)
     if (TO_ONE.has(prop.kind)) {
       const declared = nonNull(schema)
@@ -210,7 +211,7 @@ export class SerializerCompiler {
       path += step
       populate.add(path)
       path += '.'
-      current = this.metadata.find(prop.type) as EntityMetadata
+      current = metadataOf(this.metadata, prop.type) as EntityMetadata
     }
     const last = steps[steps.length - 1]
     const prop = (current.properties as Record<string, EntityProperty | undefined>)[last]

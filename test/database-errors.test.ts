@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import type { SqlEntityManager } from '@mikro-orm/sqlite' // @mikro-orm/knex's, shared by both SQL drivers
 import wsRest, { action, mixins, type ActionDefinition } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { gate, type Teardown } from './helpers/async.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { createDatabase, dialect } from './helpers/database.js'
@@ -37,7 +38,7 @@ interface Setup {
 async function setup (t: Teardown, extra: ActionDefinition[] = []): Promise<Setup> {
   const database = await createDatabase(t, { reopenable: true })
   const orm = await database.open([Item])
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
   await orm.em.fork().insert(Item, { name: 'first' })
   const other = await database.open([Item])
 

@@ -24,6 +24,7 @@ import t, { type Test } from 'tap'
 import { buildApp } from '../example/app.js'
 import { User } from '../example/user.js'
 import wsRest, { action, groups, mixins, type ActionContext } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { deferred, eventually, gate, within, type Gate, type Teardown } from './helpers/async.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { createDatabase, dialect } from './helpers/database.js'
@@ -80,7 +81,7 @@ async function backendPid (em: ActionContext['em']): Promise<number> {
 async function setup (t: Teardown): Promise<Setup> {
   const database = await createDatabase(t, { reopenable: true })
   const other = await database.open([Slot])
-  await other.schema.updateSchema()
+  await updateSchema(other)
   if (dialect === 'postgresql') {
     // PostgreSQL waits for a row lock forever by default; the app's sessions give up after
     // 300 ms instead (set before the app's ORM connects, so every connection of its pool has it).
@@ -88,6 +89,12 @@ async function setup (t: Teardown): Promise<Setup> {
     await (other.em.fork() as SqlEntityManager).execute(`alter database "${name}" set lock_timeout = '300ms'`)
   }
   const orm = await database.open([Slot])
+  if (dialect === 'sqlite') {
+    // SQLite: the app's writes give up on a locked database after 300 ms too. MikroORM 7's
+    // better-sqlite3 would otherwise wait its default 5 s, and synchronously: the whole
+    // process, the other transaction's holder included, stands still meanwhile.
+    await (orm.em.fork() as SqlEntityManager).execute('pragma busy_timeout = 300')
+  }
   const seed = orm.em.fork()
   seed.create(Slot, { name: 'one' })
   seed.create(Slot, { name: 'two' })

@@ -705,21 +705,26 @@ t.test('streamed list: every page is filtered, ordered and searched, count refle
   await assertNothingMore(t, client, 'after-bad')
 })
 
-t.test('a refused list leaves nothing behind in MikroORM\'s process-wide raw-fragment registry', async (t) => {
+/** MikroORM 6 registers every raw() fragment process-wide until a query uses it; MikroORM 7 has no such registry. */
+const rawFragments = (RawQueryFragment as unknown as { checkCacheSize?: () => number }).checkCacheSize?.bind(RawQueryFragment)
+
+t.test('a refused list leaves nothing behind in MikroORM\'s process-wide raw-fragment registry', {
+  skip: rawFragments === undefined ? 'MikroORM 7 keeps no raw-fragment registry: nothing to leave behind' : false
+}, async (t) => {
   const { open } = await start(t, {
     '/things/': { ...QUERY, actions: [mixins.list()] },
     '/paged/': { ...QUERY, actions: [mixins.paginatedList()] }
   })
   const client = await open('/things/')
   const paged = await open('/paged/')
-  const before = RawQueryFragment.checkCacheSize()
+  const before = rawFragments!()
 
   // Lists that run: every raw() condition they built is used and released.
   for (let i = 0; i < 5; i++) {
     t.strictSame(await listIds(client, { search: 'alpha', filter: { name: { $contains: 'a' } } }), [1, 7])
     t.equal((await paged.request('list', { search: `x${i}` })).response_status, 200)
   }
-  t.equal(RawQueryFragment.checkCacheSize(), before, 'valid lists: no fragment left behind')
+  t.equal(rawFragments!(), before, 'valid lists: no fragment left behind')
 
   // Lists refused after a valid search / $contains was already parsed.
   for (let i = 0; i < 5; i++) {
@@ -727,7 +732,7 @@ t.test('a refused list leaves nothing behind in MikroORM\'s process-wide raw-fra
     t.equal((await client.request('list', { filter: { name: { $contains: `n${i}` }, secret: 1 } })).response_status, 400)
     t.equal((await paged.request('list', { search: 'a', ordering: 'secret' })).response_status, 400)
   }
-  t.equal(RawQueryFragment.checkCacheSize(), before, 'refused lists: no fragment left behind')
+  t.equal(rawFragments!(), before, 'refused lists: no fragment left behind')
 })
 
 // ---------------------------------------------------------------- the example server

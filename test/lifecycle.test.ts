@@ -8,6 +8,7 @@ import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import wsRest, { action, mixins } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
 import { deferred, within } from './helpers/async.js'
 import { connect, openClient } from './helpers/client.js'
@@ -67,7 +68,7 @@ t.test('app.close() lets an in-flight write finish and commit, then closes with 
   // A database that outlives its ORM (a SQLite file, or a PostgreSQL database).
   const database = await createDatabase(t, { reopenable: true })
   const orm = await database.open([Item])
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
 
   const started = deferred()
   const gate = deferred()

@@ -125,7 +125,7 @@ function tokenIs (token: string): Permission {
 }
 
 async function count (orm: MikroORM, entity: 'Item' | 'Tag'): Promise<number> {
-  return await orm.em.fork().count(entity, {})
+  return entity === 'Item' ? await orm.em.fork().count(Item, {}) : await orm.em.fork().count(Tag, {})
 }
 
 // ------------------------------------------------------------------ the example's /ws/multiplex/

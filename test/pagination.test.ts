@@ -3,7 +3,6 @@
  * concurrent streams and `list_cancel` — on a bare app and on the example server.
  */
 import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
-import type { SqlEntityManager } from '@mikro-orm/sqlite' // @mikro-orm/knex's, shared by both SQL drivers
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { mixins, type ActionContext, type ActionDefinition, type RouteOptions } from '../index.js'
@@ -68,23 +67,25 @@ function streamTracker (): { wrap: (actions: RouteOptions<Item>['actions']) => A
 }
 
 /**
- * Counts the app's database reads in flight (knex's query events; BEGIN/COMMIT, which
- * report no response, are not reads), and tells when none is left.
+ * Counts the app's database queries in flight (every query MikroORM runs goes through its
+ * connection's `execute`, on knex and on kysely alike), and tells when none is left.
  */
 function readTracker (orm: MikroORM): () => Promise<void> {
-  const knex = (orm.em as SqlEntityManager).getKnex()
-  const inFlight = new Set<string>()
-  let waiters: Array<() => void> = []
-  const done = (query: { __knexQueryUid?: string }): void => {
-    if (inFlight.delete(query.__knexQueryUid ?? '') && inFlight.size === 0) for (const resolve of waiters.splice(0)) resolve()
+  let inFlight = 0
+  const waiters: Array<() => void> = []
+  for (const connection of new Set([orm.em.getConnection('read'), orm.em.getConnection('write')])) {
+    const execute = connection.execute.bind(connection) as (...args: unknown[]) => Promise<unknown>
+    connection.execute = (async (...args: unknown[]) => {
+      inFlight++
+      try {
+        return await execute(...args)
+      } finally {
+        if (--inFlight === 0) for (const resolve of waiters.splice(0)) resolve()
+      }
+    }) as typeof connection.execute
   }
-  knex.on('query', (query: { sql: string, __knexQueryUid?: string }) => {
-    if (/^\s*select\b/i.test(query.sql) && query.__knexQueryUid !== undefined) inFlight.add(query.__knexQueryUid)
-  })
-  knex.on('query-response', (_response: unknown, query: { __knexQueryUid?: string }) => done(query))
-  knex.on('query-error', (_error: unknown, query: { __knexQueryUid?: string }) => done(query))
   return async () => {
-    if (inFlight.size > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 'a read still running')
+    if (inFlight > 0) await within(new Promise<void>((resolve) => waiters.push(resolve)), 'a read still running')
   }
 }
 

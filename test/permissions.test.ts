@@ -8,6 +8,7 @@ import type { MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import t from 'tap'
+import { User } from '../example/user.js'
 import {
   action,
   mixins,
@@ -570,7 +571,7 @@ t.test('example /ws/secure/: token checked at the upgrade; reader may read, only
   t.strictSame((await reader.request('retrieve', { pk })).data, { id: pk, username: 'victim', email: '' })
   expectDenied(t, await reader.request('delete', { pk }), 'delete', 'reader may not delete')
   expectDenied(t, await reader.request('delete', { pk: 424242 }), 'delete', 'refused before lookup: missing pk is 403 too')
-  t.equal(await orm.em.fork().count('User', {}), 1, 'the row is still there')
+  t.equal(await orm.em.fork().count(User, {}), 1, 'the row is still there')
 
   const admin = await open(t, `${base}/ws/secure/?token=admin`)
   const deleted = await admin.request('delete', { pk })

@@ -408,7 +408,7 @@ t.test('declarations that cannot work fail at registration, naming the path', as
 
 t.test('relationPaths: the to-many relations and paths that filters and search read from rows', async (t) => {
   const { orm } = await startApp(t, LIBRARY, () => {})
-  const rules = (options: QueryOptions): string[] => new QueryRules(orm.getMetadata().get('Book'), orm.em.getPlatform(), options).relationPaths
+  const rules = (options: QueryOptions): string[] => new QueryRules(orm.getMetadata().get(Book), orm.em.getPlatform(), options).relationPaths
   t.strictSame(rules(QUERY), ['tags', 'author.name'], 'each once, the to-one relation (a key the row holds anyway) left out')
   t.strictSame(rules({ searchFields: ['author.name'] }), ['author.name'], 'a search field')
   t.strictSame(rules({ orderingFields: ['author.name'], filterFields: ['author', 'title'] }), [], 'orderings and to-one relations need nothing')
@@ -417,7 +417,7 @@ t.test('relationPaths: the to-many relations and paths that filters and search r
 
 t.test('the in-memory predicate reads relations as rows carry them, and fails closed on missing keys', async (t) => {
   const { orm } = await startApp(t, LIBRARY, () => {})
-  const rules = new QueryRules(orm.getMetadata().get('Book'), orm.em.getPlatform(), QUERY)
+  const rules = new QueryRules(orm.getMetadata().get(Book), orm.em.getPlatform(), QUERY)
   /** Book 1 as a snapshot with its relation paths loaded. */
   const row = { id: 1, title: 'Alpha', body: '', author: 3, tags: [1, 2], 'author.name': 'Cy 100%' }
   const without = (key: string): Record<string, unknown> => Object.fromEntries(Object.entries(row).filter(([k]) => k !== key))
@@ -466,7 +466,7 @@ t.test('the in-memory predicate reads relations as rows carry them, and fails cl
 
 t.test('a nullable path in memory: null when the relation is null, as the left join makes it', async (t) => {
   const { orm } = await startApp(t, [...LIBRARY, Review], () => {})
-  const rules = new QueryRules(orm.getMetadata().get('Review'), orm.em.getPlatform(), { filterFields: ['book', 'book.title'] })
+  const rules = new QueryRules(orm.getMetadata().get(Review), orm.em.getPlatform(), { filterFields: ['book', 'book.title'] })
   const orphan = { id: 2, text: 'orphan', book: null, 'book.title': null }
   const reviewed = { id: 1, text: 'good', book: 1, 'book.title': 'Alpha' }
   t.equal(rules.parse({ filter: { book: null } }).matches(orphan), true, 'book null')

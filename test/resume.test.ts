@@ -9,6 +9,7 @@ import Fastify from 'fastify'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import wsRest, { action, MemoryLayer, mixins, RedisLayer, type Permission, type WsRestOptions } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { deferred, eventually, gate, within, type Teardown } from './helpers/async.js'
 import { connect, openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { createDatabase } from './helpers/database.js'
@@ -216,7 +217,7 @@ if (redisAvailable) {
     const prefix = uniquePrefix()
     async function instance (): Promise<{ url: string, orm: MikroORM }> {
       const orm = await database.open([Item])
-      await orm.schema.updateSchema()
+      await updateSchema(orm)
       const app = Fastify({ logger: false })
       t.teardown(async () => await app.close())
       await app.register(wsRest, { orm, broadcast: new RedisLayer({ url: redisUrl, prefix }) })

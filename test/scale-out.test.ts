@@ -11,6 +11,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import wsRest, { mixins, RedisLayer } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { eventually, within, type Teardown } from './helpers/async.js'
 import { openClient, type WireReply } from './helpers/client.js'
 import { createDatabase } from './helpers/database.js'
@@ -23,7 +24,7 @@ interface Instance { app: FastifyInstance, orm: MikroORM, layer: RedisLayer, url
 /** One app instance: its own ORM on the shared database, its own RedisLayer on the shared Redis and prefix. */
 async function instance (t: Teardown, open: (entities: any[]) => Promise<MikroORM>, prefix: string): Promise<Instance> {
   const orm = await open([Item])
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
   const layer = new RedisLayer({ url: redisUrl, prefix })
   const app = Fastify({ logger: false })
   t.teardown(async () => await app.close())

@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import WebSocket from 'ws'
 import wsRest, { action, mixins } from '../index.js'
+import { updateSchema } from '../lib/orm-compat.js'
 import { deferred, gate, within, type Gate } from './helpers/async.js'
 import { connect, type TestClient, type WireReply } from './helpers/client.js'
 import { createDatabase, type TestDatabase } from './helpers/database.js'
@@ -43,7 +44,7 @@ interface Server {
 async function start (t: Test): Promise<Server> {
   const database = await createDatabase(t, { reopenable: true })
   const orm = await database.open([Item])
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
   const app = Fastify({ logger: false })
   const began = deferred()
   // Added before the plugin: Fastify runs preClose hooks in order, and has already closed

@@ -98,7 +98,7 @@ export class RowReader {
 const PREFIX = 'wsrest:'
 
 /** An entity's class name from a `defineEntity` / `EntitySchema` result, a class, or the name itself. */
-function nameOf (entity: EntityName<any>): string {
+function nameOf (entity: EntityName<any> | string): string {
   if (typeof entity === 'string') return entity
   if (typeof entity === 'function') return entity.name
   const schema = entity as { meta?: { className?: string }, name?: string }
@@ -113,11 +113,11 @@ function nameOf (entity: EntityName<any>): string {
  */
 export const groups = {
   /** Every change of `entity` (what filtered-list subscriptions listen to). */
-  model (entity: EntityName<any>): string {
+  model (entity: EntityName<any> | string): string {
     return `${PREFIX}${nameOf(entity)}`
   },
   /** Changes of one row of `entity` (what instance subscriptions listen to). */
-  instance (entity: EntityName<any>, pk: unknown): string {
+  instance (entity: EntityName<any> | string, pk: unknown): string {
     return `${PREFIX}${nameOf(entity)}:${JSON.stringify(typeof pk === 'bigint' ? pk.toString() : pk)}`
   }
 }

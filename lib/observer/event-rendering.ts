@@ -15,6 +15,7 @@
  */
 import type { EntityMetadata, EntityProperty, MikroORM } from '@mikro-orm/core'
 import type { FastifyBaseLogger } from 'fastify'
+import { metadataOf } from '../orm-compat.js'
 import { relatedKey, type Serializer } from '../serializer.js'
 import { plain, type ModelMessage, type Row } from './changes.js'
 
@@ -70,7 +71,7 @@ export class EventRendering {
    * `author.name`): declared by every route on the entity, on every instance alike.
    */
   describe (className: string, serializers: Serializer[], paths: readonly string[]): void {
-    const meta = this.orm.getMetadata().find(className)
+    const meta = metadataOf(this.orm.getMetadata(), className)
     if (meta === undefined) return
     let needs = this.needs.get(className)
     if (needs === undefined) {
@@ -91,7 +92,7 @@ export class EventRendering {
       }
       let related = needs.related.get(relation)
       if (related === undefined) {
-        const target = this.orm.getMetadata().find((meta.properties as Record<string, EntityProperty>)[relation].type) as EntityMetadata
+        const target = metadataOf(this.orm.getMetadata(), (meta.properties as Record<string, EntityProperty>)[relation].type) as EntityMetadata
         needs.related.set(relation, (related = { target, props: new Map() }))
       }
       related.props.set(property, isDateProp(related.target, property))
@@ -138,7 +139,7 @@ export class EventRendering {
     const em = this.orm.em.fork()
     const primaryKey = needs.meta.primaryKeys[0]
     const pks = [...new Set(changes.map((c) => c.message.pk))]
-    const rows = await em.find(needs.meta.className, { [primaryKey]: { $in: pks } }, { populate: [...needs.populate] as never })
+    const rows = await em.find(needs.meta.class, { [primaryKey]: { $in: pks } }, { populate: [...needs.populate] as never })
     const byKey = new Map(rows.map((row) => [String(relatedKey(row)), row as Record<string, unknown>]))
     const oldRelated: Array<{ row: Row, relation: string, key: unknown }> = []
     for (const change of changes) {
@@ -174,7 +175,7 @@ export class EventRendering {
     for (const relation of relations) {
       const { target, props } = needs.related.get(relation) as RelatedScalars
       const mine = pending.filter((p) => p.relation === relation)
-      const found = await em.find(target.className, { [target.primaryKeys[0]]: { $in: [...new Set(mine.map((p) => p.key))] } })
+      const found = await em.find(target.class, { [target.primaryKeys[0]]: { $in: [...new Set(mine.map((p) => p.key))] } })
       const byKey = new Map(found.map((row) => [String(relatedKey(row)), row as Record<string, unknown>]))
       for (const { row, key } of mine) {
         const related = byKey.get(String(key))

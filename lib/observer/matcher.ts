@@ -8,6 +8,7 @@
  * missing from the row (undefined) is UNKNOWN too: the row cannot tell, so it fails closed.
  */
 import type { EntityMetadata } from '@mikro-orm/core'
+import type { EmptyConditions } from '../orm-compat.js'
 import type { Row } from './changes.js'
 
 /** A compiled condition on a row. */
@@ -152,7 +153,10 @@ function isPlainObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)
 }
 
-/** A condition compiled to SQL truth values; EMPTY for one MikroORM drops (`{}`, `$and: []`, `$or: []`, `$not: {}`). */
+/**
+ * A condition compiled to SQL truth values; EMPTY for one MikroORM drops (`{}`, `$and: []`;
+ * MikroORM 6 also `$or: []` and `$not: {}`, which MikroORM 7 reads as false: see EmptyConditions).
+ */
 type TruthPredicate = (row: Row) => Truth
 const EMPTY = Symbol('no condition')
 
@@ -240,18 +244,30 @@ function compileField (meta: EntityMetadata, key: string, value: unknown): Compi
   return all(parts)
 }
 
-function compileNode (meta: EntityMetadata, condition: unknown): Compiled {
+const never: TruthPredicate = () => false
+
+function compileNode (meta: EntityMetadata, condition: unknown, empty: EmptyConditions): Compiled {
   if (!isPlainObject(condition) || Object.getOwnPropertySymbols(condition).length > 0) return { reason: 'unsupported' }
   const parts: Compiled[] = []
   for (const [key, value] of Object.entries(condition)) {
     if (key === '$and' || key === '$or') {
       if (!Array.isArray(value)) return { reason: 'unsupported' }
-      // MikroORM drops empty members, and an `$or` of none is no condition (not FALSE).
-      parts.push(combine(value.map((v) => compileNode(meta, v)), key === '$and' ? all : any))
+      // MikroORM drops empty members, and an `$or` of none is no condition (not FALSE) on
+      // MikroORM 6; MikroORM 7 renders an `$or` written with no member at all as FALSE.
+      if (key === '$or' && value.length === 0 && empty.emptyOrIsFalse) {
+        parts.push(never)
+        continue
+      }
+      parts.push(combine(value.map((v) => compileNode(meta, v, empty)), key === '$and' ? all : any))
       continue
     }
     if (key === '$not') {
-      const sub = compileNode(meta, value)
+      const sub = compileNode(meta, value, empty)
+      // `$not` of no condition: dropped by MikroORM 6, FALSE on MikroORM 7.
+      if (sub === EMPTY && empty.notOfNothingIsFalse) {
+        parts.push(never)
+        continue
+      }
       if (isUndecidable(sub) || sub === EMPTY) {
         parts.push(sub)
         continue
@@ -276,9 +292,9 @@ function compileNode (meta: EntityMetadata, condition: unknown): Compiled {
  * collations do; a scope ordering strings on a database with a language-aware collation
  * would be decided differently here.
  */
-export function analyzeCondition (meta: EntityMetadata, condition: unknown): { predicate: RowPredicate } | Undecidable {
+export function analyzeCondition (meta: EntityMetadata, condition: unknown, empty: EmptyConditions): { predicate: RowPredicate } | Undecidable {
   if (condition === undefined || condition === null) return { predicate: anyRow }
-  const compiled = compileNode(meta, condition)
+  const compiled = compileNode(meta, condition, empty)
   if (isUndecidable(compiled)) return compiled
   if (compiled === EMPTY) return { predicate: anyRow }
   return { predicate: (row) => compiled(row) === true }
@@ -288,7 +304,7 @@ export function analyzeCondition (meta: EntityMetadata, condition: unknown): { p
  * `analyzeCondition`'s predicate, or `undefined` when the condition cannot be decided in
  * memory — the caller then fails closed.
  */
-export function compileCondition (meta: EntityMetadata, condition: unknown): RowPredicate | undefined {
-  const result = analyzeCondition(meta, condition)
+export function compileCondition (meta: EntityMetadata, condition: unknown, empty: EmptyConditions): RowPredicate | undefined {
+  const result = analyzeCondition(meta, condition, empty)
   return 'predicate' in result ? result.predicate : undefined
 }

@@ -8,8 +8,9 @@
  * - a flush inside `em.transactional` / `em.begin()` fires `afterFlush` while the
  *   transaction is open → held until `afterTransactionCommit` of the root transaction,
  *   dropped on `afterTransactionRollback`;
- * - a nested `transactional` is a savepoint, for which MikroORM fires neither hook: its
- *   changes are held with the root's, and dropped if the savepoint was rolled back;
+ * - a nested `transactional` is a savepoint (for which MikroORM 6 fires neither hook, and
+ *   MikroORM 7 fires both, see orm-compat.ts): its changes are held with the root's, and
+ *   dropped if the savepoint was rolled back;
  * - on PostgreSQL a transaction in which a statement failed (an error the app caught) is
  *   aborted: its COMMIT rolls back, yet MikroORM reports a commit. Before such a commit the
  *   observer asks the transaction itself, and publishes nothing if it is aborted.
@@ -26,16 +27,11 @@ import {
 } from '@mikro-orm/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { dialectOf } from '../dialect.js'
+import { metadataOf, SavepointParents, type Transaction } from '../orm-compat.js'
 import type { Serializer } from '../serializer.js'
 import { relatedKey } from '../serializer.js'
 import { RowReader, type ChangeKind, type ModelMessage } from './changes.js'
 import { EventRendering, type PendingChange } from './event-rendering.js'
-
-/** A knex transaction as MikroORM hands it around: nested ones point at their parent. */
-interface Transaction {
-  parentTransaction?: Transaction
-  rollback?: (...args: unknown[]) => unknown
-}
 
 /** Changes flushed inside a transaction, waiting for its root to commit. */
 interface Held {
@@ -63,6 +59,8 @@ export class ModelObserver implements EventSubscriber {
   private readonly rolledBack = new WeakSet<object>()
   /** Root transactions found aborted just before their commit (PostgreSQL). */
   private readonly aborted = new WeakSet<object>()
+  /** Which transaction each savepoint was opened in (MikroORM 6 and 7 tell it differently). */
+  private readonly savepoints = new SavepointParents()
   private readonly checkAborted: boolean
   /** Committed changes waiting for the next turn of the event loop (see emit). */
   private outbox: PendingChange[] = []
@@ -87,7 +85,7 @@ export class ModelObserver implements EventSubscriber {
   /** Observe `className` from now on. */
   observe (className: string): void {
     if (this.readers.has(className)) return
-    const meta = this.orm.getMetadata().find(className)
+    const meta = metadataOf(this.orm.getMetadata(), className)
     if (meta !== undefined) this.readers.set(className, new RowReader(meta))
   }
 
@@ -132,14 +130,22 @@ export class ModelObserver implements EventSubscriber {
     const trx = em.getTransactionContext<Transaction>() as Transaction
     const chain: Transaction[] = []
     let root = trx
-    while (root.parentTransaction !== undefined) {
+    for (let parent = this.savepoints.parentOf(root); parent !== undefined; parent = this.savepoints.parentOf(root)) {
       chain.push(root)
       this.watchRollback(root)
-      root = root.parentTransaction
+      root = parent
     }
     let list = this.held.get(root)
     if (list === undefined) this.held.set(root, (list = []))
     list.push({ chain, changes: messages })
+  }
+
+  beforeTransactionStart (args: TransactionEventArgs): void {
+    this.savepoints.beforeTransactionStart(args)
+  }
+
+  afterTransactionStart (args: TransactionEventArgs): void {
+    this.savepoints.afterTransactionStart(args)
   }
 
   /**
@@ -174,13 +180,18 @@ export class ModelObserver implements EventSubscriber {
 
   afterTransactionRollback (args: TransactionEventArgs): void {
     const trx = args.transaction as object | undefined
-    if (trx !== undefined) this.held.delete(trx)
+    if (trx === undefined) return
+    this.held.delete(trx)
+    // MikroORM 7 fires this hook for a savepoint too: its changes never happened.
+    this.rolledBack.add(trx)
   }
 
   /**
-   * MikroORM fires no hook when a savepoint is rolled back, but it rolls back by calling
+   * MikroORM 6 fires no hook when a savepoint is rolled back, but it rolls back by calling
    * the nested transaction's own `rollback()`; wrapping that one method of that one
    * object is the only way to tell its changes from those of a savepoint that was released.
+   * (MikroORM 7 rolls a savepoint back with `rollbackToSavepoint()` and fires
+   * `afterTransactionRollback` for it, which marks it instead.)
    */
   private watchRollback (trx: Transaction): void {
     const original = trx.rollback

@@ -13,13 +13,14 @@
  */
 import type { Teardown } from './async.js'
 import type { LogContext, MikroORM } from '@mikro-orm/core'
-import { MikroORM as PostgreSqlORM, knex } from '@mikro-orm/postgresql'
+import { MikroORM as PostgreSqlORM } from '@mikro-orm/postgresql'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tap from 'tap'
+import { updateSchema } from '../../lib/orm-compat.js'
 
 
 const url = process.env.DATABASE_URL === '' ? undefined : process.env.DATABASE_URL
@@ -39,13 +40,23 @@ if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
 /** Options every test ORM shares. */
 const common = { debug: false, allowGlobalContext: false } as const
 
-/** Run `sql` on the URL's own database over a short-lived connection. */
+/** The `pg` driver's client, as far as {@link admin} uses it. */
+interface PgClient { connect: () => Promise<void>, query: (sql: string) => Promise<unknown>, end: () => Promise<void> }
+
+/**
+ * Run `sql` on the URL's own database over a short-lived connection, with the `pg` driver
+ * that both MikroORM majors' PostgreSQL packages bring (MikroORM 6 re-exported knex, 7 does
+ * not). `pg` ships no types of its own: a computed specifier keeps tsc from looking for them.
+ */
 async function admin (sql: string): Promise<void> {
-  const db = knex({ client: 'pg', connection: { connectionString: url, connectionTimeoutMillis: 5_000 }, pool: { min: 0, max: 1 } })
+  const pgModule = 'pg'
+  const { default: pg } = await import(pgModule) as { default: { Client: new (config: object) => PgClient } }
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 })
   try {
-    await db.raw(sql)
+    await client.connect()
+    await client.query(sql)
   } finally {
-    await db.destroy()
+    await client.end().catch(() => {})
   }
 }
 
@@ -122,7 +133,7 @@ export async function createDatabase (t: Teardown, options: { reopenable?: boole
 /** A MikroORM on a fresh database of its own with the schema of `entities` created. */
 export async function initOrm (t: Teardown, entities: any[]): Promise<MikroORM> {
   const orm = await (await createDatabase(t)).open(entities)
-  await orm.schema.updateSchema()
+  await updateSchema(orm)
   return orm
 }
 
