@@ -58,7 +58,7 @@ t.test('a subscriber that does not read is closed with 1013; a reading one gets 
   tcpOf(slow).resume()
   const { code } = await slow.waitClose(10_000)
   t.equal(code, 1013, 'the stalled client is told why: 1013, try again later')
-  t.same(layer.groups(), ['feed'], 'the reading subscriber still listens')
+  t.strictSame(layer.groups(), ['feed'], 'the reading subscriber still listens')
 
 })
 
