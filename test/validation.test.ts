@@ -4,11 +4,14 @@
  * unique violations as 400s keyed by the field, passwords stored hashed and never
  * returned, unknown fields ignored.
  */
+import { defineEntity } from '@mikro-orm/core'
+import { Type } from '@sinclair/typebox'
 import t from 'tap'
 import { verifyPassword } from '../example/password.js'
 import { User } from '../example/user.js'
+import { mixins } from '../index.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
-import { startExample, type Running } from './helpers/server.js'
+import { startApp, startExample, type Running } from './helpers/server.js'
 
 /** A subtest, as tap passes it to a `t.test` callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -229,6 +232,51 @@ t.test('duplicate username → 400 "user with this username already exists.", on
   const same = await client.request('update', { pk: alice.id, data: { username: 'alice', email: 'new@example.com' } })
   t.equal(same.response_status, 200, 'update keeping the same username: 200')
   t.strictSame(same.data, { id: alice.id, username: 'alice', email: 'new@example.com' }, 'alice updated')
+})
+
+/**
+ * Unique properties stored under another column name: `code` in column `badge_code`
+ * (fieldName), `displayName` in `display_name` (the naming strategy). The database names
+ * the column; the client must see the property.
+ */
+const Badge = defineEntity({
+  name: 'Badge',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    code: p.string().unique().fieldName('badge_code'),
+    displayName: p.string().unique(),
+    level: p.integer()
+  })
+})
+const BadgeInput = Type.Object({ code: Type.String(), displayName: Type.String(), level: Type.Integer() })
+const BadgePublic = Type.Object({ id: Type.Integer(), code: Type.String(), displayName: Type.String(), level: Type.Integer() })
+
+t.test('a unique property stored under another column name: the 400 is keyed by the property, on every path', async (t) => {
+  const { base } = await startApp(t, [Badge], (app) => {
+    app.wsRest.route('/badges/', {
+      entity: Badge,
+      schema: { create: BadgeInput, update: BadgeInput, response: BadgePublic },
+      actions: [mixins.create(), mixins.update(), mixins.patch()]
+    })
+  })
+  const client = await openClient(t, `${base}/badges/`)
+  const gold = await client.request('create', { data: { code: 'G', displayName: 'Gold', level: 3 } })
+  t.strictSame([gold.response_status, gold.data], [201, { id: 1, code: 'G', displayName: 'Gold', level: 3 }], 'created')
+  const silver = await client.request('create', { data: { code: 'S', displayName: 'Silver', level: 2 } })
+  t.equal(silver.response_status, 201)
+
+  const code = { code: ['badge with this code already exists.'] }
+  const displayName = { displayName: ['badge with this display name already exists.'] }
+  // A valid request reaches the database, whose unique violation names the column.
+  checkInvalid(t, await client.request('create', { data: { code: 'G', displayName: 'Other', level: 1 } }), 'create', code, 'create: code (column badge_code)')
+  checkInvalid(t, await client.request('create', { data: { code: 'X', displayName: 'Gold', level: 1 } }), 'create', displayName, 'create: displayName (column display_name)')
+  checkInvalid(t, await client.request('update', { pk: 2, data: { code: 'G', displayName: 'Silver', level: 2 } }), 'update', code, 'update: code')
+  checkInvalid(t, await client.request('patch', { pk: 2, data: { displayName: 'Gold' } }), 'patch', displayName, 'patch: displayName')
+  // A request failing on another field is checked before the database: the same keys.
+  checkInvalid(t, await client.request('create', { data: { code: 'G', displayName: 'Gold', level: 'high' } }), 'create',
+    { ...code, ...displayName, level: ['A valid integer is required.'] }, 'create failing on level too: every field at once')
+  const kept = await client.request('patch', { pk: 2, data: { displayName: 'Silver', level: 5 } })
+  t.strictSame([kept.response_status, kept.data], [200, { id: 2, code: 'S', displayName: 'Silver', level: 5 }], 'keeping its own values is no duplicate')
 })
 
 t.test('passwords are stored hashed and never returned', async (t) => {
