@@ -111,6 +111,12 @@ interface FieldInfo {
   typeName: string
   isString: boolean
   isDate: boolean
+  /**
+   * A date column that keeps fractions of a second finer than a JS Date's milliseconds
+   * (PostgreSQL's default `timestamptz` keeps microseconds): a cursor position read into a
+   * Date would lose them, so it cannot be a keyset key.
+   */
+  finerThanDate: boolean
   nullable: boolean
   /** Longest string value accepted for it: a longer one could never be stored in the column, so never match. */
   maxChars: number
@@ -276,9 +282,22 @@ export class QueryRules {
       // A relation's key is compared by value, never searched as text.
       isString: own && leaf.runtimeType === 'string',
       isDate,
+      finerThanDate: isDate && this.finerThanMilliseconds(leaf),
       nullable,
       maxChars: declaredLength(leaf)
     }
+  }
+
+  /**
+   * Whether the date column of `leaf` keeps more than 3 fractional digits: its declared
+   * precision (`length`, or the `(n)` of its column type), else the platform's default for a
+   * datetime (PostgreSQL: 6). SQLite stores a Date as it is, to the millisecond.
+   */
+  private finerThanMilliseconds (leaf: EntityProperty): boolean {
+    if (/sqlite/i.test(this.platform.constructor.name)) return false
+    const declared = /\((\d+)\)/.exec(String(leaf.columnTypes?.[0] ?? ''))?.[1]
+    const digits = leaf.length ?? (declared === undefined ? this.platform.getDefaultDateTimeLength() : Number(declared))
+    return digits > 3
   }
 
   /** The entity's primary key, the final tie-break of every ordering. */
@@ -358,12 +377,19 @@ export class QueryRules {
   /**
    * Keyset pages compare with `<` / `>`, which never match NULL: ordering a cursor list by a
    * nullable field (or a path through a nullable relation) would silently skip rows, so it
-   * is refused (400 keyed `ordering`).
+   * is refused (400 keyed `ordering`). So is a date column finer than a millisecond: its
+   * position, read into a JS Date, would fall before the row it was read from, and going
+   * forward would bring the same rows back forever.
    */
   checkKeysetOrder (steps: OrderStep[]): void {
     const nullable = steps.find((s) => this.orderable.get(s.field)?.nullable === true)
     if (nullable !== undefined) {
       throw ValidationError.field('ordering', `Cannot page by cursor on "${nullable.field}": it may be null.`)
+    }
+    const fine = steps.find((s) => this.orderable.get(s.field)?.finerThanDate === true)
+    if (fine !== undefined) {
+      throw ValidationError.field('ordering',
+        `Cannot page by cursor on "${fine.field}": the database keeps it finer than a millisecond; declare it with millisecond precision (length 3).`)
     }
   }
 

@@ -211,7 +211,7 @@ t.test('the asyncapi option serves routes declared after registration, under the
   t.equal(doc.info.title, 'Served')
   t.strictSame(Object.values(doc.channels).map((c) => c.address), ['/ws/a/', '/api/ws/m/'])
   t.strictSame(doc.servers, { default: { host: 'localhost:80', protocol: 'ws' } })
-  t.same(app.wsRest.asyncapi().channels, doc.channels, 'the method gives the same channels')
+  t.strictSame(app.wsRest.asyncapi().channels, doc.channels, 'the method gives the same channels')
 })
 
 t.test('the asyncapi option is checked like the others', async (t) => {

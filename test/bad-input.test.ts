@@ -22,12 +22,12 @@ function checkReply (
   expected: { status: number, action: unknown, requestId?: unknown, errors?: unknown[] },
   what: string
 ): void {
-  t.same(Object.keys(reply).sort(), REPLY_KEYS, `${what}: exactly the five keys`)
+  t.strictSame(Object.keys(reply).sort(), REPLY_KEYS, `${what}: exactly the five keys`)
   t.equal(reply.response_status, expected.status, `${what}: status ${expected.status}`)
-  t.same(reply.action, expected.action, `${what}: action`)
-  t.same(reply.request_id, expected.requestId ?? null, `${what}: request_id`)
+  t.strictSame(reply.action, expected.action, `${what}: action`)
+  t.strictSame(reply.request_id, expected.requestId ?? null, `${what}: request_id`)
   t.equal(reply.data, null, `${what}: data null`)
-  if (expected.errors !== undefined) t.same(reply.errors, expected.errors, `${what}: errors`)
+  if (expected.errors !== undefined) t.strictSame(reply.errors, expected.errors, `${what}: errors`)
 }
 
 /** A bad-frame reply carries one human-readable message (the exact text is ours to choose). */
@@ -130,7 +130,7 @@ t.test('a detail action without pk → 400 keyed pk, action and request_id echoe
     }, `${action} without pk`)
     await checkAlive(t, client, `after ${action} without pk`, 1)
   }
-  t.same(await rows(running), before, 'no row changed')
+  t.strictSame(await rows(running), before, 'no row changed')
 })
 
 t.test('a pk that is not a scalar of the key type → 404 Not found, and no row is touched', async (t) => {
@@ -152,7 +152,7 @@ t.test('a pk that is not a scalar of the key type → 404 Not found, and no row 
       await checkAlive(t, client, `after ${what}`, 2)
     }
   }
-  t.same(await rows(running), before, 'no row updated or deleted')
+  t.strictSame(await rows(running), before, 'no row updated or deleted')
 
   // The operator pk that would match every row, on delete: nothing deleted.
   client.send({ action: 'delete', request_id: 'gt', pk: { $gt: 0 } })
@@ -187,7 +187,7 @@ t.test('10,000-level nesting in request_id or data → 400, action as sent or nu
     reply = await client.next()
     t.equal(reply.response_status, 400, `deep ${name} action: 400`)
     t.equal(reply.action, null, `deep ${name} action: action null`)
-    t.same(Object.keys(reply).sort(), REPLY_KEYS, `deep ${name} action: five keys`)
+    t.strictSame(Object.keys(reply).sort(), REPLY_KEYS, `deep ${name} action: five keys`)
     await checkAlive(t, client, `after deep ${name} action`, 0)
 
     // A deep value that is the whole frame is simply "not an object".
@@ -203,7 +203,7 @@ t.test('10,000-level nesting in request_id or data → 400, action as sent or nu
   client.send(`{"action":"patch","request_id":"huge","pk":1,"data":${'['.repeat(huge) + ']'.repeat(huge)}}`)
   checkReply(t, await client.next(), { status: 400, action: 'patch', requestId: 'huge' }, '500,000-level data')
   await checkAlive(t, client, 'after 500,000 levels', 0)
-  t.same(await rows(running), [], 'nothing was written')
+  t.strictSame(await rows(running), [], 'nothing was written')
 })
 
 t.test('create/update/patch without data → 400 keyed data, nothing written', async (t) => {
@@ -218,7 +218,7 @@ t.test('create/update/patch without data → 400 keyed data, nothing written', a
     }, `${action} without data`)
     await checkAlive(t, client, `after ${action} without data`, 1)
   }
-  t.same(await rows(running), before, 'no row created or changed')
+  t.strictSame(await rows(running), before, 'no row created or changed')
 })
 
 t.test('an unknown action → 405 "Method \\"x\\" not allowed.", action echoed, case-sensitive', async (t) => {
@@ -232,7 +232,7 @@ t.test('an unknown action → 405 "Method \\"x\\" not allowed.", action echoed, 
     }, `action ${JSON.stringify(action)}`)
     await checkAlive(t, client, `after action ${JSON.stringify(action)}`, 0)
   }
-  t.same(await rows(running), [], '"Create" did not create')
+  t.strictSame(await rows(running), [], '"Create" did not create')
 })
 
 t.test('{} and a frame without action → 405 "Unable to find action in message body.", action null', async (t) => {
@@ -260,8 +260,8 @@ t.test('subscribe_instance without request_id → 400 keyed request_id', async (
   client.send({ action: 'subscribe_instance', pk: alice.id })
   const reply = await client.next()
   t.equal(reply.response_status, 400, 'status 400')
-  t.same(reply.errors, [{ request_id: ['This field is required.'] }], 'keyed request_id')
-  t.same(Object.keys(reply).sort(), REPLY_KEYS, 'exactly the five keys')
+  t.strictSame(reply.errors, [{ request_id: ['This field is required.'] }], 'keyed request_id')
+  t.strictSame(Object.keys(reply).sort(), REPLY_KEYS, 'exactly the five keys')
   await checkAlive(t, client, 'after subscribe_instance without request_id', 1)
 })
 
@@ -384,12 +384,12 @@ t.test('__proto__ / constructor keys in frames and data are never written and po
     '"__proto__":{"email":"evil@example.com","id":99,"polluted":true},"constructor":{"prototype":{"polluted":true}}}}')
   const created = await client.next()
   t.equal(created.response_status, 201, 'create with __proto__ keys: 201')
-  t.same(created.data, { id: 2, username: 'proto', email: '' }, 'created without anything from __proto__')
+  t.strictSame(created.data, { id: 2, username: 'proto', email: '' }, 'created without anything from __proto__')
 
   client.send(`{"action":"patch","request_id":"p5","pk":${alice.id},"data":{"__proto__":{"username":"hacked","email":"evil@example.com"},"constructor":{"username":"hacked"}}}`)
   const patched = await client.next()
   t.equal(patched.response_status, 200, 'patch with only __proto__ / constructor keys: 200 (an empty patch)')
-  t.same(patched.data, alice, 'reply shows alice unchanged')
+  t.strictSame(patched.data, alice, 'reply shows alice unchanged')
 
   client.send('{"action":"retrieve","request_id":"p6","pk":"__proto__"}')
   checkReply(t, await client.next(), { status: 404, action: 'retrieve', requestId: 'p6', errors: ['Not found'] }, 'pk "__proto__"')
@@ -399,7 +399,7 @@ t.test('__proto__ / constructor keys in frames and data are never written and po
   await checkAlive(t, client, 'after pk "constructor"', 2)
 
   const stored = await rows(running) as Array<{ id: number, username: string, email: string }>
-  t.same(stored.map(({ id, username, email }) => ({ id, username, email })), [alice, { id: 2, username: 'proto', email: '' }], 'rows as expected')
+  t.strictSame(stored.map(({ id, username, email }) => ({ id, username, email })), [alice, { id: 2, username: 'proto', email: '' }], 'rows as expected')
   // The server runs in this process: its Object.prototype must be untouched.
   const probe = {} as Record<string, unknown>
   for (const key of ['polluted', 'username', 'email', 'pk', 'action', 'id']) t.equal(probe[key], undefined, `Object.prototype.${key} not set`)

@@ -42,14 +42,14 @@ t.test('typed helpers per action: arguments and results from the route definitio
   const ann = await client.actions.create({ data: { username: 'ann', password1: 'pw', password2: 'pw' } })
   const id: number = ann.id
   const name: string = ann.username
-  t.same(ann, { id, username: name, email: '' }, 'the reply shaped by the response schema')
+  t.strictSame(ann, { id, username: name, email: '' }, 'the reply shaped by the response schema')
   // @ts-expect-error the password never leaves the server: the response schema has no such field
   t.equal(ann.password, undefined)
 
   const all: UserPublic[] = await client.request('list', { filter: { username: 'ann' } })
-  t.same(all.map((u) => u.id), [id])
+  t.strictSame(all.map((u) => u.id), [id])
   const ordered = await client.request('list', { ordering: ['-username', 'id'] })
-  t.same(ordered.map((u) => u.id), [id], 'an array ordering is accepted by the server too')
+  t.strictSame(ordered.map((u) => u.id), [id], 'an array ordering is accepted by the server too')
   const patched = await client.actions.patch({ pk: id, data: { email: 'ann@example.com' } })
   t.equal(patched.email, 'ann@example.com')
   const deleted: null = await client.actions.delete({ pk: id })
@@ -147,7 +147,7 @@ t.test('typed subscriptions: events are the route\'s objects, or {pk} for delete
   await client.actions.patch({ pk: bob.id, data: { email: 'bob@example.com' } })
   await client.actions.delete({ pk: bob.id })
   await within(two, 'the update and the delete')
-  t.same(events.map((e) => e.action), ['update', 'delete'])
+  t.strictSame(events.map((e) => e.action), ['update', 'delete'])
 })
 
 t.test('a multiplexed client is typed per stream', async (t) => {

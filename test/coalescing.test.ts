@@ -43,8 +43,8 @@ t.test('retrieves of many sockets at once: each gets its own row (or its 404), t
   const replies = await together(clients, (i) => ({ action: 'retrieve', pk: wanted[i] }))
   replies.forEach((reply, i) => {
     t.equal(reply.request_id, i)
-    if (i % 5 === 4) t.same([reply.response_status, reply.errors], [404, ['Not found']], `socket ${i}: 404`)
-    else t.same([reply.response_status, reply.data], [200, { id: ids[i], name: `item-${i}` }], `socket ${i}: its own row`)
+    if (i % 5 === 4) t.strictSame([reply.response_status, reply.errors], [404, ['Not found']], `socket ${i}: 404`)
+    else t.strictSame([reply.response_status, reply.data], [200, { id: ids[i], name: `item-${i}` }], `socket ${i}: its own row`)
   })
   t.ok(selects(sql) <= SOCKETS / 2, `${SOCKETS} retrieves ran ${selects(sql)} selects`)
 })
@@ -75,7 +75,7 @@ t.test('identical lists of many sockets share one query; different pages get the
   const replies = await together(clients, (i) => ({ action: 'list', offset: i % 2 === 0 ? 0 : 5 }))
   replies.forEach((reply, i) => {
     const first = i % 2 === 0 ? 0 : 5
-    t.same(reply.data, {
+    t.strictSame(reply.data, {
       count: 12, limit: 5, offset: first,
       results: Array.from({ length: 5 }, (_, k) => ({ id: first + k + 1, name: `n${first + k}` }))
     }, `socket ${i}: its page`)
@@ -106,9 +106,9 @@ t.test('distinct lists of one batch: each answered as soon as its own query is, 
   const quick = batcher.submit('quick')
   t.equal(await within(quick, 'the quick answer while the slow one runs'), 'quick!')
   const later = batcher.submit('later')
-  t.same(batches, [['slow', 'quick']], 'a job that comes meanwhile waits: it must not read older data than a write before it')
+  t.strictSame(batches, [['slow', 'quick']], 'a job that comes meanwhile waits: it must not read older data than a write before it')
   slow.resolve('slow!')
   t.equal(await within(first, 'the slow answer'), 'slow!')
   t.equal(await within(later, 'the next batch'), 'later!')
-  t.same(batches, [['slow', 'quick'], ['later']])
+  t.strictSame(batches, [['slow', 'quick'], ['later']])
 })

@@ -650,7 +650,10 @@ const Stamp = defineEntity({
   name: 'Stamp',
   properties: (p) => ({
     id: p.integer().primary().autoincrement(),
-    at: p.datetime(),
+    // Millisecond precision on every database (PostgreSQL's default keeps microseconds).
+    at: p.datetime().length(3),
+    // The database's default precision: microseconds on PostgreSQL, milliseconds on SQLite.
+    fine: p.datetime(),
     score: p.integer().nullable()
   })
 })
@@ -662,7 +665,7 @@ async function startStamps (t: Test, fill: (orm: MikroORM) => Promise<void>): Pr
     app.wsRest.route('/stamps/', {
       entity: Stamp,
       schema: { response: StampPublic },
-      orderingFields: ['at', 'score'],
+      orderingFields: ['at', 'fine', 'score'],
       actions: [mixins.cursorList({ defaultLimit: 2, secret: SECRET })]
     })
   })
@@ -676,7 +679,7 @@ async function startStamps (t: Test, fill: (orm: MikroORM) => Promise<void>): Pr
 async function stamps (orm: MikroORM, rows: Array<{ at: Date, score?: number | null }>): Promise<void> {
   const em = orm.em.fork()
   for (const r of rows) {
-    em.create(Stamp, { at: r.at, score: r.score ?? null })
+    em.create(Stamp, { at: r.at, fine: r.at, score: r.score ?? null })
     await em.flush()
   }
 }
@@ -727,20 +730,40 @@ t.test('ordering a cursor list by a nullable field is refused: keyset comparison
   t.equal((await client.request('list', { ordering: 'at' })).response_status, 200, 'a non-nullable field still pages')
 })
 
-t.test('ordering by a timestamp stored with sub-millisecond precision: no row repeated or skipped', {
-  skip: dialect === 'sqlite' ? 'SQLite keeps datetimes in milliseconds; runs on PostgreSQL (DATABASE_URL)' : false
-}, async (t) => {
-  // Rows written by something other than a JS Date (a column default, SQL, another service)
-  // can carry microseconds; the ids are in timestamp order.
+t.test('a timestamp column finer than a millisecond is refused as a cursor key; a millisecond one pages', async (t) => {
+  // A position read into a JS Date (milliseconds) from a PostgreSQL timestamptz (microseconds)
+  // falls before its own row: going forward the same rows came back forever. Rows written by
+  // something other than a JS Date (a column default, SQL, another service) carry microseconds.
   const { client } = await startStamps(t, async (orm) => {
-    const connection = orm.em.fork().getConnection()
-    for (let i = 1; i <= 6; i++) await connection.execute(`insert into stamp (at) values (timestamptz '2024-01-01 00:00:00.000${i}00+00')`)
+    if (dialect === 'postgresql') {
+      const connection = orm.em.fork().getConnection()
+      for (let i = 1; i <= 6; i++) {
+        const at = `timestamptz '2024-01-01 00:00:00.0000${i}0+00'` // 10 µs apart, all within the first millisecond
+        await connection.execute(`insert into stamp (at, fine) values (${at}, ${at})`)
+      }
+    } else {
+      await stamps(orm, [1, 2, 3, 4, 5, 6].map((ms) => ({ at: new Date(Date.UTC(2024, 0, 1) + ms) })))
+    }
   })
-  const bug = 'bug: cursor values are read into JS Dates (millisecond precision), so a position at 00:00:00.000100 ' +
-    'becomes 00:00:00.000 — going forward the same rows come back forever (next never becomes null), going back ' +
-    'or descending the rows in the same millisecond are skipped'
-  t.strictSame(await walkIds(client, 'at'), [1, 2, 3, 4, 5, 6], 'ascending', { todo: bug })
-  t.strictSame(await walkIds(client, '-at'), [6, 5, 4, 3, 2, 1], 'descending', { todo: bug })
+  if (dialect === 'postgresql') {
+    const refused = [400, [{ ordering: ['Cannot page by cursor on "fine": the database keeps it finer than a millisecond; declare it with millisecond precision (length 3).'] }]]
+    for (const ordering of ['fine', '-fine', ['fine', 'id']]) {
+      const reply = await client.request('list', { ordering })
+      t.strictSame([reply.response_status, reply.errors], refused, `ordering ${JSON.stringify(ordering)}`)
+    }
+    // A cursor made before the rule (signed, so it reached the database as it was) is refused too.
+    const reply = await client.request('list', { cursor: forge([['fine', 'id'], ['2024-01-01T00:00:00.000Z', 1], 0, 0]) })
+    t.strictSame([reply.response_status, reply.errors], refused, 'a signed cursor ordered by it')
+  } else {
+    // SQLite keeps a Date to the millisecond: nothing is lost, the field pages.
+    t.strictSame(await walkIds(client, 'fine'), [1, 2, 3, 4, 5, 6], 'SQLite: ascending by the default-precision column')
+    t.strictSame(await walkIds(client, '-fine'), [6, 5, 4, 3, 2, 1], 'SQLite: descending')
+  }
+  // The millisecond column holds what it was given rounded to the millisecond (the same
+  // instant on PostgreSQL: ties, broken by id): every row once, and the walk ends.
+  t.strictSame(await walkIds(client, 'at'), [1, 2, 3, 4, 5, 6], 'ascending by the millisecond column')
+  t.strictSame(await walkIds(client, '-at'), dialect === 'postgresql' ? [1, 2, 3, 4, 5, 6] : [6, 5, 4, 3, 2, 1], 'descending')
+  t.strictSame(await walkIds(client, 'at', 'previous'), [1, 2, 3, 4, 5, 6], 'walked back from the end')
 })
 
 // ---------------------------------------------------------------- the example server

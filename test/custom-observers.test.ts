@@ -37,7 +37,7 @@ t.test('app.wsRest.publish reaches the sockets subscribed to the group, with the
   const { app, base } = await startApp(t, [Item], chat)
   const alice = await openClient(t, `${base}/chat/`)
   const bob = await openClient(t, `${base}/chat/`)
-  t.same(await alice.ask({ action: 'join', request_id: 'a-lobby', room: 'lobby' }),
+  t.strictSame(await alice.ask({ action: 'join', request_id: 'a-lobby', room: 'lobby' }),
     { errors: [], data: null, action: 'join', response_status: 201, request_id: 'a-lobby' })
   await bob.ask({ action: 'join', request_id: 'b-lobby', room: 'lobby' })
   await bob.ask({ action: 'join', request_id: 'b-other', room: 'other' })
@@ -45,20 +45,20 @@ t.test('app.wsRest.publish reaches the sockets subscribed to the group, with the
     'the same group and request_id again: nothing added')
 
   app.wsRest.publish('room:lobby', { text: 'hello' }, { action: 'message' })
-  t.same(await alice.next(), { errors: [], data: { text: 'hello' }, action: 'message', response_status: 200, request_id: 'a-lobby' })
-  t.same(await bob.next(), { errors: [], data: { text: 'hello' }, action: 'message', response_status: 200, request_id: 'b-lobby' })
+  t.strictSame(await alice.next(), { errors: [], data: { text: 'hello' }, action: 'message', response_status: 200, request_id: 'a-lobby' })
+  t.strictSame(await bob.next(), { errors: [], data: { text: 'hello' }, action: 'message', response_status: 200, request_id: 'b-lobby' })
 
   app.wsRest.publish('room:other', { text: 'psst' }, { action: 'whisper', status: 201 })
-  t.same(await bob.next(), { errors: [], data: { text: 'psst' }, action: 'whisper', response_status: 201, request_id: 'b-other' },
+  t.strictSame(await bob.next(), { errors: [], data: { text: 'psst' }, action: 'whisper', response_status: 201, request_id: 'b-other' },
     'exactly one event: the repeated join did not duplicate it')
   app.wsRest.publish('room:lobby', 'plain', {})
-  t.same((await alice.next()).action, 'event', 'default action "event"')
-  t.same((await bob.next()).data, 'plain')
+  t.strictSame((await alice.next()).action, 'event', 'default action "event"')
+  t.strictSame((await bob.next()).data, 'plain')
 
   // A socket's own action can publish; it reaches itself too.
   alice.send({ action: 'say', request_id: 'say', room: 'lobby', text: 'me' })
   const frames = await alice.take(2)
-  t.same(frames.map((f) => f.request_id).sort(), ['a-lobby', 'say'])
+  t.strictSame(frames.map((f) => f.request_id).sort(), ['a-lobby', 'say'])
   t.equal((await bob.next()).data.text, 'me')
 })
 
@@ -68,15 +68,15 @@ t.test('ctx.unsubscribe by group or by request_id; the socket\'s other subscript
   await client.ask({ action: 'join', request_id: 'one', room: 'a' })
   await client.ask({ action: 'join', request_id: 'two', room: 'b' })
   await client.ask({ action: 'join', request_id: 'two', room: 'c' })
-  t.same((await client.ask({ action: 'leave', request_id: 'x', room: 'a' })).data, { removed: 1 })
-  t.same((await client.ask({ action: 'leave', request_id: 'two' })).data, { removed: 2 })
+  t.strictSame((await client.ask({ action: 'leave', request_id: 'x', room: 'a' })).data, { removed: 1 })
+  t.strictSame((await client.ask({ action: 'leave', request_id: 'two' })).data, { removed: 2 })
   app.wsRest.publish('room:a', 1)
   app.wsRest.publish('room:b', 2)
   app.wsRest.publish('room:c', 3)
-  t.same((await client.ask({ action: 'join', request_id: 'three', room: 'd' })).response_status, 201,
+  t.strictSame((await client.ask({ action: 'join', request_id: 'three', room: 'd' })).response_status, 201,
     'no event arrived before this reply: every subscription is gone')
   app.wsRest.publish('room:d', 4)
-  t.same((await client.next()).data, 4)
+  t.strictSame((await client.next()).data, 4)
 })
 
 t.test('publish checks its input: data must be JSON, group a string', async (t) => {
@@ -108,12 +108,12 @@ t.test('subscribe_many / unsubscribe_many (the DCRF pattern) with the built-in p
   t.equal((await client.ask({ action: 'subscribe_many', request_id: 'many', pks: [one, two] })).response_status, 201)
   await renameItem(orm, three, 'three-1')
   await renameItem(orm, two, 'two-1')
-  t.same(await client.next(), { errors: [], data: { id: two, name: 'two-1' }, action: 'update', response_status: 200, request_id: 'many' },
+  t.strictSame(await client.next(), { errors: [], data: { id: two, name: 'two-1' }, action: 'update', response_status: 200, request_id: 'many' },
     'row three (not subscribed) sent nothing; row two arrives shaped by the route\'s response schema')
   const em = orm.em.fork()
   em.remove(await em.findOneOrFail(Item, one))
   await em.flush()
-  t.same(await client.next(), { errors: [], data: { pk: one }, action: 'delete', response_status: 204, request_id: 'many' })
+  t.strictSame(await client.next(), { errors: [], data: { pk: one }, action: 'delete', response_status: 204, request_id: 'many' })
 
   t.equal((await client.ask({ action: 'unsubscribe_many', request_id: 'many' })).response_status, 204)
   await renameItem(orm, two, 'two-2')
@@ -139,21 +139,21 @@ t.test('app.wsRest.observe(entity, {groups}): changes also go to the app\'s own 
   await client.ask({ action: 'watch_letter', request_id: 'a', letter: 'a' })
   const [bee] = await seedItems(orm, 'bee')
   const [ant] = await seedItems(orm, 'ant')
-  t.same(await client.next(), { errors: [], data: { id: ant, name: 'ant' }, action: 'create', response_status: 201, request_id: 'a' },
+  t.strictSame(await client.next(), { errors: [], data: { id: ant, name: 'ant' }, action: 'create', response_status: 201, request_id: 'a' },
     '"bee" went to letter:b only')
   await renameItem(orm, bee, 'apis')
-  t.same(await client.next(), { errors: [], data: { id: bee, name: 'apis' }, action: 'create', response_status: 201, request_id: 'a' },
+  t.strictSame(await client.next(), { errors: [], data: { id: bee, name: 'apis' }, action: 'create', response_status: 201, request_id: 'a' },
     'an update that brings the row into the group arrives as a create, as DCRF\'s observer sends it')
   await renameItem(orm, bee, 'aphid')
-  t.same(await client.next(), { errors: [], data: { id: bee, name: 'aphid' }, action: 'update', response_status: 200, request_id: 'a' },
+  t.strictSame(await client.next(), { errors: [], data: { id: bee, name: 'aphid' }, action: 'update', response_status: 200, request_id: 'a' },
     'a change of a row staying in the group: update, shaped')
   await renameItem(orm, ant, 'bug')
-  t.same(await client.next(), { errors: [], data: { pk: ant }, action: 'delete', response_status: 204, request_id: 'a' },
+  t.strictSame(await client.next(), { errors: [], data: { pk: ant }, action: 'delete', response_status: 204, request_id: 'a' },
     'an update that takes the row out of the group: delete')
   const em = orm.em.fork()
   em.remove(await em.findOneOrFail(Item, bee))
   await em.flush()
-  t.same(await client.next(), { errors: [], data: { pk: bee }, action: 'delete', response_status: 204, request_id: 'a' })
+  t.strictSame(await client.next(), { errors: [], data: { pk: bee }, action: 'delete', response_status: 204, request_id: 'a' })
 })
 
 t.test('observe refuses what is not an entity; a route without a model still gets custom events', async (t) => {
@@ -191,11 +191,11 @@ t.test('a per-subscriber handler (DCRF\'s observer handler) decides what each su
   await bob.ask({ action: 'watch', request_id: 'w' })
   const [bobs] = await seedItems(orm, 'bob-1')
   const [anns] = await seedItems(orm, 'ann-1')
-  t.same(await ann.next(), { errors: [], data: { item: { id: anns, name: 'ann-1' }, was: 'create' }, action: 'mine', response_status: 200, request_id: 'w' },
+  t.strictSame(await ann.next(), { errors: [], data: { item: { id: anns, name: 'ann-1' }, was: 'create' }, action: 'mine', response_status: 200, request_id: 'w' },
     'ann got only her row, shaped by the route and wrapped by her handler')
-  t.same((await bob.next()).data, { item: { id: bobs, name: 'bob-1' }, was: 'create' })
+  t.strictSame((await bob.next()).data, { item: { id: bobs, name: 'bob-1' }, was: 'create' })
   await renameItem(orm, anns, 'ann-2')
-  t.same((await ann.next()).data, { item: { id: anns, name: 'ann-2' }, was: 'update' })
+  t.strictSame((await ann.next()).data, { item: { id: anns, name: 'ann-2' }, was: 'update' })
   t.ok(seen.some((row) => (row as { name?: string } | null)?.name === 'ann-1'), 'the handler sees the row before the change too')
 })
 
@@ -216,10 +216,10 @@ t.test('an observer serializer (DCRF\'s @model_observer.serializer) shapes its g
   await names.ask({ action: 'watch', request_id: 'n', group: 'names' })
   await upper.ask({ action: 'watch', request_id: 'u', group: 'upper' })
   const [id] = await seedItems(orm, 'ann')
-  t.same(await names.next(), { errors: [], data: { name: 'ann' }, action: 'create', response_status: 201, request_id: 'n' }, 'the schema\'s shape, not the route\'s')
-  t.same((await upper.next()).data, { shout: 'ANN' }, 'a function of the row')
+  t.strictSame(await names.next(), { errors: [], data: { name: 'ann' }, action: 'create', response_status: 201, request_id: 'n' }, 'the schema\'s shape, not the route\'s')
+  t.strictSame((await upper.next()).data, { shout: 'ANN' }, 'a function of the row')
   const em = orm.em.fork()
   em.remove(await em.findOneOrFail(Item, id))
   await em.flush()
-  t.same((await names.next()).data, { pk: id }, 'a delete still carries {pk}')
+  t.strictSame((await names.next()).data, { pk: id }, 'a delete still carries {pk}')
 })

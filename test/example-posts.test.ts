@@ -52,16 +52,16 @@ t.test('a post in every reply: {id, title, body, author: {id, username}, tags: [
     author: { id: users.ann, username: 'ann' },
     tags: [{ id: tags.red, name: 'red' }, { id: tags.blue, name: 'blue' }]
   }
-  t.same(post, expected)
-  t.same((await posts.request('retrieve', { pk: post.id })).data, expected)
-  t.same((await posts.request('list')).data, [expected])
+  t.strictSame(post, expected)
+  t.strictSame((await posts.request('retrieve', { pk: post.id })).data, expected)
+  t.strictSame((await posts.request('list')).data, [expected])
   t.notOk(JSON.stringify(post).includes('private.example'), 'never the author\'s email')
 
   // A full update without body and tags keeps them (DRF: fields that are not required).
   await posts.request('patch', { pk: post.id, data: { body: 'kept' } })
   const updated = await posts.request('update', { pk: post.id, data: { title: 'Hello again', author: users.bob } })
   t.equal(updated.response_status, 200)
-  t.same(updated.data, { ...expected, title: 'Hello again', body: 'kept', author: { id: users.bob, username: 'bob' } })
+  t.strictSame(updated.data, { ...expected, title: 'Hello again', body: 'kept', author: { id: users.bob, username: 'bob' } })
 })
 
 t.test('related ids in input: DRF\'s texts, one message per field, every failing field at once', async (t) => {
@@ -71,21 +71,21 @@ t.test('related ids in input: DRF\'s texts, one message per field, every failing
     t.equal(reply.response_status, 400, JSON.stringify(data))
     return reply.errors
   }
-  t.same(await errorsOf({ title: 'x', author: 999 }), [{ author: ['Invalid pk "999" - object does not exist.'] }])
-  t.same(await errorsOf({ title: 'x', author: users.ann, tags: [tags.red, 999] }), [{ tags: ['Invalid pk "999" - object does not exist.'] }])
-  t.same(await errorsOf({ title: 'x', author: 'abc' }), [{ author: ['Incorrect type. Expected pk value, received str.'] }])
-  t.same(await errorsOf({ title: 'x', author: { id: 1 } }), [{ author: ['Incorrect type. Expected pk value, received dict.'] }])
-  t.same(await errorsOf({ title: 'x', author: [1] }), [{ author: ['Incorrect type. Expected pk value, received list.'] }])
-  t.same(await errorsOf({ title: '', author: 999, tags: [998] }), [{
+  t.strictSame(await errorsOf({ title: 'x', author: 999 }), [{ author: ['Invalid pk "999" - object does not exist.'] }])
+  t.strictSame(await errorsOf({ title: 'x', author: users.ann, tags: [tags.red, 999] }), [{ tags: ['Invalid pk "999" - object does not exist.'] }])
+  t.strictSame(await errorsOf({ title: 'x', author: 'abc' }), [{ author: ['Incorrect type. Expected pk value, received str.'] }])
+  t.strictSame(await errorsOf({ title: 'x', author: { id: 1 } }), [{ author: ['Incorrect type. Expected pk value, received dict.'] }])
+  t.strictSame(await errorsOf({ title: 'x', author: [1] }), [{ author: ['Incorrect type. Expected pk value, received list.'] }])
+  t.strictSame(await errorsOf({ title: '', author: 999, tags: [998] }), [{
     title: ['This field may not be blank.'],
     author: ['Invalid pk "999" - object does not exist.'],
     tags: ['Invalid pk "998" - object does not exist.']
   }])
   const numeric = await posts.request('create', { data: { title: 'numeric', author: String(users.ann) } })
   t.equal(numeric.response_status, 201, 'a numeric string is the id, as in DRF')
-  t.same(numeric.data.author, { id: users.ann, username: 'ann' })
+  t.strictSame(numeric.data.author, { id: users.ann, username: 'ann' })
   const patched = await posts.request('patch', { pk: numeric.data.id, data: { tags: [999] } })
-  t.same([patched.response_status, patched.errors], [400, [{ tags: ['Invalid pk "999" - object does not exist.'] }]])
+  t.strictSame([patched.response_status, patched.errors], [400, [{ tags: ['Invalid pk "999" - object does not exist.'] }]])
 })
 
 t.test('filters, ordering and search across relations', async (t) => {
@@ -98,17 +98,17 @@ t.test('filters, ordering and search across relations', async (t) => {
     t.equal(reply.response_status, 200, JSON.stringify(args))
     return (reply.data as Array<{ id: number }>).map((p) => p.id)
   }
-  t.same(await ids({ filter: { author: users.ann } }), [a1.id, a2.id])
-  t.same(await ids({ filter: { author: { $in: [users.bob] } } }), [b1.id])
-  t.same(await ids({ filter: { author: { $ne: users.ann } } }), [b1.id])
-  t.same(await ids({ filter: { tags: tags.red } }), [a1.id, b1.id])
-  t.same(await ids({ filter: { tags: { $in: [tags.red, tags.green] } } }), [a1.id, b1.id], 'a post with both tags once')
-  t.same(await ids({ filter: { 'author.username': 'bob' } }), [b1.id])
-  t.same(await ids({ ordering: ['-author.username', 'title'] }), [b1.id, a2.id, a1.id])
-  t.same(await ids({ ordering: 'title' }), [b1.id, a2.id, a1.id])
-  t.same(await ids({ search: 'ANN' }), [a1.id, b1.id, a2.id], 'search over title, body and author.username')
+  t.strictSame(await ids({ filter: { author: users.ann } }), [a1.id, a2.id])
+  t.strictSame(await ids({ filter: { author: { $in: [users.bob] } } }), [b1.id])
+  t.strictSame(await ids({ filter: { author: { $ne: users.ann } } }), [b1.id])
+  t.strictSame(await ids({ filter: { tags: tags.red } }), [a1.id, b1.id])
+  t.strictSame(await ids({ filter: { tags: { $in: [tags.red, tags.green] } } }), [a1.id, b1.id], 'a post with both tags once')
+  t.strictSame(await ids({ filter: { 'author.username': 'bob' } }), [b1.id])
+  t.strictSame(await ids({ ordering: ['-author.username', 'title'] }), [b1.id, a2.id, a1.id])
+  t.strictSame(await ids({ ordering: 'title' }), [b1.id, a2.id, a1.id])
+  t.strictSame(await ids({ search: 'ANN' }), [a1.id, b1.id, a2.id], 'search over title, body and author.username')
   const bad = await posts.request('list', { filter: { 'author.email': 'x' } })
-  t.same([bad.response_status, bad.errors], [400, [{ filter: ['Unknown field "author.email".'] }]], 'only declared paths')
+  t.strictSame([bad.response_status, bad.errors], [400, [{ filter: ['Unknown field "author.email".'] }]], 'only declared paths')
 })
 
 t.test('subscribe_list filtered by author: create when a post arrives, update while it stays, delete when it leaves', async (t) => {
@@ -119,23 +119,23 @@ t.test('subscribe_list filtered by author: create when a post arrives, update wh
 
   const mine = await createPost(posts, { title: 'Mine', author: users.ann })
   const created = await subscriber.next()
-  t.same(created, { errors: [], data: mine, action: 'create', response_status: 201, request_id: 'ann' })
+  t.strictSame(created, { errors: [], data: mine, action: 'create', response_status: 201, request_id: 'ann' })
   await instance.ask({ action: 'subscribe_instance', request_id: 'i', pk: mine.id })
 
   const theirs = await createPost(posts, { title: 'Theirs', author: users.bob })
   await posts.request('patch', { pk: theirs.id, data: { author: users.ann } })
   const moved = await subscriber.next()
-  t.same([moved.action, moved.data.id, moved.data.author], ['create', theirs.id, { id: users.ann, username: 'ann' }], 'moved to ann: create')
+  t.strictSame([moved.action, moved.data.id, moved.data.author], ['create', theirs.id, { id: users.ann, username: 'ann' }], 'moved to ann: create')
 
   await posts.request('patch', { pk: mine.id, data: { tags: [tags.green] } })
   const retrieved = (await posts.request('retrieve', { pk: mine.id })).data
-  t.same(await subscriber.next(), { errors: [], data: retrieved, action: 'update', response_status: 200, request_id: 'ann' }, 'a tags-only patch: update with the new tags')
-  t.same((await instance.next()).data, retrieved, 'the instance event is the retrieve too')
+  t.strictSame(await subscriber.next(), { errors: [], data: retrieved, action: 'update', response_status: 200, request_id: 'ann' }, 'a tags-only patch: update with the new tags')
+  t.strictSame((await instance.next()).data, retrieved, 'the instance event is the retrieve too')
 
   await posts.request('patch', { pk: theirs.id, data: { author: users.bob } })
-  t.same(await subscriber.next(), { errors: [], data: { pk: theirs.id }, action: 'delete', response_status: 204, request_id: 'ann' }, 'moved away: delete')
+  t.strictSame(await subscriber.next(), { errors: [], data: { pk: theirs.id }, action: 'delete', response_status: 204, request_id: 'ann' }, 'moved away: delete')
   await posts.request('delete', { pk: mine.id })
-  t.same((await subscriber.next()).data, { pk: mine.id }, 'deleted: delete')
+  t.strictSame((await subscriber.next()).data, { pk: mine.id }, 'deleted: delete')
 })
 
 t.test('deleting a user deletes their posts, each publishing delete; deleting a tag updates each post that had it', async (t) => {
@@ -146,20 +146,20 @@ t.test('deleting a user deletes their posts, each publishing delete; deleting a 
   await watcher.ask({ action: 'subscribe_list', request_id: 'green', filter: { tags: tags.green } })
   const p1 = await createPost(posts, { title: 'One', author: users.ann, tags: [tags.red, tags.green] })
   const p2 = await createPost(posts, { title: 'Two', author: users.bob, tags: [tags.green] })
-  t.same((await watcher.take(2)).map((e) => [e.action, e.data.id]), [['create', p1.id], ['create', p2.id]], 'both enter the list filtered by the tag')
+  t.strictSame((await watcher.take(2)).map((e) => [e.action, e.data.id]), [['create', p1.id], ['create', p2.id]], 'both enter the list filtered by the tag')
   t.equal((await watcher.ask({ action: 'subscribe_instance', request_id: 'p1', pk: p1.id })).response_status, 201)
 
   const tagClient = await openClient(t, `${base}/ws/tags/`)
-  t.same((await tagClient.request('create', { data: { name: 'red' } })).errors, [{ name: ['tag with this name already exists.'] }], 'a duplicate tag: 400 keyed name')
+  t.strictSame((await tagClient.request('create', { data: { name: 'red' } })).errors, [{ name: ['tag with this name already exists.'] }], 'a duplicate tag: 400 keyed name')
   t.equal((await tagClient.request('delete', { pk: tags.green })).response_status, 204)
   const events = await watcher.take(3)
   const instanceEvent = events.find((e) => e.request_id === 'p1')
-  t.same(instanceEvent?.data.tags, [{ id: tags.red, name: 'red' }], 'p1 lost the tag: update')
-  t.same(events.filter((e) => e.request_id === 'green').map((e) => [e.action, e.data.pk]).sort(),
+  t.strictSame(instanceEvent?.data.tags, [{ id: tags.red, name: 'red' }], 'p1 lost the tag: update')
+  t.strictSame(events.filter((e) => e.request_id === 'green').map((e) => [e.action, e.data.pk]).sort(),
     [['delete', p1.id], ['delete', p2.id]].sort(), 'the list filtered by the tag: both leave')
 
   const userClient = await openClient(t, `${base}/ws/`)
   t.equal((await userClient.request('delete', { pk: users.ann })).response_status, 204)
-  t.same(await watcher.next(), { errors: [], data: { pk: p1.id }, action: 'delete', response_status: 204, request_id: 'p1' }, 'the post went with its author')
-  t.same((await posts.request('list')).data.map((p: { id: number }) => p.id), [p2.id])
+  t.strictSame(await watcher.next(), { errors: [], data: { pk: p1.id }, action: 'delete', response_status: 204, request_id: 'p1' }, 'the post went with its author')
+  t.strictSame((await posts.request('list')).data.map((p: { id: number }) => p.id), [p2.id])
 })

@@ -216,7 +216,7 @@ t.test('a unique violation in the second write of a transactional action → 400
   const { orm, writer, subscriber } = await setup(t)
   const failed = await writer.request('create_two', { first: 'fresh', second: 'one' })
   t.strictSame([failed.response_status, failed.errors, failed.data], [400, TAKEN, null])
-  t.same(await names(orm), ['one', 'two'], 'the first row, inserted inside the transaction, is gone')
+  t.strictSame(await names(orm), ['one', 'two'], 'the first row, inserted inside the transaction, is gone')
 
   const ok = await writer.request('create_two', { first: 'fresh', second: 'fresher' })
   t.equal(ok.response_status, 201, 'the same socket\'s next action goes through')
@@ -234,7 +234,7 @@ t.test('creates of several sockets with one taken name → only that one fails (
   const replies = await Promise.all(writers.map(async (w, i) => await w.request('create', { data: { name: wanted[i] } })))
   t.strictSame(replies.map((r) => r.response_status), [201, 201, 400, 201, 201])
   t.strictSame(replies[2].errors, TAKEN, 'the culprit gets the field error, nothing internal')
-  t.same((await names(orm)).sort(), ['a1', 'a2', 'a3', 'a4', 'one', 'two'])
+  t.strictSame((await names(orm)).sort(), ['a1', 'a2', 'a3', 'a4', 'one', 'two'])
 
   const created = replies.filter((r) => r.response_status === 201).map((r) => r.data as { id: number, name: string })
   t.strictSame(await nextEvents(subscriber, 4), sortEvents(created.map((row) => ['list', 'create', row])),
@@ -260,7 +260,7 @@ t.test('a row locked by another transaction → 409 for a two-row action (its fi
   nothingInternal(t, patch)
 
   await holder.rollback()
-  t.same(await names(orm), ['one', 'two'], 'row 1 (on PostgreSQL, renamed before row 2 was reached) is as it was')
+  t.strictSame(await names(orm), ['one', 'two'], 'row 1 (on PostgreSQL, renamed before row 2 was reached) is as it was')
   const ok = await writer.request('patch', { pk: 1, data: { name: 'after' } })
   t.strictSame([ok.response_status, ok.data], [200, { id: 1, name: 'after' }], 'the same socket\'s next action goes through')
   t.strictSame(await nextEvents(subscriber, 2), row1Updated('after'),
@@ -283,7 +283,7 @@ t.test('a deferred unique constraint failing at COMMIT → an error reply withou
     // raw error, which MikroORM does not convert): a 400 keyed by the field, never a 500.
     t.strictSame([reply.response_status, reply.errors], [400, TAKEN], `${what}: 400 keyed by the field, as for an immediate violation`)
   }
-  t.same(await names(orm), ['one', 'two'], 'nothing of either was committed')
+  t.strictSame(await names(orm), ['one', 'two'], 'nothing of either was committed')
 
   const ok = await writer.request('patch', { pk: 1, data: { name: 'after' } })
   t.equal(ok.response_status, 200, 'the socket works on')
@@ -301,7 +301,7 @@ t.test('the connection killed while a create waits in performCreate → 500 with
   const reply = await held.next()
   t.strictSame([reply.request_id, reply.response_status, reply.errors, reply.data], ['c', 500, INTERNAL, null])
   nothingInternal(t, reply)
-  t.same(await names(orm), ['one', 'two'])
+  t.strictSame(await names(orm), ['one', 'two'])
 
   const ok = await held.request('create', { data: { name: 'kept' } })
   t.equal(ok.response_status, 201, 'the pool replaces the connection for the same socket\'s next action')
@@ -320,7 +320,7 @@ t.test('the connection killed after a patch is written, before its COMMIT → 50
   t.strictSame([reply.request_id, reply.response_status, reply.errors, reply.data], ['p', 500, INTERNAL, null],
     'never a 200 for a write that was not committed')
   nothingInternal(t, reply)
-  t.same(await names(orm), ['one', 'two'], 'the uncommitted write died with its connection')
+  t.strictSame(await names(orm), ['one', 'two'], 'the uncommitted write died with its connection')
 
   const ok = await held.request('patch', { pk: 1, data: { name: 'after' } })
   t.strictSame([ok.response_status, ok.data], [200, { id: 1, name: 'after' }], 'the same socket\'s next patch goes through')
@@ -362,8 +362,8 @@ t.test('Redis cut away from two instances: both keep answering and serving their
 
   // Before the cut: A's change reaches B through Redis.
   await writerA.request('patch', { pk: alice.id, data: { email: 'before@example.com' } })
-  t.same((await rowOnB.next()).data, { ...alice, email: 'before@example.com' }, 'through Redis before the cut')
-  t.same((await listOnA.next()).data, { ...alice, email: 'before@example.com' })
+  t.strictSame((await rowOnB.next()).data, { ...alice, email: 'before@example.com' }, 'through Redis before the cut')
+  t.strictSame((await listOnA.next()).data, { ...alice, email: 'before@example.com' })
 
   proxy.down()
   const lost = (line: { msg: string }): boolean => /Redis subscriber connection (lost|failed)/.test(line.msg)
@@ -371,14 +371,14 @@ t.test('Redis cut away from two instances: both keep answering and serving their
 
   // During the outage: every action answers as usual, and local subscribers get local events.
   const bob = await user(writerA, 'bob')
-  t.same(await listOnA.next(), { errors: [], data: bob, action: 'create', response_status: 201, request_id: 'list' },
+  t.strictSame(await listOnA.next(), { errors: [], data: bob, action: 'create', response_status: 201, request_id: 'list' },
     'A\'s list subscriber gets A\'s create')
   const duringA = await writerA.request('patch', { pk: alice.id, data: { email: 'during-a@example.com' } })
   t.equal(duringA.response_status, 200, 'a patch on A')
-  t.same((await listOnA.next()).data, { ...alice, email: 'during-a@example.com' })
+  t.strictSame((await listOnA.next()).data, { ...alice, email: 'during-a@example.com' })
   const duringB = await writerB.request('patch', { pk: alice.id, data: { email: 'during-b@example.com' } })
   t.strictSame([duringB.response_status, duringB.data], [200, { ...alice, email: 'during-b@example.com' }], 'a patch on B')
-  t.same(await rowOnB.next(), { errors: [], data: { ...alice, email: 'during-b@example.com' }, action: 'update', response_status: 200, request_id: 'alice' },
+  t.strictSame(await rowOnB.next(), { errors: [], data: { ...alice, email: 'during-b@example.com' }, action: 'update', response_status: 200, request_id: 'alice' },
     'B\'s row subscriber gets B\'s patch (and nothing of A\'s: that one could not cross)')
   for (const [name, writer] of [['A', writerA], ['B', writerB]] as const) {
     const list = await writer.request('list')
@@ -397,9 +397,9 @@ t.test('Redis cut away from two instances: both keep answering and serving their
     'B subscribed again to alice\'s channel and, for the first time, to bob\'s', 15_000)
 
   await writerA.request('patch', { pk: alice.id, data: { email: 'after@example.com' } })
-  t.same(await rowOnB.next(), { errors: [], data: { ...alice, email: 'after@example.com' }, action: 'update', response_status: 200, request_id: 'alice' },
+  t.strictSame(await rowOnB.next(), { errors: [], data: { ...alice, email: 'after@example.com' }, action: 'update', response_status: 200, request_id: 'alice' },
     'A\'s change reaches B again; what A published during the cut never arrives late')
   await writerA.request('patch', { pk: bob.id, data: { email: 'bob@example.com' } })
-  t.same((await bobOnB.next()).data, { ...bob, email: 'bob@example.com' }, 'and reaches the subscription made during the cut')
-  t.same((await listOnA.take(2)).map((e) => e.data.email), ['after@example.com', 'bob@example.com'], 'A\'s own subscriber got both, once')
+  t.strictSame((await bobOnB.next()).data, { ...bob, email: 'bob@example.com' }, 'and reaches the subscription made during the cut')
+  t.strictSame((await listOnA.take(2)).map((e) => e.data.email), ['after@example.com', 'bob@example.com'], 'A\'s own subscriber got both, once')
 })

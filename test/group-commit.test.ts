@@ -65,12 +65,12 @@ t.test('creates of many sockets at once: each gets its own object, in far fewer 
   const replies = await together(running.clients, (i) => ({ action: 'create', data: { label: `tag-${i}`, note: `by ${i}` } }))
   const ids = new Set<number>()
   replies.forEach((reply, i) => {
-    t.same([reply?.response_status, reply?.data.label, reply?.data.note], [201, `tag-${i}`, `by ${i}`], `socket ${i}: its own tag`)
+    t.strictSame([reply?.response_status, reply?.data.label, reply?.data.note], [201, `tag-${i}`, `by ${i}`], `socket ${i}: its own tag`)
     ids.add(reply?.data.id)
   })
   t.equal(ids.size, SOCKETS, 'every tag its own id')
   const stored = await running.orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } })
-  t.same(stored.map((tag) => [tag.id, tag.label]).sort(), replies.map((r) => [r?.data.id, r?.data.label]).sort(), 'the replies are what was stored')
+  t.strictSame(stored.map((tag) => [tag.id, tag.label]).sort(), replies.map((r) => [r?.data.id, r?.data.label]).sort(), 'the replies are what was stored')
   t.ok(count(sql, /^begin/i) <= SOCKETS / 3, `${SOCKETS} creates ran ${count(sql, /^begin/i)} transactions`)
 })
 
@@ -83,7 +83,7 @@ t.test('a unique violation in a grouped flush fails only the requests that cause
   const created = replies.filter((r) => r?.response_status === 201)
   const refused = replies.filter((r) => r?.response_status === 400)
   t.equal(created.length + refused.length, SOCKETS, 'every reply is a 201 or a 400, never a 500')
-  t.same(refused.map((r) => r?.errors), refused.map(() => [{ label: ['tag with this label already exists.'] }]))
+  t.strictSame(refused.map((r) => r?.errors), refused.map(() => [{ label: ['tag with this label already exists.'] }]))
   t.equal(replies[0]?.response_status, 400, 'the taken label is refused')
   for (let i = 10; i < SOCKETS; i++) t.equal(replies[i]?.response_status, 201, `fresh label ${i} created`)
   const dups = [1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => replies[i]?.response_status)
@@ -103,10 +103,10 @@ t.test('patches and updates of many sockets at once: each reply shows its own wr
       : { action: 'update', pk: ids[i], data: { label: `renamed-${i}`, note: `updated ${i}` } }
   })
   replies.forEach((reply, i) => {
-    if (i === 3) t.same([reply?.response_status, reply?.errors], [400, [{ label: ['This field may not be blank.'] }]])
-    else if (i === 4) t.same([reply?.response_status, reply?.errors], [404, ['Not found']])
-    else if (i % 2 === 0) t.same(reply?.data, { id: ids[i], label: `seed-${i}`, note: `patched ${i}` }, `socket ${i} patched`)
-    else t.same(reply?.data, { id: ids[i], label: `renamed-${i}`, note: `updated ${i}` }, `socket ${i} updated`)
+    if (i === 3) t.strictSame([reply?.response_status, reply?.errors], [400, [{ label: ['This field may not be blank.'] }]])
+    else if (i === 4) t.strictSame([reply?.response_status, reply?.errors], [404, ['Not found']])
+    else if (i % 2 === 0) t.strictSame(reply?.data, { id: ids[i], label: `seed-${i}`, note: `patched ${i}` }, `socket ${i} patched`)
+    else t.strictSame(reply?.data, { id: ids[i], label: `renamed-${i}`, note: `updated ${i}` }, `socket ${i} updated`)
   })
   const stored = new Map((await running.orm.em.fork().find(Tag, {})).map((tag) => [tag.id, tag]))
   t.equal(stored.get(ids[3])?.label, 'seed-3', 'the refused patch wrote nothing')
@@ -131,8 +131,8 @@ t.test('a patch making a label collide fails alone with its 400; the others of t
     action: 'patch', pk: ids[i], data: i === 5 ? { label: 'seed-0' } : { note: `ok ${i}` }
   }))
   replies.forEach((reply, i) => {
-    if (i === 5) t.same([reply?.response_status, reply?.errors], [400, [{ label: ['tag with this label already exists.'] }]])
-    else t.same([reply?.response_status, reply?.data.note], [200, `ok ${i}`])
+    if (i === 5) t.strictSame([reply?.response_status, reply?.errors], [400, [{ label: ['tag with this label already exists.'] }]])
+    else t.strictSame([reply?.response_status, reply?.data.note], [200, `ok ${i}`])
   })
   t.equal((await running.orm.em.fork().findOneOrFail(Tag, ids[5])).label, 'seed-5')
 })
@@ -142,7 +142,7 @@ t.test('deletes of many sockets at once: 204 each, a missing row 404 alone; rows
   const ids = await seedTags(running, SOCKETS)
   const replies = await together(running.clients, (i) => ({ action: 'delete', pk: i === 7 ? 888_888 : ids[i] }))
   replies.forEach((reply, i) => t.equal(reply?.response_status, i === 7 ? 404 : 204, `socket ${i}`))
-  t.same((await running.orm.em.fork().find(Tag, {})).map((tag) => tag.id), [ids[7]], 'only the row nobody deleted is left')
+  t.strictSame((await running.orm.em.fork().find(Tag, {})).map((tag) => tag.id), [ids[7]], 'only the row nobody deleted is left')
 })
 
 t.test('grouped writes publish one event per committed row, after the commit', async (t) => {
@@ -154,7 +154,7 @@ t.test('grouped writes publish one event per committed row, after the commit', a
   const created = replies.filter((r) => r?.response_status === 201).map((r) => r?.data.id as number)
   t.equal(created.length, SOCKETS - 1)
   const events = await watcher.take(created.length)
-  t.same(events.map((e) => e.data.id as number).sort((a, b) => a - b), [...created].sort((a, b) => a - b),
+  t.strictSame(events.map((e) => e.data.id as number).sort((a, b) => a - b), [...created].sort((a, b) => a - b),
     'exactly the committed rows, each once (the failed shared flush published nothing)')
 })
 

@@ -36,10 +36,10 @@ t.test('onConnect runs first: its frame precedes the reply to a frame sent at on
   })
   const client = await openClient(t, `${base}/room/`, { headers: { 'x-user': 'ann' } })
   client.send({ action: 'ping', request_id: 1 })
-  t.same(await client.next(), { type: 'welcome', user: 'ann' }, 'the welcome frame, exactly as sent (any JSON)')
-  t.same((await client.next()).data, 'pong', 'then the reply')
+  t.strictSame(await client.next(), { type: 'welcome', user: 'ann' }, 'the welcome frame, exactly as sent (any JSON)')
+  t.strictSame((await client.next()).data, 'pong', 'then the reply')
   app.wsRest.publish('room', { text: 'hi' }, { action: 'said' })
-  t.same(await client.next(), { errors: [], data: { text: 'hi' }, action: 'said', response_status: 200, request_id: null },
+  t.strictSame(await client.next(), { errors: [], data: { text: 'hi' }, action: 'said', response_status: 200, request_id: null },
     'a group joined in onConnect delivers, with no request_id')
 })
 
@@ -81,11 +81,11 @@ t.test('ctx.reply with another action and request_id; ctx.close with an applicat
   })
   const client = await openClient(t, `${base}/r/`)
   client.send({ action: 'notify', request_id: 7 })
-  t.same(await client.next(), { errors: [], data: { n: 1 }, action: 'notice', response_status: 200, request_id: 'feed' })
-  t.same((await client.next()).request_id, 7, 'then the action\'s own reply')
-  t.same([(await client.request('bad_close')).response_status], [500], 'a code the protocol reserves: 500, socket open')
+  t.strictSame(await client.next(), { errors: [], data: { n: 1 }, action: 'notice', response_status: 200, request_id: 'feed' })
+  t.strictSame((await client.next()).request_id, 7, 'then the action\'s own reply')
+  t.strictSame([(await client.request('bad_close')).response_status], [500], 'a code the protocol reserves: 500, socket open')
   client.send({ action: 'leave', request_id: 8 })
-  t.same(await client.waitClose(), { code: 4000, reason: 'bye' })
+  t.strictSame(await client.waitClose(), { code: 4000, reason: 'bye' })
 })
 
 t.test('a multiplexed stream: onConnect runs per stream, ctx.send is wrapped in the stream\'s envelope', async (t) => {
@@ -97,7 +97,7 @@ t.test('a multiplexed stream: onConnect runs per stream, ctx.send is wrapped in 
     })
   })
   const client = await openClient(t, `${base}/mux/`)
-  t.same(await client.next(), { stream: 'chat', payload: { hello: 'chat' } })
+  t.strictSame(await client.next(), { stream: 'chat', payload: { hello: 'chat' } })
 })
 
 t.test('an onConnect that throws closes the socket with 1011; a hook that is not a function is refused at declaration', async (t) => {
@@ -131,6 +131,6 @@ t.test('an action may send no reply at all ({ reply: false }), as DCRF does for 
   const client = await openClient(t, `${base}/r/`)
   client.send({ action: 'fire', request_id: 1 })
   client.send({ action: 'ping', request_id: 2 })
-  t.same(await client.next(), { fired: true })
-  t.same((await client.next()).request_id, 2, 'the next frame is the next action\'s reply: none was sent for "fire"')
+  t.strictSame(await client.next(), { fired: true })
+  t.strictSame((await client.next()).request_id, 2, 'the next frame is the next action\'s reply: none was sent for "fire"')
 })

@@ -35,12 +35,12 @@ t.test('works when the app registered @fastify/websocket itself, beside its own 
   const client = await openClient(t, `${base}/items/`)
   const created = await client.request('create', { data: { name: 'a' } })
   t.equal(created.response_status, 201)
-  t.same((await client.request('list')).data, [{ id: 1, name: 'a' }])
+  t.strictSame((await client.request('list')).data, [{ id: 1, name: 'a' }])
 
   // The app's own websocket route still works beside the plugin's.
   const echo = await openClient(t, `${base}/echo`)
   echo.send({ hello: 'echo' })
-  t.same(await echo.next(), { hello: 'echo' })
+  t.strictSame(await echo.next(), { hello: 'echo' })
 })
 
 t.test('routes declared in an encapsulated plugin get that plugin\'s hooks, and its siblings do not', async (t) => {
@@ -61,7 +61,7 @@ t.test('routes declared in an encapsulated plugin get that plugin\'s hooks, and 
     t.equal((await client.request('ping')).data, 'pong')
     client.close()
   }
-  t.same(seen, ['child:/inner/'], 'the child context hook ran for its own route only')
+  t.strictSame(seen, ['child:/inner/'], 'the child context hook ran for its own route only')
 })
 
 t.test('app.close() lets an in-flight write finish and commit, then closes with 1001', async (t) => {
@@ -106,7 +106,7 @@ t.test('app.close() lets an in-flight write finish and commit, then closes with 
   // The acknowledged write is in the database: reopen it with a new ORM.
   const check = await database.open([Item])
   const rows = await check.em.fork().find(Item, {})
-  t.same(rows.map((r) => r.name), ['in-flight'])
+  t.strictSame(rows.map((r) => r.name), ['in-flight'])
 })
 
 t.test('app.close() waits for in-flight actions at most closeTimeout, then closes with 1001 anyway', async (t) => {

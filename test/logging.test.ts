@@ -11,7 +11,7 @@ import wsRest, { action, mixins } from '../index.js'
 import { openClient } from './helpers/client.js'
 import { initOrm } from './helpers/database.js'
 import { Item, itemModel } from './helpers/item.js'
-import { LEVEL, recordingLogger, type LogLine, type RecordingLogger } from './helpers/redis.js'
+import { LEVEL, recordingLogger, type LogLine, type RecordingLogger } from './helpers/logger.js'
 import { within, type Teardown } from './helpers/async.js'
 
 const boom = action('boom', () => { throw new Error('the secret detail of a failure') })
@@ -62,7 +62,7 @@ t.test('a failure: logged at error level with its stack, on the socket\'s logger
   const { base } = await start(t, recording)
   const client = await openClient(t, `${base}/items/`)
   const reply = await client.ask({ action: 'boom', request_id: 'b' })
-  t.same([reply.response_status, reply.errors], [500, ['Internal server error']])
+  t.strictSame([reply.response_status, reply.errors], [500, ['Internal server error']])
   t.notMatch(JSON.stringify(reply), /secret detail|at /, 'no message, no stack in the reply')
 
   const failed = await logged(recording, (line) => line.msg === 'fastify-ws-rest: action failed')
@@ -89,5 +89,5 @@ t.test('above debug level no action line is written', async (t) => {
   await client.ask({ action: 'boom', request_id: 'b' })
   // The error line proves the socket's logger is in use; there is no debug line beside it.
   await logged(recording, (line) => line.msg === 'fastify-ws-rest: action failed')
-  t.same(recording.lines.filter((line) => line.msg === 'fastify-ws-rest: action'), [])
+  t.strictSame(recording.lines.filter((line) => line.msg === 'fastify-ws-rest: action'), [])
 })

@@ -259,8 +259,8 @@ t.test('three-valued logic: NOT, $ne and $nin exclude NULL as SQL does', async (
   ]
   for (const [cond, expected] of cases) {
     const predicate = compileCondition(meta, cond, emptyConditionsOf(orm, Cell))
-    t.same(rows.filter(predicate ?? (() => false)).map((r) => r.s), expected, `matcher: ${JSON.stringify(cond)}`)
-    t.same((await orm.em.fork().find(Cell, cond as never, { orderBy: { id: 'asc' } })).map((c) => c.s), expected, `database: ${JSON.stringify(cond)}`)
+    t.strictSame(rows.filter(predicate ?? (() => false)).map((r) => r.s), expected, `matcher: ${JSON.stringify(cond)}`)
+    t.strictSame((await orm.em.fork().find(Cell, cond as never, { orderBy: { id: 'asc' } })).map((c) => c.s), expected, `database: ${JSON.stringify(cond)}`)
   }
 })
 
@@ -276,9 +276,9 @@ t.test('a condition on a property snapshots do not carry is never decided in mem
     const result = analyzeCondition(meta, { [prop.name]: null }, emptyConditionsOf(orm, Cell))
     t.equal('predicate' in result, prop.name in row, `${prop.name}: decidable iff in the snapshot`)
   }
-  t.same(analyzeCondition(meta, { secret: { $ne: 'x' } }, emptyConditionsOf(orm, Cell)), { reason: 'property', property: 'secret' })
-  t.same(analyzeCondition(meta, { $or: [{ n: 1 }, { $not: { secret: null } }] }, emptyConditionsOf(orm, Cell)), { reason: 'property', property: 'secret' })
-  t.same(analyzeCondition(meta, { s: { $like: 'a%' }, secret: null }, emptyConditionsOf(orm, Cell)), { reason: 'property', property: 'secret' },
+  t.strictSame(analyzeCondition(meta, { secret: { $ne: 'x' } }, emptyConditionsOf(orm, Cell)), { reason: 'property', property: 'secret' })
+  t.strictSame(analyzeCondition(meta, { $or: [{ n: 1 }, { $not: { secret: null } }] }, emptyConditionsOf(orm, Cell)), { reason: 'property', property: 'secret' })
+  t.strictSame(analyzeCondition(meta, { s: { $like: 'a%' }, secret: null }, emptyConditionsOf(orm, Cell)), { reason: 'property', property: 'secret' },
     'the property is reported even next to something else undecidable')
   t.equal(compileCondition(meta, { secret: { $ne: 'x' } }, emptyConditionsOf(orm, Cell)), undefined)
 })
@@ -310,18 +310,18 @@ for (const scope of [{ deleted: { $ne: true } }, { $not: { deleted: true } }]) {
     em.create(Note, { name: 'gone', deleted: true })
     await em.flush()
     const client = await openClient(t, `${base}/notes/`)
-    t.same((await client.request('list')).data.map((n: { name: string }) => n.name), ['live'], 'list hides the soft-deleted row')
+    t.strictSame((await client.request('list')).data.map((n: { name: string }) => n.name), ['live'], 'list hides the soft-deleted row')
     const refused = { response_status: 400, errors: [{ non_field_errors: ['Live updates are not available for this route\'s scope.'] }] }
     const list = await client.ask({ action: 'subscribe_list', request_id: 'l' })
-    t.same({ response_status: list.response_status, errors: list.errors }, refused, 'subscribe_list is refused')
+    t.strictSame({ response_status: list.response_status, errors: list.errors }, refused, 'subscribe_list is refused')
     const instance = await client.ask({ action: 'subscribe_instance', request_id: 'i', pk: live.id })
-    t.same({ response_status: instance.response_status, errors: instance.errors }, refused, 'subscribe_instance is refused')
+    t.strictSame({ response_status: instance.response_status, errors: instance.errors }, refused, 'subscribe_instance is refused')
     // Nothing was subscribed: a soft delete and a new soft-deleted row send no event.
     const em2 = orm.em.fork()
     const again = await em2.findOneOrFail(Note, live.id)
     again.deleted = true
     em2.create(Note, { name: 'also gone', deleted: true })
     await em2.flush()
-    t.same((await client.request('list')).data, [], 'the reply comes first: no event was sent')
+    t.strictSame((await client.request('list')).data, [], 'the reply comes first: no event was sent')
   })
 }

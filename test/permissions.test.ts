@@ -587,11 +587,11 @@ t.test('an unknown action meets the route\'s permissions first, as DCRF: a refus
   })
   const bob = await open(t, `${base}/items/`, { headers: { 'x-user': 'bob' } })
   const refused = await bob.request('nope')
-  t.same([refused.response_status, refused.errors, refused.action], [403, DENIED, 'nope'], 'refused: 403, nothing about which actions exist')
+  t.strictSame([refused.response_status, refused.errors, refused.action], [403, DENIED, 'nope'], 'refused: 403, nothing about which actions exist')
   const ann = await open(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
   const unknown = await ann.request('nope')
-  t.same([unknown.response_status, unknown.errors], [405, ['Method "nope" not allowed.']], 'allowed: 405')
-  t.same((await ann.request('ping')).data, { ran: 'ping' }, 'in order, and the socket goes on')
+  t.strictSame([unknown.response_status, unknown.errors], [405, ['Method "nope" not allowed.']], 'allowed: 405')
+  t.strictSame((await ann.request('ping')).data, { ran: 'ping' }, 'in order, and the socket goes on')
 })
 
 // ------------------------------------------------------------------ object permissions (DRF's has_object_permission)
@@ -613,19 +613,19 @@ t.test('hasObjectPermission: after the lookup, on alone and grouped writes and c
   })
   const ids = await seedItems(orm, 'ann', 'bob')
   const ann = await open(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
-  t.same((await ann.request('retrieve', { pk: ids[1] })).data, { id: ids[1], name: 'bob' }, 'reading another\'s row: allowed')
+  t.strictSame((await ann.request('retrieve', { pk: ids[1] })).data, { id: ids[1], name: 'bob' }, 'reading another\'s row: allowed')
   const refused = await ann.request('patch', { pk: ids[1], data: { name: 'mine now' } })
-  t.same([refused.response_status, refused.errors], [403, DENIED])
-  t.same([(await ann.request('delete', { pk: ids[1] })).response_status], [403])
-  t.same((await ann.request('patch', { pk: ids[0], data: { name: 'ann' } })).response_status, 200, 'her own row: allowed')
+  t.strictSame([refused.response_status, refused.errors], [403, DENIED])
+  t.strictSame([(await ann.request('delete', { pk: ids[1] })).response_status], [403])
+  t.strictSame((await ann.request('patch', { pk: ids[0], data: { name: 'ann' } })).response_status, 200, 'her own row: allowed')
 
   // Many sockets at once (group commit): each request is answered by its own object check.
   const clients = await Promise.all(['ann', 'bob', 'ann', 'bob'].map(async (user) => await open(t, `${base}/items/`, { headers: { 'x-user': user } })))
   clients.forEach((client, i) => client.send({ action: 'patch', request_id: i, pk: ids[0], data: { name: 'ann' } }))
   const statuses = await Promise.all(clients.map(async (client) => (await client.next()).response_status))
-  t.same(statuses, [200, 403, 200, 403], 'the owner\'s writes pass, the others\' are refused, each alone')
+  t.strictSame(statuses, [200, 403, 200, 403], 'the owner\'s writes pass, the others\' are refused, each alone')
   const names = (await orm.em.fork().find(Item, {}, { orderBy: { id: 'asc' } })).map((item) => item.name)
-  t.same(names, ['ann', 'bob'], 'nothing refused was written')
+  t.strictSame(names, ['ann', 'bob'], 'nothing refused was written')
 })
 
 t.test('hasObjectPermission on events: a subscriber gets no event about a row it may not see', async (t) => {
@@ -638,7 +638,7 @@ t.test('hasObjectPermission on events: a subscriber gets no event about a row it
   await client.ask({ action: 'subscribe_list', request_id: 's' })
   await renameItem(orm, id, 'secret plans')
   await renameItem(orm, id, 'public again')
-  t.same((await client.next()).data, { id, name: 'public again' }, 'the secret change sent nothing; the next one arrives')
+  t.strictSame((await client.next()).data, { id, name: 'public again' }, 'the secret change sent nothing; the next one arrives')
 })
 
 t.test('isAuthenticatedOrReadOnly: anyone may read, only a user may write; custom actions are safe only when named', async (t) => {
@@ -656,7 +656,7 @@ t.test('isAuthenticatedOrReadOnly: anyone may read, only a user may write; custo
   const anonymous = await open(t, `${base}/items/`)
   t.equal((await anonymous.request('list')).response_status, 200)
   t.equal((await anonymous.request('search')).response_status, 200, 'a custom action named safe')
-  t.same([(await anonymous.request('export')).response_status, (await anonymous.request('create', { data: { name: 'x' } })).response_status], [403, 403])
+  t.strictSame([(await anonymous.request('export')).response_status, (await anonymous.request('create', { data: { name: 'x' } })).response_status], [403, 403])
   const user = await open(t, `${base}/items/`, { headers: { 'x-user': 'ann' } })
   t.equal((await user.request('create', { data: { name: 'x' } })).response_status, 201)
 })

@@ -14,8 +14,8 @@ t.test('every reply has exactly the five keys and echoes request_id verbatim', a
   for (const id of [42, 'a-uuid', { nested: [1, 2] }, null, 0]) {
     client.send({ action: 'list', request_id: id })
     const reply = await client.next()
-    t.same(Object.keys(reply).sort(), REPLY_KEYS)
-    t.same(reply.request_id, id)
+    t.strictSame(Object.keys(reply).sort(), REPLY_KEYS)
+    t.strictSame(reply.request_id, id)
     t.equal(reply.response_status, 200)
   }
   client.send({ action: 'list' })

@@ -69,13 +69,13 @@ t.test('nested objects: exactly the declared shape, to-many ordered by key, in c
   const client = await openClient(t, `${base}/books/`)
   const created = await create(client, { title: 'Dune', author: 1, tags: [3, 1] })
   const expected = { id: created.id, title: 'Dune', author: { id: 1, name: 'Alice' }, tags: [{ id: 1, name: 'red' }, { id: 3, name: 'blue' }] }
-  t.same(created, expected, 'create answers the nested shape: the author without email, the tags with names, by id')
-  t.same((await client.request('retrieve', { pk: created.id })).data, expected, 'retrieve alike')
-  t.same((await client.request('list')).data, [expected], 'list alike')
+  t.strictSame(created, expected, 'create answers the nested shape: the author without email, the tags with names, by id')
+  t.strictSame((await client.request('retrieve', { pk: created.id })).data, expected, 'retrieve alike')
+  t.strictSame((await client.request('list')).data, [expected], 'list alike')
   const updated = await client.request('update', { pk: created.id, data: { title: 'Dune II', author: 2, tags: [2] } })
-  t.same(updated.data, { id: created.id, title: 'Dune II', author: { id: 2, name: 'Bob' }, tags: [{ id: 2, name: 'green' }] })
+  t.strictSame(updated.data, { id: created.id, title: 'Dune II', author: { id: 2, name: 'Bob' }, tags: [{ id: 2, name: 'green' }] })
   const patched = await client.request('patch', { pk: created.id, data: { title: 'Dune III' } })
-  t.same(patched.data.tags, [{ id: 2, name: 'green' }], 'a patch that leaves tags alone keeps them')
+  t.strictSame(patched.data.tags, [{ id: 2, name: 'green' }], 'a patch that leaves tags alone keeps them')
   t.notOk(JSON.stringify(patched.data).includes('private.example'), 'the author\'s email never leaves the server')
 })
 
@@ -88,9 +88,9 @@ t.test('keys: a relation declared as a scalar is its key, also when the entity m
   const { base } = await startLibrary(t, BookKeys, { actions: [loadedEverything] })
   const client = await openClient(t, `${base}/books/`)
   const created = await create(client, { title: 'Leaky', author: 1, tags: [2, 1] })
-  t.same(created, { id: created.id, title: 'Leaky', author: 1, tags: [1, 2] }, 'create: keys, ordered')
-  t.same((await client.request('retrieve', { pk: created.id })).data, created, 'retrieve: keys, not [] for a loaded-later collection')
-  t.same((await client.request('loaded')).data, [created], 'fully loaded entities: still only keys, no email')
+  t.strictSame(created, { id: created.id, title: 'Leaky', author: 1, tags: [1, 2] }, 'create: keys, ordered')
+  t.strictSame((await client.request('retrieve', { pk: created.id })).data, created, 'retrieve: keys, not [] for a loaded-later collection')
+  t.strictSame((await client.request('loaded')).data, [created], 'fully loaded entities: still only keys, no email')
 })
 
 t.test('computed and renamed fields, in replies and events alike', async (t) => {
@@ -114,11 +114,11 @@ t.test('computed and renamed fields, in replies and events alike', async (t) => 
   const client = await openClient(t, `${base}/books/`)
   const subscriber = await openClient(t, `${base}/books/`)
   const created = await create(client, { title: 'Emma', author: 2 })
-  t.same(created, { id: created.id, pk: created.id, title: 'Emma', author_name: 'Bob', byline: 'Emma by Bob', viewer: 'create' })
+  t.strictSame(created, { id: created.id, pk: created.id, title: 'Emma', author_name: 'Bob', byline: 'Emma by Bob', viewer: 'create' })
   await subscriber.ask({ action: 'subscribe_instance', request_id: 's', pk: created.id })
   await client.request('patch', { pk: created.id, data: { title: 'Emma!' } })
   const event = await subscriber.next()
-  t.same(event.data, { id: created.id, pk: created.id, title: 'Emma!', author_name: 'Bob', byline: 'Emma! by Bob', viewer: null })
+  t.strictSame(event.data, { id: created.id, pk: created.id, title: 'Emma!', author_name: 'Bob', byline: 'Emma! by Bob', viewer: null })
   t.equal(event.action, 'update')
 })
 
@@ -149,18 +149,18 @@ t.test('events are replies: instance and list subscribers get what retrieve answ
 
   await writer.request('patch', { pk: book.id, data: { tags: [3, 2] } })
   const retrieved = (await writer.request('retrieve', { pk: book.id })).data
-  t.same(retrieved.tags, [{ id: 2, name: 'green' }, { id: 3, name: 'blue' }])
+  t.strictSame(retrieved.tags, [{ id: 2, name: 'green' }, { id: 3, name: 'blue' }])
   const event = await instance.next()
-  t.same(event, { errors: [], data: retrieved, action: 'update', response_status: 200, request_id: 'i' }, 'a tags-only patch: update, equal to retrieve')
-  t.same((await list.next()).data, retrieved, 'the list subscriber too')
+  t.strictSame(event, { errors: [], data: retrieved, action: 'update', response_status: 200, request_id: 'i' }, 'a tags-only patch: update, equal to retrieve')
+  t.strictSame((await list.next()).data, retrieved, 'the list subscriber too')
 
   await writer.request('patch', { pk: book.id, data: { author: 2, title: 'Ulysses (2)' } })
   const again = (await writer.request('retrieve', { pk: book.id })).data
-  t.same((await instance.next()).data, again, 'a moved author: the new nested author')
-  t.same((await list.next()).data, again)
+  t.strictSame((await instance.next()).data, again, 'a moved author: the new nested author')
+  t.strictSame((await list.next()).data, again)
 
   await writer.request('delete', { pk: book.id })
-  t.same((await instance.next()).data, { pk: book.id }, 'a delete still carries only the pk')
+  t.strictSame((await instance.next()).data, { pk: book.id }, 'a delete still carries only the pk')
 })
 
 t.test('filtered lists follow relations: author moved in and out, a tag added and removed', async (t) => {
@@ -176,17 +176,17 @@ t.test('filtered lists follow relations: author moved in and out, a tag added an
   await writer.request('patch', { pk: book.id, data: { author: 2 } })
   const entered = await byAuthor.next()
   t.equal(entered.action, 'create', 'moved to author 2: create')
-  t.same(entered.data.author, { id: 2, name: 'Bob' })
+  t.strictSame(entered.data.author, { id: 2, name: 'Bob' })
   await writer.request('patch', { pk: book.id, data: { tags: [1, 2] } })
   t.equal((await byAuthor.next()).action, 'update', 'still author 2: update')
   const tagged = await byTag.next()
   t.equal(tagged.action, 'create', 'tag 2 added: create for the tag filter')
-  t.same(tagged.data.tags.map((tag: { id: number }) => tag.id), [1, 2])
+  t.strictSame(tagged.data.tags.map((tag: { id: number }) => tag.id), [1, 2])
   await writer.request('patch', { pk: book.id, data: { tags: [1] } })
-  t.same(await byTag.next(), { errors: [], data: { pk: book.id }, action: 'delete', response_status: 204, request_id: 't' }, 'tag 2 removed: delete')
+  t.strictSame(await byTag.next(), { errors: [], data: { pk: book.id }, action: 'delete', response_status: 204, request_id: 't' }, 'tag 2 removed: delete')
   t.equal((await byAuthor.next()).action, 'update')
   await writer.request('patch', { pk: book.id, data: { author: 1 } })
-  t.same((await byAuthor.next()).action, 'delete', 'moved away from author 2: delete')
+  t.strictSame((await byAuthor.next()).action, 'delete', 'moved away from author 2: delete')
 })
 
 t.test('a list filtered by a related scalar (author.name) follows a book moved between authors, before and after', async (t) => {
@@ -198,11 +198,11 @@ t.test('a list filtered by a related scalar (author.name) follows a book moved b
   // Alice's book sends nothing; moving it to Bob must be a create (its old author, Alice, was looked up).
   await writer.request('patch', { pk: book.id, data: { author: 2 } })
   const entered = await bobs.next()
-  t.same([entered.action, entered.data.id, entered.data.author], ['create', book.id, { id: 2, name: 'Bob' }])
+  t.strictSame([entered.action, entered.data.id, entered.data.author], ['create', book.id, { id: 2, name: 'Bob' }])
   await writer.request('patch', { pk: book.id, data: { title: 'Moved!' } })
-  t.same([(await bobs.next()).action], ['update'], 'still Bob\'s: update')
+  t.strictSame([(await bobs.next()).action], ['update'], 'still Bob\'s: update')
   await writer.request('patch', { pk: book.id, data: { author: 1 } })
-  t.same(await bobs.next(), { errors: [], data: { pk: book.id }, action: 'delete', response_status: 204, request_id: 'bob' }, 'back to Alice: delete')
+  t.strictSame(await bobs.next(), { errors: [], data: { pk: book.id }, action: 'delete', response_status: 204, request_id: 'bob' }, 'back to Alice: delete')
 })
 
 t.test('cascades: deleting an author publishes a delete per removed book; deleting a tag an update per book that had it', async (t) => {
@@ -219,15 +219,15 @@ t.test('cascades: deleting an author publishes a delete per removed book; deleti
   t.equal((await tags.request('delete', { pk: 2 })).response_status, 204)
   const afterTag = await watcher.take(4)
   const byRequest = (id: string): any[] => afterTag.filter((e) => e.request_id === id)
-  t.same(byRequest('all').map((e) => [e.action, e.data.id, e.data.tags.map((x: { id: number }) => x.id)]).sort(),
+  t.strictSame(byRequest('all').map((e) => [e.action, e.data.id, e.data.tags.map((x: { id: number }) => x.id)]).sort(),
     [['update', first.id, [1]], ['update', second.id, []]], 'each book that had the tag: update without it')
-  t.same(byRequest('green').map((e) => [e.action, e.data.pk]).sort(), [['delete', first.id], ['delete', second.id]],
+  t.strictSame(byRequest('green').map((e) => [e.action, e.data.pk]).sort(), [['delete', first.id], ['delete', second.id]],
     'the list filtered by the tag: delete')
 
   const authors = await openClient(t, `${base}/authors/`)
   t.equal((await authors.request('delete', { pk: 1 })).response_status, 204)
   const afterAuthor = await watcher.take(2)
-  t.same(afterAuthor.map((e) => [e.action, e.data.pk]).sort(), [['delete', first.id], ['delete', second.id]], 'a delete per cascaded book')
+  t.strictSame(afterAuthor.map((e) => [e.action, e.data.pk]).sort(), [['delete', first.id], ['delete', second.id]], 'a delete per cascaded book')
   t.equal(await orm.em.fork().count(Book, {}), 1, 'only the other author\'s book is left')
   await writer.request('patch', { pk: other.id, data: { title: 'Three!' } })
   t.equal((await watcher.next()).data.title, 'Three!', 'and nothing else was published in between')

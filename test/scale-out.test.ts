@@ -67,20 +67,20 @@ if (redisAvailable) {
     await onB.ask({ action: 'subscribe_list', request_id: 'b-list' })
 
     await writerB.request('patch', { pk: id, data: { name: 'renewed' } })
-    t.same(await onB.next(), { errors: [], data: { id, name: 'renewed' }, action: 'update', response_status: 200, request_id: 'b-list' },
+    t.strictSame(await onB.next(), { errors: [], data: { id, name: 'renewed' }, action: 'update', response_status: 200, request_id: 'b-list' },
       'B\'s own subscriber gets it once (delivered in-process, the Redis echo ignored)')
     const onAEvents = await onA.take(2)
-    t.same(onAEvents.map((e) => [e.request_id, e.action, e.data]).sort(), [
+    t.strictSame(onAEvents.map((e) => [e.request_id, e.action, e.data]).sort(), [
       ['inst', 'update', { id, name: 'renewed' }],
       ['list', 'create', { id, name: 'renewed' }]
     ], 'A gets B\'s change: the instance update, and the row entering its filtered list')
 
     const created2 = await (await openClient(t, a.url)).request('create', { data: { name: 'from-a' } })
-    t.same(await onB.next(), { errors: [], data: created2.data, action: 'create', response_status: 201, request_id: 'b-list' },
+    t.strictSame(await onB.next(), { errors: [], data: created2.data, action: 'create', response_status: 201, request_id: 'b-list' },
       'B gets A\'s create')
 
     await writerB.request('delete', { pk: id })
-    t.same((await onA.take(2)).map((e) => [e.request_id, e.action, e.data]).sort(), [
+    t.strictSame((await onA.take(2)).map((e) => [e.request_id, e.action, e.data]).sort(), [
       ['inst', 'delete', { pk: id }],
       ['list', 'delete', { pk: id }]
     ])
@@ -110,7 +110,7 @@ if (redisAvailable) {
     const after = await onB.request('create', { data: { name: 'after' } })
     let event = await onA.next()
     if (event.data.name === 'during') event = await onA.next()
-    t.same(event, { errors: [], data: after.data, action: 'create', response_status: 201, request_id: 'l' }, 'events resume')
+    t.strictSame(event, { errors: [], data: after.data, action: 'create', response_status: 201, request_id: 'l' }, 'events resume')
   })
 
   t.test('1,000 connect-subscribe-close cycles across two instances leave no channel behind in Redis', async (t) => {
@@ -133,8 +133,8 @@ if (redisAvailable) {
     }
     await eventually(async () => subscriptionGroups(a.layer).length === 1 && subscriptionGroups(b.layer).length === 0, 'both layers forgot the closed sockets\' groups')
     await eventually(async () => (await channels(redis, prefix)).join() === kept.join(), 'Redis has only the watcher\'s channel')
-    t.same(await channels(redis, prefix), kept)
-    t.same(subscriptionGroups(b.layer), [], 'instance B listens to nothing but its resume channels')
+    t.strictSame(await channels(redis, prefix), kept)
+    t.strictSame(subscriptionGroups(b.layer), [], 'instance B listens to nothing but its resume channels')
   })
 
   t.test('two example processes with one REDIS_URL and one database: a change through one reaches a subscriber on the other', async (t) => {
@@ -155,10 +155,10 @@ if (redisAvailable) {
     t.equal(((await multiplexed.next()) as unknown as { payload: WireReply }).payload.response_status, 201)
 
     await writer.request('patch', { pk: id, data: { email: 'alice@example.com' } })
-    t.same(await subscriber.next(), {
+    t.strictSame(await subscriber.next(), {
       errors: [], data: { id, username: 'alice', email: 'alice@example.com' }, action: 'update', response_status: 200, request_id: 'sub'
     }, 'the other process\'s subscriber got the change')
-    t.same(await multiplexed.next(), {
+    t.strictSame(await multiplexed.next(), {
       stream: 'users',
       payload: { errors: [], data: { id, username: 'alice', email: 'alice@example.com' }, action: 'update', response_status: 200, request_id: 'list' }
     }, 'and its multiplexed list subscriber, on stream "users"')

@@ -200,5 +200,5 @@ t.test('a two-row write between its rows when app.close() begins is finished and
   // Everything the server sent arrived before its close frame: nothing more can come.
   await t.rejects(client.next(1), 'no reply to the late frame')
   await within(closed, 'app.close()')
-  t.same([...await namesIn(database)].sort(), ['held/a', 'held/b'], 'both rows, and not the late frame\'s')
+  t.strictSame([...await namesIn(database)].sort(), ['held/a', 'held/b'], 'both rows, and not the late frame\'s')
 })

@@ -115,7 +115,7 @@ t.test('maxFilterChars: a socket\'s subscriptions hold that much filter and sear
   t.equal((await client.ask({ action: 'subscribe_list', request_id: 'a', filter: filter('a') })).response_status, 201)
   t.equal((await client.ask({ action: 'subscribe_list', request_id: 'b', filter: filter('b') })).response_status, 201)
   const over = await client.ask({ action: 'subscribe_list', request_id: 'c', filter: filter('c') })
-  t.same([over.response_status, over.errors], [429, ['Too much filtering: the subscriptions of a connection may hold filters and searches of 300 characters in all.']])
+  t.strictSame([over.response_status, over.errors], [429, ['Too much filtering: the subscriptions of a connection may hold filters and searches of 300 characters in all.']])
   t.equal((await client.ask({ action: 'subscribe_list', request_id: 'b', filter: filter('d') })).response_status, 201,
     'replacing a subscription\'s filter gives its share back first')
   t.equal((await client.ask({ action: 'subscribe_list', request_id: 'e' })).response_status, 201, 'a subscription without filter costs nothing')
@@ -132,7 +132,7 @@ t.test('a resume key of fewer than 128 bits is a 400 keyed resume', async (t) =>
     t.match(reply.errors, [{ resume: [/^Expected \{"key"/] }])
   }
   for (const key of ['abcdefghijklmnopqrstuv', '0123456789abcdef0123456789abcdef']) {
-    t.same((await subscribeList(client, key, { key })).map((r) => r.response_status), [201, 201], `${key.length} characters accepted`)
+    t.strictSame((await subscribeList(client, key, { key })).map((r) => r.response_status), [201, 201], `${key.length} characters accepted`)
   }
 })
 
@@ -147,7 +147,7 @@ t.test('only the maker may claim a key: another user, or another route, gets 410
   const KEY = keyOf('alice')
   const alice = await openClient(t, `${url}?user=alice`)
   alice.send({ action: 'subscribe_instance', request_id: 'sub', pk: id, resume: { key: KEY } })
-  t.same((await alice.take(2)).map((r) => r.response_status), [201, 201])
+  t.strictSame((await alice.take(2)).map((r) => r.response_status), [201, 201])
   alice.socket.terminate()
   await alice.waitClose()
   await renameItem(orm, id, 'b')
@@ -164,8 +164,8 @@ t.test('only the maker may claim a key: another user, or another route, gets 410
   const back = await openClient(t, `${url}?user=alice`)
   back.send({ action: 'subscribe_instance', request_id: 'sub', pk: id, resume: { key: KEY, seq: 0 } })
   const [resumed, , event] = await back.take(3)
-  t.same([resumed.response_status, resumed.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'alice resumes: nobody took it over')
-  t.same([event.seq, event.data], [1, { id, name: 'b' }])
+  t.strictSame([resumed.response_status, resumed.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'alice resumes: nobody took it over')
+  t.strictSame([event.seq, event.data], [1, { id, name: 'b' }])
 })
 
 t.test('a live holder whose key is taken by another connection gets a "resume" 409, then nothing more', async (t) => {
@@ -178,9 +178,9 @@ t.test('a live holder whose key is taken by another connection gets a "resume" 4
 
   const fresh = await openClient(t, url)
   fresh.send({ action: 'subscribe_instance', request_id: 'sub', pk: id, resume: { key: KEY, seq: 0 } })
-  t.same((await fresh.take(2)).map((r) => r.response_status), [200, 201])
+  t.strictSame((await fresh.take(2)).map((r) => r.response_status), [200, 201])
   const told = await old.next()
-  t.same(told, {
+  t.strictSame(told, {
     errors: ['This subscription was taken over by another connection with its resume key; no more events will come here. Subscribe again to go on here.'],
     data: null, action: 'resume', response_status: 409, request_id: 'sub'
   })
@@ -193,7 +193,7 @@ t.test('a live holder whose key is taken by another connection gets a "resume" 4
   third.send({ action: 'subscribe_instance', request_id: 'sub', pk: id, resume: { key: KEY } })
   await third.take(2)
   const displaced = await fresh.take(2)
-  t.same(displaced.map((r) => [r.action, r.response_status]), [['update', 200], ['resume', 409]], 'its last event, then the 409')
+  t.strictSame(displaced.map((r) => [r.action, r.response_status]), [['update', 200], ['resume', 409]], 'its last event, then the 409')
 })
 
 t.test('the new options are checked at registration', async (t) => {
@@ -217,7 +217,7 @@ t.test('live subscriptions count against the client\'s budget over all its socke
   for (const id of ['1', '2']) t.equal((await a.ask({ action: 'subscribe_list', request_id: id })).response_status, 201)
   t.equal((await b.ask({ action: 'subscribe_list', request_id: '3' })).response_status, 201)
   const refused = await b.ask({ action: 'subscribe_list', request_id: '4' })
-  t.same([refused.response_status, refused.errors], [429, ['Too many subscriptions: a client may hold 3 on all its connections together.']],
+  t.strictSame([refused.response_status, refused.errors], [429, ['Too many subscriptions: a client may hold 3 on all its connections together.']],
     'the fourth of one client (one address here), on another socket: 429')
   t.equal((await b.ask({ action: 'subscribe_list', request_id: '3' })).response_status, 201, 'replacing one is not one more')
   t.equal((await a.ask({ action: 'unsubscribe_list', request_id: '1' })).response_status, 204)
@@ -230,5 +230,5 @@ t.test('live subscriptions count against the client\'s budget over all its socke
   const c = await openClient(t, small)
   await c.ask({ action: 'subscribe_list', request_id: '1' })
   await c.ask({ action: 'subscribe_list', request_id: '2' })
-  t.same((await c.ask({ action: 'subscribe_list', request_id: '3' })).errors, ['Too many subscriptions on this server: it holds 2.'])
+  t.strictSame((await c.ask({ action: 'subscribe_list', request_id: '3' })).errors, ['Too many subscriptions on this server: it holds 2.'])
 })

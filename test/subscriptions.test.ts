@@ -33,24 +33,24 @@ t.test('subscribe_instance → 201; update and delete events carry the subscript
   const id = created.data.id as number
 
   const reply = await subscriber.ask({ action: 'subscribe_instance', request_id: 'sub-1', pk: id })
-  t.same(reply, { errors: [], data: null, action: 'subscribe_instance', response_status: 201, request_id: 'sub-1' })
-  t.same(Object.keys(reply), ['errors', 'data', 'action', 'response_status', 'request_id'], 'exactly the five keys, in order')
+  t.strictSame(reply, { errors: [], data: null, action: 'subscribe_instance', response_status: 201, request_id: 'sub-1' })
+  t.strictSame(Object.keys(reply), ['errors', 'data', 'action', 'response_status', 'request_id'], 'exactly the five keys, in order')
 
   // Another user's create never reaches an instance subscription.
   await writer.request('create', { data: { username: 'bob', password1: 'pw', password2: 'pw' } })
   await writer.request('patch', { pk: id, data: { email: 'ann@example.com' } })
   const update = await subscriber.next()
-  t.same(update, {
+  t.strictSame(update, {
     errors: [],
     data: { id, username: 'ann', email: 'ann@example.com' },
     action: 'update',
     response_status: 200,
     request_id: 'sub-1'
   }, 'the update, shaped by the response schema (no password), with the subscription\'s request_id')
-  t.same(Object.keys(update), ['errors', 'data', 'action', 'response_status', 'request_id'])
+  t.strictSame(Object.keys(update), ['errors', 'data', 'action', 'response_status', 'request_id'])
 
   await writer.request('delete', { pk: id })
-  t.same(await subscriber.next(), { errors: [], data: { pk: id }, action: 'delete', response_status: 204, request_id: 'sub-1' })
+  t.strictSame(await subscriber.next(), { errors: [], data: { pk: id }, action: 'delete', response_status: 204, request_id: 'sub-1' })
 })
 
 t.test('the subscriber\'s own change reaches it too (reply first or event first, both arrive)', async (t) => {
@@ -63,7 +63,7 @@ t.test('the subscriber\'s own change reaches it too (reply first or event first,
   const event = frames.find((f) => f.request_id === 'mine')
   const reply = frames.find((f) => f.request_id === 'p')
   t.equal(reply?.response_status, 200)
-  t.same(event?.data, { id, username: 'ann', email: 'x@y.z' })
+  t.strictSame(event?.data, { id, username: 'ann', email: 'x@y.z' })
   t.equal(event?.action, 'update')
 })
 
@@ -72,15 +72,15 @@ t.test('subscribe_instance without request_id → 400 keyed request_id; missing 
   const client = await openClient(t, `${base}/ws/`)
   const id = (await client.request('create', { data: { username: 'ann', password1: 'pw', password2: 'pw' } })).data.id
 
-  t.same(await client.ask({ action: 'subscribe_instance', pk: id }), {
+  t.strictSame(await client.ask({ action: 'subscribe_instance', pk: id }), {
     errors: [{ request_id: ['This field is required.'] }], data: null, action: 'subscribe_instance', response_status: 400, request_id: null
   })
   const noPk = await client.ask({ action: 'subscribe_instance', request_id: 's' })
   t.equal(noPk.response_status, 400)
-  t.same(noPk.errors, [{ pk: ['This field is required.'] }])
+  t.strictSame(noPk.errors, [{ pk: ['This field is required.'] }])
   for (const pk of [999, { $gt: 0 }, [id], 'abc']) {
     const reply = await client.ask({ action: 'subscribe_instance', request_id: 's', pk })
-    t.same([reply.response_status, reply.errors], [404, ['Not found']], `pk ${JSON.stringify(pk)} → 404`)
+    t.strictSame([reply.response_status, reply.errors], [404, ['Not found']], `pk ${JSON.stringify(pk)} → 404`)
   }
   // The refused subscriptions left nothing behind: a change sends no event, and the socket still works.
   await client.request('patch', { pk: id, data: { email: 'a@b.c' } })
@@ -98,7 +98,7 @@ t.test('subscribing twice with the same request_id does not duplicate events; tw
   await renameItem(orm, id, 'two')
   await renameItem(orm, marker, 'marker-2')
   const events = await client.take(3)
-  t.same(events.map((e) => [e.request_id, e.data.name]), [['a', 'two'], ['b', 'two'], ['m', 'marker-2']],
+  t.strictSame(events.map((e) => [e.request_id, e.data.name]), [['a', 'two'], ['b', 'two'], ['m', 'marker-2']],
     'one event per request_id, then the marker: no duplicate for the repeated subscription')
 })
 
@@ -110,25 +110,25 @@ t.test('unsubscribe_instance: with request_id removes only that subscription; wi
   await client.ask({ action: 'subscribe_instance', request_id: 'b', pk: one })
   await client.ask({ action: 'subscribe_instance', request_id: 'c', pk: two })
 
-  t.same(await client.ask({ action: 'unsubscribe_instance', request_id: 'a', pk: one }),
+  t.strictSame(await client.ask({ action: 'unsubscribe_instance', request_id: 'a', pk: one }),
     { errors: [], data: null, action: 'unsubscribe_instance', response_status: 204, request_id: 'a' })
   await renameItem(orm, one, 'one-1')
   await renameItem(orm, two, 'two-1')
-  t.same((await client.take(2)).map((e) => [e.request_id, e.data.name]), [['b', 'one-1'], ['c', 'two-1']],
+  t.strictSame((await client.take(2)).map((e) => [e.request_id, e.data.name]), [['b', 'one-1'], ['c', 'two-1']],
     'b still receives row one, c row two; a no longer')
 
   t.equal((await client.ask({ action: 'unsubscribe_instance', pk: one })).response_status, 204, 'without request_id')
   await renameItem(orm, one, 'one-2')
   await renameItem(orm, two, 'two-2')
-  t.same((await client.take(1)).map((e) => [e.request_id, e.data.name]), [['c', 'two-2']],
+  t.strictSame((await client.take(1)).map((e) => [e.request_id, e.data.name]), [['c', 'two-2']],
     'nothing for row one any more; the other row\'s subscription (DCRF drops it) keeps working')
 
   t.equal((await client.ask({ action: 'unsubscribe_instance', request_id: 'zzz', pk: two })).response_status, 204,
     'not subscribed with that request_id: still 204')
   const missing = await client.ask({ action: 'unsubscribe_instance', request_id: 'zzz', pk: 12345 })
-  t.same([missing.response_status, missing.errors, missing.data], [404, ['Not found'], null], 'a pk with no row: 404, as DCRF (it looks the row up)')
+  t.strictSame([missing.response_status, missing.errors, missing.data], [404, ['Not found'], null], 'a pk with no row: 404, as DCRF (it looks the row up)')
   const noPk = await client.ask({ action: 'unsubscribe_instance', request_id: 'x' })
-  t.same([noPk.response_status, noPk.errors], [400, [{ pk: ['This field is required.'] }]])
+  t.strictSame([noPk.response_status, noPk.errors], [400, [{ pk: ['This field is required.'] }]])
 })
 
 t.test('a row deleted and events after unsubscribe: nothing arrives once the reply to unsubscribe is out', async (t) => {
@@ -140,7 +140,7 @@ t.test('a row deleted and events after unsubscribe: nothing arrives once the rep
   await client.ask({ action: 'unsubscribe_instance', request_id: 'a', pk: id })
   await removeItem(orm, id)
   await removeItem(orm, marker)
-  t.same(await client.next(), { errors: [], data: { pk: marker }, action: 'delete', response_status: 204, request_id: 'm' })
+  t.strictSame(await client.next(), { errors: [], data: { pk: marker }, action: 'delete', response_status: 204, request_id: 'm' })
 })
 
 // ------------------------------------------------------------------ subscribe_list (filtered lists)
@@ -149,25 +149,25 @@ t.test('subscribe_list with a filter: rows entering the filter are creates, stay
   const { orm, base } = await startItems(t, { filterFields: ['id', 'name'], searchFields: ['name'], actions: [...crud, mixins.subscribeList()] })
   const [apple] = await seedItems(orm, 'apple')
   const client = await openClient(t, `${base}/items/`)
-  t.same(await client.ask({ action: 'subscribe_list', request_id: 'fruit', filter: { name: { $contains: 'AN' } } }),
+  t.strictSame(await client.ask({ action: 'subscribe_list', request_id: 'fruit', filter: { name: { $contains: 'AN' } } }),
     { errors: [], data: null, action: 'subscribe_list', response_status: 201, request_id: 'fruit' })
 
   const [banana, cherry] = await seedItems(orm, 'banana', 'cherry')
-  t.same(await client.next(), { errors: [], data: { id: banana, name: 'banana' }, action: 'create', response_status: 201, request_id: 'fruit' },
+  t.strictSame(await client.next(), { errors: [], data: { id: banana, name: 'banana' }, action: 'create', response_status: 201, request_id: 'fruit' },
     'a created row that matches → create; cherry (no match) sends nothing')
   await renameItem(orm, apple, 'mango')
-  t.same(await client.next(), { errors: [], data: { id: apple, name: 'mango' }, action: 'create', response_status: 201, request_id: 'fruit' },
+  t.strictSame(await client.next(), { errors: [], data: { id: apple, name: 'mango' }, action: 'create', response_status: 201, request_id: 'fruit' },
     'a row updated into the filter → create')
   await renameItem(orm, banana, 'bananas')
-  t.same(await client.next(), { errors: [], data: { id: banana, name: 'bananas' }, action: 'update', response_status: 200, request_id: 'fruit' },
+  t.strictSame(await client.next(), { errors: [], data: { id: banana, name: 'bananas' }, action: 'update', response_status: 200, request_id: 'fruit' },
     'a matching row that still matches → update')
   await renameItem(orm, banana, 'kiwi')
-  t.same(await client.next(), { errors: [], data: { pk: banana }, action: 'delete', response_status: 204, request_id: 'fruit' },
+  t.strictSame(await client.next(), { errors: [], data: { pk: banana }, action: 'delete', response_status: 204, request_id: 'fruit' },
     'a row updated out of the filter → delete with {pk}')
   await renameItem(orm, cherry, 'cherry-2')
   await removeItem(orm, banana)
   await removeItem(orm, apple)
-  t.same(await client.next(), { errors: [], data: { pk: apple }, action: 'delete', response_status: 204, request_id: 'fruit' },
+  t.strictSame(await client.next(), { errors: [], data: { pk: apple }, action: 'delete', response_status: 204, request_id: 'fruit' },
     'rows never (or no longer) matching send nothing; a matching row deleted → delete')
 })
 
@@ -179,16 +179,16 @@ t.test('subscribe_list: search, operators, several subscriptions per socket, uns
   await client.ask({ action: 'subscribe_list', request_id: 'in', filter: { name: { $in: ['a', 'b'] } } })
 
   await seedItems(orm, 'ax_1')
-  t.same((await client.take(2)).map((e) => e.request_id).sort(), ['all', 'search'], '"_" is taken literally by search')
+  t.strictSame((await client.take(2)).map((e) => e.request_id).sort(), ['all', 'search'], '"_" is taken literally by search')
   await seedItems(orm, 'axy')
-  t.same((await client.take(1)).map((e) => e.request_id), ['all'])
+  t.strictSame((await client.take(1)).map((e) => e.request_id), ['all'])
   await seedItems(orm, 'b')
-  t.same((await client.take(2)).map((e) => e.request_id).sort(), ['all', 'in'])
+  t.strictSame((await client.take(2)).map((e) => e.request_id).sort(), ['all', 'in'])
 
-  t.same(await client.ask({ action: 'unsubscribe_list', request_id: 'all' }),
+  t.strictSame(await client.ask({ action: 'unsubscribe_list', request_id: 'all' }),
     { errors: [], data: null, action: 'unsubscribe_list', response_status: 204, request_id: 'all' })
   await seedItems(orm, 'a')
-  t.same((await client.take(1)).map((e) => e.request_id), ['in'], 'only the unsubscribed one stopped')
+  t.strictSame((await client.take(1)).map((e) => e.request_id), ['in'], 'only the unsubscribed one stopped')
   t.equal((await client.ask({ action: 'unsubscribe_list' })).response_status, 204, 'without request_id: all of them')
   await client.request('create', { data: { name: 'a' } })
   t.equal((await client.request('create', { data: { name: 'b' } })).response_status, 201, 'no event came before these replies')
@@ -205,10 +205,10 @@ t.test('subscribe_list validates like list: 400 keyed filter / search, and needs
   ]
   for (const [args, errors] of cases) {
     const reply = await client.ask({ action: 'subscribe_list', request_id: 'l', ...args })
-    t.same([reply.response_status, reply.errors], [400, [errors]], JSON.stringify(args))
+    t.strictSame([reply.response_status, reply.errors], [400, [errors]], JSON.stringify(args))
   }
   const noId = await client.ask({ action: 'subscribe_list', filter: { id: 1 } })
-  t.same([noId.response_status, noId.errors], [400, [{ request_id: ['This field is required.'] }]])
+  t.strictSame([noId.response_status, noId.errors], [400, [{ request_id: ['This field is required.'] }]])
 })
 
 t.test('subscribing again with the same request_id replaces the filter', async (t) => {
@@ -218,7 +218,7 @@ t.test('subscribing again with the same request_id replaces the filter', async (
   await client.ask({ action: 'subscribe_list', request_id: 'l', filter: { name: 'b' } })
   await seedItems(orm, 'a')
   await seedItems(orm, 'b')
-  t.same((await client.next()).data.name, 'b', 'the first filter is gone, and there is one subscription, not two')
+  t.strictSame((await client.next()).data.name, 'b', 'the first filter is gone, and there is one subscription, not two')
 })
 
 // ------------------------------------------------------------------ scope and permissions on delivery
@@ -243,14 +243,14 @@ t.test('events pass through getQueryset: nobody receives a row they could not li
     'an instance outside the scope cannot be subscribed to')
 
   await renameItem(orm, three, 'three-1')
-  t.same((await wide.next()).data, { id: three, name: 'three-1' })
+  t.strictSame((await wide.next()).data, { id: three, name: 'three-1' })
   await renameItem(orm, two, 'two-1')
-  t.same((await narrow.next()).data, { id: two, name: 'two-1' }, 'narrow got nothing for row 3, then row 2')
-  t.same((await wide.next()).data, { id: two, name: 'two-1' })
+  t.strictSame((await narrow.next()).data, { id: two, name: 'two-1' }, 'narrow got nothing for row 3, then row 2')
+  t.strictSame((await wide.next()).data, { id: two, name: 'two-1' })
   await removeItem(orm, three)
-  t.same((await wide.next()).data, { pk: three })
+  t.strictSame((await wide.next()).data, { pk: three })
   await removeItem(orm, one)
-  t.same(await narrow.next(), { errors: [], data: { pk: one }, action: 'delete', response_status: 204, request_id: 'n' },
+  t.strictSame(await narrow.next(), { errors: [], data: { pk: one }, action: 'delete', response_status: 204, request_id: 'n' },
     'the delete of row 3 was not sent to narrow (it never saw row 3)')
 })
 
@@ -346,8 +346,8 @@ t.test('closing a socket releases its subscriptions and groups; 1,000 connect-su
   }
   // The server learns of each close asynchronously, with no event a test can await.
   await eventually(() => layer.groups().length === baseline.length, 'groups released')
-  t.same(layer.groups().sort(), baseline, 'only the watcher\'s group is left')
+  t.strictSame(layer.groups().sort(), baseline, 'only the watcher\'s group is left')
   await renameItem(orm, id, 'two')
-  t.same((await watcher.next()).request_id, 'w', 'the remaining subscription still works')
+  t.strictSame((await watcher.next()).request_id, 'w', 'the remaining subscription still works')
   t.comment(`heap growth over 1,000 cycles: ${((process.memoryUsage().heapUsed - startHeap) / 1024 / 1024).toFixed(1)} MiB`)
 })

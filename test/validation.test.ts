@@ -4,11 +4,14 @@
  * unique violations as 400s keyed by the field, passwords stored hashed and never
  * returned, unknown fields ignored.
  */
+import { defineEntity } from '@mikro-orm/core'
+import { Type } from '@sinclair/typebox'
 import t from 'tap'
 import { verifyPassword } from '../example/password.js'
 import { User } from '../example/user.js'
+import { mixins } from '../index.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
-import { startExample, type Running } from './helpers/server.js'
+import { startApp, startExample, type Running } from './helpers/server.js'
 
 /** A subtest, as tap passes it to a `t.test` callback. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -18,20 +21,20 @@ const USER_KEYS = ['email', 'id', 'username']
 
 /** A 400 validation reply: five keys, data null, and exactly `fields` as the one error object. */
 function checkInvalid (t: Test, reply: WireReply, action: string, fields: Record<string, string[]>, what: string): void {
-  t.same(Object.keys(reply).sort(), REPLY_KEYS, `${what}: exactly the five keys`)
+  t.strictSame(Object.keys(reply).sort(), REPLY_KEYS, `${what}: exactly the five keys`)
   t.equal(reply.response_status, 400, `${what}: 400`)
   t.equal(reply.action, action, `${what}: action echoed`)
   t.equal(reply.data, null, `${what}: data null`)
   t.equal(reply.errors.length, 1, `${what}: one error object`)
   const errors = reply.errors[0] as Record<string, unknown>
   // Exact keys first (t.same alone would not show a missing vs extra field as clearly).
-  t.same(Object.keys(errors ?? {}).sort(), Object.keys(fields).sort(), `${what}: failing fields`)
-  t.same(errors, fields, `${what}: messages`)
+  t.strictSame(Object.keys(errors ?? {}).sort(), Object.keys(fields).sort(), `${what}: failing fields`)
+  t.strictSame(errors, fields, `${what}: messages`)
 }
 
 /** A reply carrying one user: the public shape and nothing else (no password of any kind). */
 function checkUser (t: Test, user: Record<string, unknown>, what: string): void {
-  t.same(Object.keys(user).sort(), USER_KEYS, `${what}: only id, username, email`)
+  t.strictSame(Object.keys(user).sort(), USER_KEYS, `${what}: only id, username, email`)
   for (const key of ['password', 'password1', 'password2']) t.notOk(key in user, `${what}: no ${key}`)
 }
 
@@ -86,7 +89,7 @@ t.test('every failing field at once, in one object', async (t) => {
     username: ['This field is required.']
   }, 'update with empty data')
   const kept = await client.request('update', { pk: alice.id, data: { username: 'alice' } })
-  t.same([kept.response_status, kept.data.email], [200, 'alice@example.com'], 'a full update without email keeps it')
+  t.strictSame([kept.response_status, kept.data.email], [200, 'alice@example.com'], 'a full update without email keeps it')
   checkInvalid(t, await client.request('update', { pk: alice.id, data: { username: '', email: 'nope' } }), 'update', {
     username: ['This field may not be blank.'],
     email: ['Enter a valid email address.']
@@ -98,7 +101,7 @@ t.test('every failing field at once, in one object', async (t) => {
 
   const stored = await rows(running)
   t.equal(stored.length, 1, 'no invalid create was written')
-  t.same({ username: stored[0].username, email: stored[0].email }, { username: 'alice', email: 'alice@example.com' }, 'no invalid update was written')
+  t.strictSame({ username: stored[0].username, email: stored[0].email }, { username: 'alice', email: 'alice@example.com' }, 'no invalid update was written')
 })
 
 t.test('"This field may not be blank." and "Enter a valid email address."', async (t) => {
@@ -110,7 +113,7 @@ t.test('"This field may not be blank." and "Enter a valid email address."', asyn
     checkInvalid(t, await client.request('create', { data: { ...valid('x'), email } }), 'create',
       { email: ['Enter a valid email address.'] }, `email ${JSON.stringify(email)} on create`)
   }
-  t.same(await rows(running), [], 'nothing written')
+  t.strictSame(await rows(running), [], 'nothing written')
 
   // The email may be empty or absent (docs/example.md: "may be empty").
   const empty = await create(t, client, { ...valid('empty'), email: '' })
@@ -155,7 +158,7 @@ t.test('wrong types → DRF wording, keyed by the field', async (t) => {
     password1: ['Not a valid string.'],
     password2: ['This field may not be null.']
   }, 'three wrong types')
-  t.same(await rows(running), [], 'nothing written')
+  t.strictSame(await rows(running), [], 'nothing written')
 
   const alice = await create(t, client, valid('alice'))
   checkInvalid(t, await client.request('patch', { pk: alice.id, data: { username: ['x'] } }), 'patch',
@@ -163,9 +166,9 @@ t.test('wrong types → DRF wording, keyed by the field', async (t) => {
   // DRF checks null before the field's own "invalid" message, so EmailField says "may not be null".
   const nullEmail = await client.request('update', { pk: alice.id, data: { username: 'ok', email: null } })
   t.equal(nullEmail.response_status, 400, 'update email null: 400')
-  t.same(Object.keys(nullEmail.errors[0] ?? {}), ['email'], 'update email null: keyed email')
-  t.same(nullEmail.errors, [{ email: ['This field may not be null.'] }], 'update email null: DRF wording')
-  t.same((await rows(running)).map((r) => r.username), ['alice'], 'alice unchanged')
+  t.strictSame(Object.keys(nullEmail.errors[0] ?? {}), ['email'], 'update email null: keyed email')
+  t.strictSame(nullEmail.errors, [{ email: ['This field may not be null.'] }], 'update email null: DRF wording')
+  t.strictSame((await rows(running)).map((r) => r.username), ['alice'], 'alice unchanged')
 })
 
 t.test('data not an object → non_field_errors "Invalid data. Expected a dictionary, but got …"', async (t) => {
@@ -181,7 +184,7 @@ t.test('data not an object → non_field_errors "Invalid data. Expected a dictio
         { non_field_errors: [message] }, `${action} data ${JSON.stringify(data)}`)
     }
   }
-  t.same(await rows(running), before, 'nothing written or changed')
+  t.strictSame(await rows(running), before, 'nothing written or changed')
 })
 
 t.test('a taken username is reported together with the other failing fields', async (t) => {
@@ -191,7 +194,7 @@ t.test('a taken username is reported together with the other failing fields', as
   // "One object with every failing field": the unique check must not wait for the other fields to pass.
   const reply = await client.request('create', { data: { username: 'alice', password1: 'a', password2: 'b' } })
   t.equal(reply.response_status, 400, '400')
-  t.same(reply.errors, [{
+  t.strictSame(reply.errors, [{
     username: ['user with this username already exists.'],
     password2: ['Passwords do not match.']
   }], 'both failing fields at once')
@@ -203,7 +206,7 @@ t.test('a whitespace-only username is blank, as DRF CharField (trim_whitespace) 
   const client = await open(t, running.base)
   const reply = await client.request('create', { data: { ...valid('x'), username: '   ' } })
   t.equal(reply.response_status, 400, '400')
-  t.same(reply.errors, [{ username: ['This field may not be blank.'] }], 'blank')
+  t.strictSame(reply.errors, [{ username: ['This field may not be blank.'] }], 'blank')
   t.equal((await rows(running)).length, 0, 'nothing written')
 })
 
@@ -219,16 +222,61 @@ t.test('duplicate username → 400 "user with this username already exists.", on
   checkInvalid(t, await client.request('update', { pk: bob.id, data: { username: 'alice', email: 'b@example.com' } }), 'update', taken, 'update to a taken name')
   checkInvalid(t, await client.request('patch', { pk: bob.id, data: { username: 'alice' } }), 'patch', taken, 'patch to a taken name')
   // The whole change is rolled back: bob's email did not change with the refused update either.
-  t.same(await rows(running), before, 'no row written or changed')
+  t.strictSame(await rows(running), before, 'no row written or changed')
 
   // The socket and the transaction machinery are fine afterwards.
   const renamed = await client.request('patch', { pk: bob.id, data: { username: 'robert' } })
   t.equal(renamed.response_status, 200, 'a valid patch after the failures works')
-  t.same(renamed.data, { ...bob, username: 'robert' }, 'bob renamed')
+  t.strictSame(renamed.data, { ...bob, username: 'robert' }, 'bob renamed')
   // A user keeping its own name is not a duplicate.
   const same = await client.request('update', { pk: alice.id, data: { username: 'alice', email: 'new@example.com' } })
   t.equal(same.response_status, 200, 'update keeping the same username: 200')
-  t.same(same.data, { id: alice.id, username: 'alice', email: 'new@example.com' }, 'alice updated')
+  t.strictSame(same.data, { id: alice.id, username: 'alice', email: 'new@example.com' }, 'alice updated')
+})
+
+/**
+ * Unique properties stored under another column name: `code` in column `badge_code`
+ * (fieldName), `displayName` in `display_name` (the naming strategy). The database names
+ * the column; the client must see the property.
+ */
+const Badge = defineEntity({
+  name: 'Badge',
+  properties: (p) => ({
+    id: p.integer().primary().autoincrement(),
+    code: p.string().unique().fieldName('badge_code'),
+    displayName: p.string().unique(),
+    level: p.integer()
+  })
+})
+const BadgeInput = Type.Object({ code: Type.String(), displayName: Type.String(), level: Type.Integer() })
+const BadgePublic = Type.Object({ id: Type.Integer(), code: Type.String(), displayName: Type.String(), level: Type.Integer() })
+
+t.test('a unique property stored under another column name: the 400 is keyed by the property, on every path', async (t) => {
+  const { base } = await startApp(t, [Badge], (app) => {
+    app.wsRest.route('/badges/', {
+      entity: Badge,
+      schema: { create: BadgeInput, update: BadgeInput, response: BadgePublic },
+      actions: [mixins.create(), mixins.update(), mixins.patch()]
+    })
+  })
+  const client = await openClient(t, `${base}/badges/`)
+  const gold = await client.request('create', { data: { code: 'G', displayName: 'Gold', level: 3 } })
+  t.strictSame([gold.response_status, gold.data], [201, { id: 1, code: 'G', displayName: 'Gold', level: 3 }], 'created')
+  const silver = await client.request('create', { data: { code: 'S', displayName: 'Silver', level: 2 } })
+  t.equal(silver.response_status, 201)
+
+  const code = { code: ['badge with this code already exists.'] }
+  const displayName = { displayName: ['badge with this display name already exists.'] }
+  // A valid request reaches the database, whose unique violation names the column.
+  checkInvalid(t, await client.request('create', { data: { code: 'G', displayName: 'Other', level: 1 } }), 'create', code, 'create: code (column badge_code)')
+  checkInvalid(t, await client.request('create', { data: { code: 'X', displayName: 'Gold', level: 1 } }), 'create', displayName, 'create: displayName (column display_name)')
+  checkInvalid(t, await client.request('update', { pk: 2, data: { code: 'G', displayName: 'Silver', level: 2 } }), 'update', code, 'update: code')
+  checkInvalid(t, await client.request('patch', { pk: 2, data: { displayName: 'Gold' } }), 'patch', displayName, 'patch: displayName')
+  // A request failing on another field is checked before the database: the same keys.
+  checkInvalid(t, await client.request('create', { data: { code: 'G', displayName: 'Gold', level: 'high' } }), 'create',
+    { ...code, ...displayName, level: ['A valid integer is required.'] }, 'create failing on level too: every field at once')
+  const kept = await client.request('patch', { pk: 2, data: { displayName: 'Silver', level: 5 } })
+  t.strictSame([kept.response_status, kept.data], [200, { id: 2, code: 'S', displayName: 'Silver', level: 5 }], 'keeping its own values is no duplicate')
 })
 
 t.test('passwords are stored hashed and never returned', async (t) => {
@@ -275,7 +323,7 @@ t.test('unknown fields in data are ignored: not written, no error', async (t) =>
     data: { ...valid('alice', 'pw'), id: 999, password: 'plain-text', is_staff: true, extra: { nested: 1 } }
   })
   t.equal(created.response_status, 201, 'create with unknown fields: 201')
-  t.same(created.data, { id: 1, username: 'alice', email: 'alice@example.com' }, 'created with its own id, nothing extra')
+  t.strictSame(created.data, { id: 1, username: 'alice', email: 'alice@example.com' }, 'created with its own id, nothing extra')
   let [row] = await rows(running)
   t.equal(row.id, 1, 'id 999 not written')
   t.not(row.password, 'plain-text', '`password` from data not written')
@@ -286,14 +334,14 @@ t.test('unknown fields in data are ignored: not written, no error', async (t) =>
     pk: 1, data: { username: 'alice2', email: '', id: 50, password: 'plain-text', password1: 'x', password2: 'x', is_staff: true }
   })
   t.equal(updated.response_status, 200, 'update with unknown fields: 200')
-  t.same(updated.data, { id: 1, username: 'alice2', email: '' }, 'update applied the declared fields only')
+  t.strictSame(updated.data, { id: 1, username: 'alice2', email: '' }, 'update applied the declared fields only')
 
   const patched = await client.request('patch', { pk: 1, data: { id: 60, password: 'plain-text', is_staff: true } })
   t.equal(patched.response_status, 200, 'patch with only unknown fields: 200')
-  t.same(patched.data, { id: 1, username: 'alice2', email: '' }, 'patch changed nothing')
+  t.strictSame(patched.data, { id: 1, username: 'alice2', email: '' }, 'patch changed nothing')
 
   ;[row] = await rows(running)
-  t.same({ id: row.id, username: row.username, email: row.email }, { id: 1, username: 'alice2', email: '' }, 'row has the declared changes only')
+  t.strictSame({ id: row.id, username: row.username, email: row.email }, { id: 1, username: 'alice2', email: '' }, 'row has the declared changes only')
   t.equal(row.password, hash, 'password untouched by update and patch')
   t.equal((await rows(running)).length, 1, 'no row created by an id in data')
   t.equal(await running.orm.em.fork().count(User, { id: { $in: [50, 60, 999] } }), 0, 'no row at the ids sent')
@@ -303,17 +351,17 @@ t.test('a NUL character in any string → 400 "Null characters are not allowed."
   const { base } = await startExample(t)
   const client = await openClient(t, `${base}/ws/`)
   const created = await client.request('create', { data: { username: 'a\u0000b', email: '', password1: 'pw\u0000', password2: 'pw\u0000' } })
-  t.same([created.response_status, created.errors], [400, [{ username: ['Null characters are not allowed.'], password1: ['Null characters are not allowed.'], password2: ['Null characters are not allowed.'] }]])
+  t.strictSame([created.response_status, created.errors], [400, [{ username: ['Null characters are not allowed.'], password1: ['Null characters are not allowed.'], password2: ['Null characters are not allowed.'] }]])
   const ok = await client.request('create', { data: { username: 'fine', password1: 'pw', password2: 'pw' } })
   const patched = await client.request('patch', { pk: ok.data.id, data: { email: 'x\u0000@y.z' } })
-  t.same([patched.response_status, patched.errors], [400, [{ email: ['Null characters are not allowed.'] }]])
+  t.strictSame([patched.response_status, patched.errors], [400, [{ email: ['Null characters are not allowed.'] }]])
   const search = await client.request('list', { search: '\u0000' })
-  t.same([search.response_status, search.errors], [400, [{ search: ['Null characters are not allowed.'] }]])
+  t.strictSame([search.response_status, search.errors], [400, [{ search: ['Null characters are not allowed.'] }]])
   const filter = await client.request('list', { filter: { username: { $contains: 'a\u0000' }, email: '\u0000' } })
-  t.same([filter.response_status, filter.errors], [400, [{ filter: [
+  t.strictSame([filter.response_status, filter.errors], [400, [{ filter: [
     'Invalid value for "username": Null characters are not allowed.',
     'Invalid value for "email": Null characters are not allowed.'
   ] }]])
   const lookup = await client.request('retrieve', { pk: '1\u0000' })
-  t.same([lookup.response_status, lookup.errors], [404, ['Not found']])
+  t.strictSame([lookup.response_status, lookup.errors], [404, ['Not found']])
 })

@@ -68,10 +68,13 @@ export class TestClient {
 
   /**
    * Send `{action, request_id, ...args}` and await the next reply. Actions on one socket are
-   * answered in order, so the next message is this request's reply; the id is checked.
+   * answered in order, so the next message is this request's reply; the id is checked
+   * strictly. The ids alternate between numbers and strings, so a reply that echoes `3` as
+   * `"3"` (or the reverse) fails wherever `request` is used (docs/protocol.md: echoed verbatim).
    */
   async request (action: string, args: Record<string, unknown> = {}, timeout = DEFAULT_TIMEOUT): Promise<WireReply> {
-    const requestId = `r${this.nextId++}`
+    const n = this.nextId++
+    const requestId: string | number = n % 2 === 1 ? n : `r${n}`
     this.send({ action, request_id: requestId, ...args })
     const reply = await this.next(timeout)
     if (reply.request_id !== requestId) {
@@ -82,11 +85,18 @@ export class TestClient {
 
   /**
    * Send a frame as it is (its own request_id, or none) and await the next message: for
-   * frames `request` cannot build, when nothing else (an event) can arrive in between.
+   * frames `request` cannot build, when nothing else (an event) can arrive in between. A
+   * string or number request_id must come back as it was sent, of the same type
+   * (docs/protocol.md: the reply echoes it): `1` answered with `"1"` throws.
    */
   async ask (frame: Record<string, unknown>, timeout = DEFAULT_TIMEOUT): Promise<WireReply> {
     this.send(frame)
-    return await this.next(timeout)
+    const reply = await this.next(timeout)
+    const sent = frame.request_id
+    if ((typeof sent === 'string' || typeof sent === 'number') && reply.request_id !== sent) {
+      throw new Error(`expected the reply to request_id ${JSON.stringify(sent)}, got ${JSON.stringify(reply)}`)
+    }
+    return reply
   }
 
   /** Await the socket's close (code and reason). */

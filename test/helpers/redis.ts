@@ -8,8 +8,6 @@
  *   `REQUIRE_SERVICES=1` (CI), and otherwise plans no test, with the reason, and declares
  *   none (`redisAvailable` is false).
  */
-import type { FastifyBaseLogger } from 'fastify'
-import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { randomBytes } from 'node:crypto'
 import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
@@ -105,50 +103,8 @@ export async function clientsNamed (client: Redis, text: string): Promise<Client
   ).filter((info) => info.name?.includes(text) === true)
 }
 
-/** One log line, as pino wrote it. */
-export interface LogLine { level: number, msg: string, [key: string]: unknown }
-
-/** pino's level numbers. */
-export const LEVEL = { debug: 20, info: 30, warn: 40, error: 50 } as const
-
-/** A real (pino) app logger at debug level that keeps what it writes, and lets a test wait for a line. */
-export interface RecordingLogger {
-  log: FastifyBaseLogger
-  lines: LogLine[]
-  /** The lines at `level` whose message contains `text`. */
-  find: (level: number, text: string) => LogLine[]
-  /** Resolves with the first line (already written or to come) matching `test`. */
-  next: (test: (line: LogLine) => boolean) => Promise<LogLine>
-}
-
-export function recordingLogger (): RecordingLogger {
-  const lines: LogLine[] = []
-  const waiting = new Set<{ test: (line: LogLine) => boolean, resolve: (line: LogLine) => void }>()
-  const app = Fastify({
-    logger: {
-      level: 'debug',
-      stream: {
-        write: (text: string) => {
-          const line = JSON.parse(text) as LogLine
-          lines.push(line)
-          for (const waiter of waiting) {
-            if (waiter.test(line)) { waiting.delete(waiter); waiter.resolve(line) }
-          }
-        }
-      }
-    }
-  })
-  return {
-    log: app.log,
-    lines,
-    find: (level, text) => lines.filter((line) => line.level === level && line.msg.includes(text)),
-    next: async (test) => {
-      const seen = lines.find(test)
-      if (seen !== undefined) return seen
-      return await new Promise((resolve) => { waiting.add({ test, resolve }) })
-    }
-  }
-}
+// The recording logger needs no Redis (helpers/logger.ts); re-exported for the Redis tests.
+export { LEVEL, recordingLogger, type LogLine, type RecordingLogger } from './logger.js'
 
 /**
  * A TCP proxy to Redis that a test can take down and bring back up, to play an outage or
