@@ -43,6 +43,13 @@ t.setTimeout(300_000)
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
+// The package is the same whatever database the suite runs on, and the scratch app uses
+// SQLite: it is checked once per MikroORM major, in that major's SQLite leg of CI.
+if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '') {
+  t.plan(0, 'the package is checked in the SQLite run of each MikroORM major')
+  process.exit(0)
+}
+
 /**
  * A TypeBox 0.34 release other than the project's own devDependency (0.34.52): the app of
  * the issue. With TypeBox a peer, the plugin must use the app's copy.
