@@ -6,6 +6,17 @@
  * Fastify with a SQLite entity, one WebSocket create + retrieve through
  * `fastify-ws-rest/client`, closed.
  *
+ * The same app also holds the README, read at test time: it installs what the README's
+ * install table gives for this MikroORM version (and, on 7, the `@types/better-sqlite3` it
+ * names), and the ```ts block under `## Example` is written into it as it stands, but for
+ * adjustments each asserted to apply — the listen port (0, the address printed, stdin's end
+ * closing the app) and, on MikroORM 7, `orm.schema.updateSchema()` → `orm.schema.update()`
+ * as the README's comment says. It type-checks with the rest, runs (its SQLite file in the
+ * scratch folder), and the exchange shown under it is played over a real WebSocket: each
+ * frame sent as written and each reply compared to the README's text, then the
+ * `subscribe_list` frame of the next paragraph, whose socket must get the matching row's
+ * changes as events and not the others'.
+ *
  * What it guards against, each seen in an app that installed an earlier tarball:
  * - TypeBox as an exact-pinned dependency gave an app on another 0.34 release a second copy
  *   and dozens of type errors: the app here installs a different 0.34 release on purpose, and
@@ -17,13 +28,14 @@
  * - source maps pointing at lib/*.ts sources that were not shipped.
  *
  * Speed and the network: the install uses the machine's npm cache (`--prefer-offline`)
- * and `--ignore-scripts`, so the SQLite driver's native addon (sqlite3 for MikroORM 6,
- * better-sqlite3 for 7) is not compiled again (over a minute from source): its compiled
- * `.node` file is copied from the project's own node_modules, which must hold the same
- * version. Everything else — the tarball, fastify, TypeBox, MikroORM's JavaScript — is a
- * fresh install resolved from the tarball's own package.json, so peers, dependency ranges,
- * types and runtime imports are all exercised as an app would get them; only the compiled
- * binary of the database driver is the project's. When the registry cannot be reached for
+ * and `--ignore-scripts`, so the SQLite driver's native addon is not compiled again (over a
+ * minute from source): sqlite3's (MikroORM 6) compiled `.node` file is copied from the
+ * project's own node_modules, which must hold the same version; better-sqlite3 13
+ * (MikroORM 7) ships its addon prebuilt in the package, so it needs no copy. Everything
+ * else — the tarball, fastify, TypeBox, MikroORM's JavaScript — is a fresh install resolved
+ * from the tarball's own package.json, so peers, dependency ranges, types and runtime
+ * imports are all exercised as an app would get them; only sqlite3's compiled binary is the
+ * project's. When the registry cannot be reached for
  * something not in the cache, the file is skipped with the reason, or fails under
  * REQUIRE_SERVICES=1 (CI).
  *
@@ -37,6 +49,8 @@ import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import WebSocket from 'ws'
+import { within } from './helpers/async.js'
 
 /** Bound for the whole file: a pack, a fresh install and two compiles on a loaded 2-core machine. */
 t.setTimeout(300_000)
@@ -205,6 +219,103 @@ try {
 `
 }
 
+const README = join(root, 'README.md')
+
+/** The text of the first fenced block of language `lang` after `heading` in `markdown`. */
+function fencedAfter (markdown: string, heading: string, lang: string): string | undefined {
+  const at = markdown.indexOf(`\n${heading}\n`)
+  if (at < 0) return undefined
+  return new RegExp('^```' + lang + '\\n([\\s\\S]*?)^```$', 'm').exec(markdown.slice(at))?.[1]
+}
+
+/** The README's install line for `ormVersion`: the Node cell and the packages, as written. */
+function readmeInstall (markdown: string, ormVersion: string): Array<{ node: string, specs: string[] }> {
+  const rows: Array<{ node: string, specs: string[] }> = []
+  for (const line of markdown.split('\n')) {
+    const cells = line.split('|').map((c) => c.trim())
+    const command = /^`npm i (.+)`$/.exec(cells[3] ?? '')?.[1]
+    if (command === undefined) continue
+    const specs = command.split(/\s+/)
+    if (specs.includes(`@mikro-orm/core@${ormVersion}`)) rows.push({ node: cells[1]!, specs })
+  }
+  return rows
+}
+
+/** The name in an install spec (`name@version` or `name`, scoped or not). */
+function specName (spec: string): string {
+  return spec.replace(/(?<=.)@[^@/]*$/, '')
+}
+
+/**
+ * A change the test makes to the README's example: `from` must occur exactly once (or the
+ * README changed under it, and the test says so), and is replaced by `to`.
+ */
+interface Adjustment { what: string, from: string, to: string }
+
+/**
+ * The README example's adjustments: a free port whose address the app prints (and a way to
+ * close it from the test: the end of its stdin), and on MikroORM 7 the renamed
+ * `schema.update()` that the README's comment gives.
+ */
+function readmeAdjustments (ormMajor: number): Adjustment[] {
+  const adjustments: Adjustment[] = [{
+    what: 'the listen on port 8000 → port 0, its address printed, stdin\'s end closing the app',
+    from: 'await app.listen({ port: 8000 })',
+    to: 'const address = await app.listen({ port: 0 }); console.log(JSON.stringify({ readmeAddress: address })); process.stdin.on(\'end\', () => { void app.close() }).resume()'
+  }]
+  if (ormMajor >= 7) {
+    adjustments.push({
+      what: 'MikroORM 7: orm.schema.updateSchema() → orm.schema.update(), as the README\'s comment says',
+      from: 'await orm.schema.updateSchema()                   // MikroORM 7: orm.schema.update()',
+      to: 'await orm.schema.update()'
+    })
+  }
+  return adjustments
+}
+
+/** Count the occurrences of `needle` in `haystack`. */
+function occurrences (haystack: string, needle: string): number {
+  return haystack.split(needle).length - 1
+}
+
+/** A WebSocket whose messages are kept as the text that arrived, awaited in order. */
+async function rawSocket (url: string): Promise<{ send: (text: string) => void, next: (what: string) => Promise<string>, close: () => Promise<void> }> {
+  const socket = new WebSocket(url)
+  const inbox: string[] = []
+  const waiters: Array<(text: string) => void> = []
+  socket.on('message', (data) => {
+    const text = (data as Buffer).toString()
+    const waiter = waiters.shift()
+    if (waiter !== undefined) waiter(text)
+    else inbox.push(text)
+  })
+  await within(new Promise<void>((resolve, reject) => {
+    socket.once('open', () => resolve())
+    socket.once('error', reject)
+  }), `connecting to ${url}`)
+  return {
+    send: (text) => socket.send(text),
+    next: async (what) => {
+      const queued = inbox.shift()
+      if (queued !== undefined) return queued
+      let waiter!: (text: string) => void
+      const arrived = new Promise<string>((resolve) => { waiter = resolve; waiters.push(waiter) })
+      try {
+        return await within(arrived, what)
+      } finally {
+        const i = waiters.indexOf(waiter)
+        if (i >= 0) waiters.splice(i, 1)
+      }
+    },
+    close: async () => {
+      if (socket.readyState === WebSocket.CLOSED) return
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      socket.close()
+      await within(closed, 'the socket\'s close')
+    }
+  }
+}
+
 /** What a strict app compiles with: no skipLibCheck, so every .d.ts it reaches is checked. */
 const SCRATCH_TSCONFIG = {
   compilerOptions: {
@@ -269,18 +380,50 @@ t.test('the tarball installs into a fresh app, which type-checks and runs', asyn
   const ormMajor = Number(ormVersion.split('.')[0])
   await writeFile(join(app, 'src', 'app.ts'), appSource(ormMajor))
 
+  // What the README's install table gives for this MikroORM version: the tarball stands for
+  // fastify-ws-rest, a package the README leaves unpinned gets the test's version (fastify
+  // the project's, TypeBox another 0.34 release on purpose), a pinned one its pin.
+  const markdown = await readFile(README, 'utf8')
+  const rows = readmeInstall(markdown, ormVersion)
+  t.equal(rows.length, 1, `the README has one install line for @mikro-orm/core@${ormVersion}`, { rows })
+  const row = rows[0]
+  if (row === undefined) return
+  t.match(row.node, new RegExp(`\\b${process.versions.node.split('.')[0]}\\b`), `that line is for Node ${process.versions.node.split('.')[0]}, the one running`)
+  t.same(row.specs.map(specName).sort(), ['@mikro-orm/core', '@mikro-orm/sqlite', '@sinclair/typebox', 'fastify', 'fastify-ws-rest'],
+    'the README installs the plugin, fastify, TypeBox, MikroORM\'s core and SQLite driver')
+  t.ok(row.specs.includes(`@mikro-orm/sqlite@${ormVersion}`), `the README pins @mikro-orm/sqlite@${ormVersion} with the core`)
+  const unpinned: Record<string, string> = {
+    'fastify-ws-rest': tarball,
+    fastify: `fastify@${projectVersion('fastify')}`,
+    '@sinclair/typebox': `@sinclair/typebox@${APP_TYPEBOX}`
+  }
   const packages = [
-    tarball,
-    `fastify@${projectVersion('fastify')}`,
-    `@sinclair/typebox@${APP_TYPEBOX}`,
-    `@mikro-orm/core@${ormVersion}`,
-    `@mikro-orm/sqlite@${ormVersion}`,
+    ...row.specs.map((spec) => unpinned[spec] ?? spec),
     `@types/node@${projectVersion('@types/node')}`
   ]
   // MikroORM 7's @mikro-orm/sqlite declarations import better-sqlite3, which ships no types
   // and does not bring @types/better-sqlite3: any app on it with skipLibCheck: false needs
-  // them, with or without this plugin.
-  if (ormMajor >= 7) packages.push(`@types/better-sqlite3@${BETTER_SQLITE3_TYPES}`)
+  // them, with or without this plugin, and the README says so.
+  if (ormMajor >= 7) {
+    t.match(markdown, /On MikroORM 7 with SQLite[^]*?`npm i -D @types\/better-sqlite3`/, 'the README tells a MikroORM 7 app to install @types/better-sqlite3')
+    packages.push(`@types/better-sqlite3@${BETTER_SQLITE3_TYPES}`)
+  }
+
+  // The README's example, as the README has it but for the asserted adjustments.
+  const example = fencedAfter(markdown, '## Example', 'ts')
+  t.type(example, 'string', 'the README has a ```ts block under ## Example')
+  if (example === undefined) return
+  let readmeSource = example
+  // An adjustment that does not apply fails here, and the example is left out of the app
+  // (the rest of the test goes on): unadjusted, it would listen on a fixed port.
+  let adjusted = true
+  for (const { what, from, to } of readmeAdjustments(ormMajor)) {
+    adjusted = t.equal(occurrences(readmeSource, from), 1, `README example adjustment applies: ${what}`, { from }) && adjusted
+    readmeSource = readmeSource.replace(from, to)
+  }
+  if (ormMajor >= 7) adjusted = t.notMatch(readmeSource, /updateSchema/, 'no MikroORM 6 schema call left for MikroORM 7') && adjusted
+  if (adjusted) await writeFile(join(app, 'src', 'readme.ts'), readmeSource)
+
   const install = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...packages], app)
   t.comment(`npm install (MikroORM ${ormVersion}): ${install.ms} ms`)
   if (install.code !== 0 && NETWORK_FAILURE.test(install.stderr) && !/ERESOLVE/.test(install.stderr)) {
@@ -306,8 +449,17 @@ t.test('the tarball installs into a fresh app, which type-checks and runs', asyn
   t.ok(plugin, 'fastify-ws-rest is installed')
   if (plugin === undefined) return
 
-  // The driver's native addon, compiled by the project's install (see the file's comment).
+  // The driver's native addon, compiled by the project's install (see the file's comment),
+  // unless the package ships one prebuilt for this platform, as better-sqlite3 13 does.
   for (const pkg of installed.filter((p) => existsSync(join(p.dir, 'binding.gyp')))) {
+    const prebuilds = join(pkg.dir, 'prebuilds')
+    const prebuilt = existsSync(prebuilds)
+      ? (await readdir(prebuilds)).filter((f) => f.startsWith(process.platform) && f.endsWith(`-${process.arch}.node`))
+      : []
+    if (prebuilt.length > 0) {
+      t.comment(`${pkg.name} ${pkg.version} ships its addon prebuilt (${prebuilt.join(', ')}): nothing to copy`)
+      continue
+    }
     t.equal(projectVersion(pkg.name), pkg.version, `the project has the same ${pkg.name} to take the compiled addon from`)
     const release = join(root, 'node_modules', pkg.name, 'build', 'Release')
     const addons = existsSync(release) ? (await readdir(release)).filter((f) => f.endsWith('.node')) : []
@@ -332,7 +484,9 @@ t.test('the tarball installs into a fresh app, which type-checks and runs', asyn
 
   const tsc = await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app)
   t.comment(`tsc (strict, skipLibCheck: false): ${tsc.ms} ms`)
-  t.equal(tsc.code, 0, 'the app type-checks with skipLibCheck: false, without ioredis', { said: said(tsc) })
+  t.notMatch(tsc.stdout, /^src\/app\.ts/m, 'the app type-checks with skipLibCheck: false, without ioredis', { said: said(tsc) })
+  t.notMatch(tsc.stdout, /^src\/readme\.ts/m, 'the README example type-checks with strict and skipLibCheck: false', { said: said(tsc) })
+  t.equal(tsc.code, 0, 'tsc exits 0', { said: said(tsc) })
   if (tsc.code !== 0) return
 
   // Node 20 has a WebSocket global only behind a flag (22 on have it by default); the
@@ -347,4 +501,65 @@ t.test('the tarball installs into a fresh app, which type-checks and runs', asyn
   t.same(result?.retrieved, { id: 1, text: 'hello' }, 'retrieve finds it')
   t.equal(result?.missing, 404, 'retrieve of a missing row rejects with a WsRestError, status 404')
   t.match(result?.redis, /needs the ioredis package/, 'a RedisLayer asks for ioredis only when initialised')
+
+  if (!adjusted) return
+  await t.test('the README example runs and answers as the README shows', async (t) => {
+    const exchange = (fencedAfter(markdown, '## Example', 'json') ?? '').split('\n').filter((line) => line !== '')
+    t.ok(exchange.length >= 2 && exchange.length % 2 === 0, 'the README shows frames and their replies under the example', { exchange })
+    const subscribeFrame = /`(\{"action":"subscribe_list"[^`]*\})`/.exec(markdown.slice(markdown.indexOf('\n## Example\n')))?.[1]
+    t.type(subscribeFrame, 'string', 'the README shows a subscribe_list frame after the example')
+    if (exchange.length < 2 || subscribeFrame === undefined) return
+
+    const child = spawn(process.execPath, [join(app, 'out', 'readme.js')], { cwd: app, env: childEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill() })
+    const started = Date.now()
+    const address = await within(new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString()
+        const line = stdout.split('\n').find((l) => l.startsWith('{"readmeAddress":'))
+        if (line !== undefined) resolve((JSON.parse(line) as { readmeAddress: string }).readmeAddress)
+      })
+      void exited.then((code) => reject(new Error(`the README example exited (${code}) before listening:\n${stdout}\n${stderr}`)))
+    }), 'the README example\'s listening address', 60_000)
+    t.comment(`the README example's start: ${Date.now() - started} ms`)
+    const url = address.replace(/^http/, 'ws') + '/ws/users/'
+
+    // Subscribed first, on a socket of its own: every later change of a matching row reaches it.
+    const subscriber = await rawSocket(url)
+    subscriber.send(subscribeFrame)
+    const subscribed = JSON.parse(await subscriber.next('the subscribe_list reply')) as { response_status: number, request_id: unknown, errors: unknown[] }
+    const subscription = (JSON.parse(subscribeFrame) as { request_id: unknown }).request_id
+    t.same(subscribed, { errors: [], data: null, action: 'subscribe_list', response_status: 201, request_id: subscription }, 'subscribe_list answers 201')
+
+    const client = await rawSocket(url)
+    for (let i = 0; i < exchange.length; i += 2) {
+      client.send(exchange[i]!)
+      t.equal(await client.next(`the reply to ${exchange[i]}`), exchange[i + 1], `${exchange[i]} gets the README's reply, to the character`)
+    }
+    const replies = exchange.filter((_, i) => i % 2 === 1).map((line) => JSON.parse(line) as { response_status: number, data: { id: number } | null })
+    t.same(replies.map((r) => r.response_status), [201, 400], 'the README shows a create that succeeds and one that fails validation')
+    const row = replies[0]!.data!
+
+    // The matching row's creation was an event; a row that never matches is none, and the
+    // matching row's next change is the next event.
+    const event = async (what: string): Promise<unknown> => JSON.parse(await subscriber.next(what))
+    t.same(await event('the create event'), { errors: [], data: row, action: 'create', response_status: 201, request_id: subscription },
+      'the subscriber gets the matching row\'s creation as an event')
+    client.send(JSON.stringify({ action: 'create', request_id: 3, data: { username: 'bob' } }))
+    t.match(JSON.parse(await client.next('the reply to bob\'s create')), { response_status: 201, data: { username: 'bob' } }, 'a row that does not match the filter is created')
+    client.send(JSON.stringify({ action: 'patch', request_id: 4, pk: row.id, data: { email: 'alice@example.org' } }))
+    const patched = { ...row, email: 'alice@example.org' }
+    t.same(JSON.parse(await client.next('the reply to the patch')), { errors: [], data: patched, action: 'patch', response_status: 200, request_id: 4 }, 'the matching row is patched')
+    t.same(await event('the update event'), { errors: [], data: patched, action: 'update', response_status: 200, request_id: subscription },
+      'the next event is the matching row\'s update: the other row\'s creation sent none')
+
+    await client.close()
+    await subscriber.close()
+    child.stdin.end()
+    t.equal(await within(exited, 'the README example\'s exit after app.close()', 30_000), 0, 'the README example closes and exits 0', { stdout: stdout.slice(-4000), stderr: stderr.slice(-4000) })
+  })
 })
