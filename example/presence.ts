@@ -62,13 +62,34 @@ export async function registerPresence (app: FastifyInstance, options: { redisUr
   // This process's open presence sockets, by upgrade request (the same for a socket's connect and disconnect).
   const sockets = new Map<FastifyRequest, ActionContext>()
   let closing = false
-  const sendAll = (online: number): void => {
-    for (const ctx of sockets.values()) ctx.reply({ online }, 200, { action: 'presence', requestId: null })
+  // What each socket was last told, so a socket hears of a count only when it changed.
+  const told = new WeakMap<ActionContext, number>()
+  // Reads of the count are numbered as they are issued; one Redis connection answers them in
+  // that order, but a change's own count returns after a later notification's read may have:
+  // a count older than one already sent is stale and dropped.
+  let issued = 0
+  let sent = 0
+  /**
+   * Read the count with `read` and send it to the sockets open when the read was issued —
+   * a socket that opened meanwhile gets its count from its own connect, and must not get an
+   * older one after it.
+   */
+  const broadcast = async (read: () => Promise<number>): Promise<void> => {
+    const seq = ++issued
+    const to = [...sockets.values()]
+    const online = await read()
+    if (seq < sent) return
+    sent = seq
+    for (const ctx of to) {
+      if (told.get(ctx) === online) continue
+      told.set(ctx, online)
+      ctx.reply({ online }, 200, { action: 'presence', requestId: null })
+    }
   }
   const counter = options.redisUrl === undefined || options.redisUrl === ''
     ? localCounter()
     : await redisCounter(options.redisUrl, options.redisPrefix ?? 'wsrest:', () => {
-      void counter.count().then(sendAll, (err: Error) => app.log.warn({ err: err.message }, 'presence: count not read'))
+      broadcast(async () => await counter.count()).catch((err: Error) => app.log.warn({ err: err.message }, 'presence: count not read'))
     }, app.log)
   // A graceful close takes this process's sockets off the count at once, so none stays
   // counted in Redis; onDisconnect of each then has nothing left to do.
@@ -85,13 +106,13 @@ export async function registerPresence (app: FastifyInstance, options: { redisUr
     async onConnect (ctx) {
       sockets.set(ctx.request, ctx)
       // In the socket's own turn: its first frame is this one, before any reply.
-      sendAll(await counter.change(1))
+      await broadcast(async () => await counter.change(1))
     },
     async onDisconnect (ctx) {
       // Closing, the count was taken down for all of this process's sockets already.
       if (!sockets.delete(ctx.request) || closing) return
       try {
-        sendAll(await counter.change(-1))
+        await broadcast(async () => await counter.change(-1))
       } catch (err) {
         ctx.log.warn({ err: (err as Error).message }, 'presence: count not updated')
       }

@@ -194,9 +194,13 @@ t.test('request: no reply within the timeout rejects with WsRestTimeoutError; th
   const errors = new Inbox<Error>()
   client.on('error', errors.push)
 
+  // Connected first: the 50 ms bound must not run out while a loaded machine still connects.
+  t.strictSame(await within(client.request('echo', { n: 0 }), 'echo'), { n: 0 }, 'connected')
   const hanging = client.request('hang', {}, { timeout: 50 })
+  // Awaited from the start: the bound may run out before the server has even entered hang.
+  const timingOut = rejection(hanging, 'hang')
   await within(held.entered, 'the server runs hang')
-  const timedOut = await rejection(hanging, 'hang')
+  const timedOut = await timingOut
   t.ok(timedOut instanceof WsRestTimeoutError, 'a WsRestTimeoutError')
   t.match(timedOut, { name: 'WsRestTimeoutError', action: 'hang', timeout: 50 })
   t.type(timedOut.requestId, 'string')
