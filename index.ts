@@ -91,7 +91,8 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     : setInterval(() => { for (const session of state.sessions) session.heartbeat() }, resolved.heartbeatInterval).unref()
   fastify.addHook('onClose', async () => {
     clearInterval(heartbeat)
-    observer?.stop()
+    // Before the app closes its ORM (its own onClose, registered before this plugin, runs after this one).
+    await observer?.stop()
     state.resume?.close()
     hub.clear()
     await layer.close()
