@@ -17,7 +17,7 @@ import { entityName, groups, type ModelMessage, type Row } from './lib/observer/
 import { Hub } from './lib/observer/hub.js'
 import { ModelObserver } from './lib/observer/model-observer.js'
 import { ResumeRegistry } from './lib/observer/resume.js'
-import { keepFailedStatements } from './lib/orm-compat.js'
+import { keepFailedStatements, releaseLostConnections } from './lib/orm-compat.js'
 import { SubscriptionBudget } from './lib/subscription-budget.js'
 import { CLOSE_GOING_AWAY } from './lib/session.js'
 import { resolveOptions, type WsRestOptions } from './lib/options.js'
@@ -49,6 +49,8 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
   const orm = resolved.orm
   // Before anything queries: database errors then name their statement (database-errors.ts).
   if (orm !== undefined) keepFailedStatements(orm)
+  // A transaction whose connection is lost must still give its pool slot back (MikroORM 7).
+  if (orm !== undefined) releaseLostConnections(orm)
   const observer = orm === undefined ? undefined : new ModelObserver(orm, publishChange, fastify.log)
 
   const state: PluginState = {
@@ -89,7 +91,8 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
     : setInterval(() => { for (const session of state.sessions) session.heartbeat() }, resolved.heartbeatInterval).unref()
   fastify.addHook('onClose', async () => {
     clearInterval(heartbeat)
-    observer?.stop()
+    // Before the app closes its ORM (its own onClose, registered before this plugin, runs after this one).
+    await observer?.stop()
     state.resume?.close()
     hub.clear()
     await layer.close()

@@ -128,3 +128,93 @@ export function keepFailedStatements (orm: MikroORM): void {
     }
   }
 }
+
+/** What of a kysely `ControlledTransaction` (MikroORM 7's transaction) {@link releaseLostConnections} uses. */
+interface KyselyTransaction {
+  savepointName?: string
+  readonly isRolledBack: boolean
+  readonly isCommitted: boolean
+  getExecutor: () => { provideConnection: <T>(fn: (connection: KyselyConnection) => Promise<T>) => Promise<T> }
+  rollback: () => { execute: () => Promise<void> }
+}
+interface KyselyConnection { executeQuery: (query: { sql: string }) => Promise<unknown> }
+type Rollback = (ctx: unknown, ...rest: unknown[]) => Promise<void>
+const kReleasesLost = Symbol('fastify-ws-rest: releases lost connections')
+
+function isKyselyTransaction (ctx: unknown): ctx is KyselyTransaction {
+  return ctx !== null && typeof ctx === 'object' && typeof (ctx as KyselyTransaction).getExecutor === 'function' &&
+    typeof (ctx as KyselyTransaction).rollback === 'function' && typeof (ctx as KyselyTransaction).isRolledBack === 'boolean'
+}
+
+/**
+ * `pg`'s answer to a query on a client whose connection is gone (`_queryable` false, or
+ * `_ending`): exactly the clients `pg-pool` removes, instead of keeping, when they are released.
+ */
+function notQueryable (err: unknown): boolean {
+  return err instanceof Error && /^Client (has encountered a connection error|was closed) and is not queryable$/.test(err.message)
+}
+
+/**
+ * Give back the pool slot of a transaction whose connection was lost (MikroORM 7 on PostgreSQL).
+ *
+ * MikroORM 7 runs transactions as kysely `ControlledTransaction`s, which hand their
+ * connection back to the pool only once `ROLLBACK` (or `COMMIT`) succeeds. On a connection
+ * the server killed mid-transaction the `ROLLBACK` cannot succeed, so the connection was
+ * never released: every connection lost that way took a pool slot for good, and
+ * `orm.close()` waited for it forever. (MikroORM 6, on knex, releases it itself.)
+ *
+ * The connection's `rollback` is wrapped once: when a root transaction's rollback fails,
+ * kysely's own `rollback()` is run again, with that one connection's `ROLLBACK` counted as
+ * done when `pg` refuses it because the connection is gone (the server discarded the
+ * transaction with its session). kysely then marks the transaction rolled back and releases
+ * the connection through its normal path, and `pg-pool` drops the dead client rather than
+ * pooling it (it checks the same state `pg`'s refusal reports), so the next query opens a
+ * fresh one. A connection that is still alive gets a real `ROLLBACK` (retried) or stays as it
+ * was; the original error is rethrown either way (MikroORM logs it and rethrows the error
+ * that caused the rollback).
+ */
+export function releaseLostConnections (orm: MikroORM): void {
+  const driver = orm.em.getDriver()
+  for (const type of ['write', 'read'] as const) {
+    const connection = driver.getConnection(type) as unknown as { rollback?: Rollback, [kReleasesLost]?: true }
+    const original = connection.rollback
+    if (typeof original !== 'function' || connection[kReleasesLost] === true) continue
+    connection[kReleasesLost] = true
+    connection.rollback = async function (this: unknown, ctx, ...rest) {
+      try {
+        await original.call(this, ctx, ...rest)
+      } catch (err) {
+        // A savepoint's connection is its root transaction's, released when that one rolls back.
+        if (isKyselyTransaction(ctx) && ctx.savepointName === undefined && !ctx.isRolledBack && !ctx.isCommitted) {
+          await releaseIfLost(ctx).catch(() => {})
+        }
+        throw err
+      }
+    }
+  }
+}
+
+async function releaseIfLost (trx: KyselyTransaction): Promise<void> {
+  const connection = await trx.getExecutor().provideConnection(async (c) => c)
+  const own = Object.getOwnPropertyDescriptor(connection, 'executeQuery')
+  const execute = connection.executeQuery
+  connection.executeQuery = async function (query) {
+    if (query.sql !== 'rollback') return await execute.call(this, query)
+    // Three tries: a connection being torn down first fails what is in flight ("Connection
+    // terminated…"), and is marked not queryable at the same moment.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await execute.call(this, query)
+      } catch (err) {
+        if (notQueryable(err)) return { rows: [] }
+        if (attempt === 3) throw err
+      }
+    }
+  }
+  try {
+    await trx.rollback().execute()
+  } finally {
+    if (own === undefined) delete (connection as Partial<KyselyConnection>).executeQuery
+    else Object.defineProperty(connection, 'executeQuery', own)
+  }
+}

@@ -12,7 +12,7 @@ import t, { type Test } from 'tap'
 import type { SqlEntityManager } from '@mikro-orm/sqlite' // @mikro-orm/knex's, shared by both SQL drivers
 import wsRest, { action, mixins, type ActionDefinition } from '../index.js'
 import { updateSchema } from '../lib/orm-compat.js'
-import { gate, type Teardown } from './helpers/async.js'
+import { gate, within, type Teardown } from './helpers/async.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { createDatabase, dialect } from './helpers/database.js'
 import { Item, ItemCreate, ItemPublic } from './helpers/item.js'
@@ -146,6 +146,8 @@ t.test('a connection lost in the middle of an action → 500 without internals, 
   t.equal(await nameOf(orm), 'first', 'the uncommitted write died with its connection')
   const next = await client.request('retrieve', { pk: 1 })
   t.strictSame([next.response_status, next.data], [200, { id: 1, name: 'first' }], 'the pool reconnects for the next action')
+  // The dead connection went back to the pool (which drops it): closing waits for none still held.
+  await within(orm.close(true), 'orm.close() returns: the lost transaction holds no pool connection')
 })
 
 t.test('idle connections lost (a database restart) are replaced without the client noticing', pgOnly, async (t) => {

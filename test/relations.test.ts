@@ -143,9 +143,13 @@ t.test('events are replies: instance and list subscribers get what retrieve answ
   const writer = await openClient(t, `${base}/books/`)
   const instance = await openClient(t, `${base}/books/`)
   const list = await openClient(t, `${base}/books/`)
-  const book = await create(writer, { title: 'Ulysses', author: 1, tags: [1] })
-  t.equal((await instance.ask({ action: 'subscribe_instance', request_id: 'i', pk: book.id })).response_status, 201)
+  // Subscribed before the create, whose event is taken: an event is published after its
+  // write's reply (docs/live-data.md), so a list subscription made after the reply could
+  // still get it (on PostgreSQL, rendering it may wait for a new pool connection).
   t.equal((await list.ask({ action: 'subscribe_list', request_id: 'l' })).response_status, 201)
+  const book = await create(writer, { title: 'Ulysses', author: 1, tags: [1] })
+  t.same(await list.next(), { errors: [], data: book, action: 'create', response_status: 201, request_id: 'l' }, 'the create: equal to its reply')
+  t.equal((await instance.ask({ action: 'subscribe_instance', request_id: 'i', pk: book.id })).response_status, 201)
 
   await writer.request('patch', { pk: book.id, data: { tags: [3, 2] } })
   const retrieved = (await writer.request('retrieve', { pk: book.id })).data
@@ -209,11 +213,17 @@ t.test('cascades: deleting an author publishes a delete per removed book; deleti
   const { base, orm } = await startLibrary(t, BookNested)
   const writer = await openClient(t, `${base}/books/`)
   const watcher = await openClient(t, `${base}/books/`)
+  // Subscribed before the creates, whose events are taken: a subscription made after a
+  // write's reply may still get its event (docs/live-data.md).
+  await watcher.ask({ action: 'subscribe_list', request_id: 'all' })
+  await watcher.ask({ action: 'subscribe_list', request_id: 'green', filter: { tags: 2 } })
   const first = await create(writer, { title: 'One', author: 1, tags: [1, 2] })
   const second = await create(writer, { title: 'Two', author: 1, tags: [2] })
   const other = await create(writer, { title: 'Three', author: 2, tags: [3] })
-  await watcher.ask({ action: 'subscribe_list', request_id: 'all' })
-  await watcher.ask({ action: 'subscribe_list', request_id: 'green', filter: { tags: 2 } })
+  t.same((await watcher.take(5)).map((e) => [e.request_id, e.action, e.data.id]).sort(), [
+    ['all', 'create', first.id], ['all', 'create', second.id], ['all', 'create', other.id],
+    ['green', 'create', first.id], ['green', 'create', second.id]
+  ].sort(), 'the creates: one event per matching subscription')
 
   const tags = await openClient(t, `${base}/tags/`)
   t.equal((await tags.request('delete', { pk: 2 })).response_status, 204)
@@ -275,9 +285,11 @@ t.test('no N+1 in group commit: 30 sockets creating at once load the nested rela
   t.ok(replies.every((r) => r.response_status === 201 && typeof r.data.author.name === 'string' && r.data.tags.length === 1), 'every reply nested')
   const flushes = queries.filter((q) => /^insert into [`"]book[`"]/.test(q)).length
   // The tags' names: one pivot+tag query per flush when batched; one per request otherwise.
+  // A flush's events load them once more, for all its rows, and may do so before the last
+  // reply (MikroORM 7 loads to-many relations with a query of their own, MikroORM 6 joins them).
   const tagLoads = queries.filter((q) => /from [`"]book_tags[`"]/.test(q)).length
   t.ok(flushes < 30, `the creates were grouped (${flushes} flushes for 30)`)
-  t.ok(tagLoads <= flushes, `${tagLoads} loads of the tags for ${flushes} flushes`)
+  t.ok(tagLoads <= 2 * flushes, `${tagLoads} loads of the tags for ${flushes} flushes`)
 })
 
 t.test('no N+1 in coalesced reads: identical nested lists of 10 sockets load each relation once', async (t) => {

@@ -148,6 +148,16 @@ export class EventRendering {
       if (entity === undefined) continue
       const after = change.message.after as Row
       this.readRelations(needs, entity, after)
+      // Loaded after the commit, the row may point elsewhere by now (a later write moved it):
+      // what subscriptions decide on is the related row this change left it pointing at.
+      const moved = new Set<string>()
+      for (const relation of needs.related.keys()) {
+        const now = entity[relation]
+        const key = after[relation]
+        if (key === undefined || String(now === null || now === undefined ? null : relatedKey(now)) === String(key)) continue
+        if (key === null) for (const prop of (needs.related.get(relation) as RelatedScalars).props.keys()) after[`${relation}.${prop}`] = null
+        else { oldRelated.push({ row: after, relation, key }); moved.add(relation) }
+      }
       const views: Record<string, unknown> = {}
       for (const serializer of needs.serializers.values()) views[serializer.key] = serializer.shape(entity)
       change.message.views = views
@@ -157,7 +167,9 @@ export class EventRendering {
         before[name] = change.replaced?.has(name) === true ? change.replaced.get(name) : after[name]
       }
       for (const [relation, { props }] of needs.related) {
-        if (before[relation] === after[relation]) {
+        if (before[relation] === after[relation] && moved.has(relation)) {
+          oldRelated.push({ row: before, relation, key: before[relation] })
+        } else if (before[relation] === after[relation]) {
           for (const prop of props.keys()) before[`${relation}.${prop}`] = after[`${relation}.${prop}`]
         } else if (before[relation] !== null && before[relation] !== undefined) {
           oldRelated.push({ row: before, relation, key: before[relation] })
@@ -169,7 +181,7 @@ export class EventRendering {
     await this.readOldRelated(em, needs, oldRelated)
   }
 
-  /** Related scalars of rows whose to-one relation the change moved: the row it pointed at before, one query per relation. */
+  /** Related scalars of rows pointing at another related row than the loaded entity (the change, or a later write, moved it): one query per relation. */
   private async readOldRelated (em: ReturnType<MikroORM['em']['fork']>, needs: Needs, pending: Array<{ row: Row, relation: string, key: unknown }>): Promise<void> {
     const relations = new Set(pending.map((p) => p.relation))
     for (const relation of relations) {

@@ -94,9 +94,16 @@ export class ModelObserver implements EventSubscriber {
     this.events.describe(className, serializers, paths)
   }
 
-  /** Stop publishing (the app is closing). */
-  stop (): void {
+  /**
+   * Stop publishing (the app is closing), once the changes being rendered have their rows
+   * loaded: the app closes its ORM next, and a query still waiting for a pool connection
+   * then would hold it forever (MikroORM 7's kysely driver drops its pool before ending it,
+   * so a connection that arrives meanwhile is never released and `orm.close()` never returns).
+   */
+  async stop (): Promise<void> {
     this.active = false
+    // Each batch starts rendering only while active: awaiting the batch last chained awaits them all.
+    await this.rendering?.catch(() => {})
   }
 
   /**
