@@ -114,10 +114,15 @@ t.test('a serialization failure → 409 and the transaction rolled back', pgOnly
   t.equal((await client.request('retrieve', { pk: 1 })).response_status, 200, 'the socket works on')
 })
 
-/** Kill every server connection of the app's database but `other`'s own, as a database restart would. */
+/**
+ * Kill every server connection of the app's database but `other`'s own, as a database
+ * restart would, and return once each of those backends has exited (PostgreSQL 14+ waits
+ * for it with a timeout; without one it only signals, and the app could take a connection
+ * whose backend is still sending its farewell before the pool has heard of it).
+ */
 async function killConnections (other: MikroORM): Promise<number> {
   const rows = await (other.em.fork() as SqlEntityManager).execute(
-    'select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()'
+    'select pg_terminate_backend(pid, 5000) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()'
   )
   return rows.length
 }
