@@ -5,7 +5,7 @@
  * override. Everything schema- and metadata-related is resolved once, when the route
  * is declared.
  */
-import { LockMode, type EntityManager, type EntityMetadata, type EntityName, type FilterQuery, type MikroORM } from '@mikro-orm/core'
+import { LockMode, type EntityData, type EntityManager, type EntityMetadata, type EntityName, type FilterQuery, type MikroORM } from '@mikro-orm/core'
 import type { Static, TSchema } from '@sinclair/typebox'
 import { Type } from '@sinclair/typebox'
 import type { ActionContext } from './context.js'
@@ -71,9 +71,30 @@ export interface ModelOptions<
    * message's arguments (DCRF's `get_queryset(**kwargs)`: `{"action": "list", "room": 5}`).
    */
   getQueryset?: (ctx: ActionContext, args: Record<string, unknown>) => FilterQuery<E> | undefined | Promise<FilterQuery<E> | undefined>
-  /** Create the entity from validated data (default: `em.create` + flush). Hash a password here. */
+  /**
+   * Turn a create's validated input into the data the entity is created from: hash a
+   * password, set the owner or tenant from the connection, ask another service. Runs once
+   * per request, before the write and outside any transaction (it holds no database
+   * connection while it waits), and may be async. The creates of many sockets are still
+   * written together in one flush (group commit). What it returns goes to `em.create`, or
+   * to `performCreate` when the route has one.
+   */
+  prepareCreate?: (ctx: ActionContext, data: Static<C>) => EntityData<E> | Promise<EntityData<E>>
+  /**
+   * The same for `update` and `patch`: runs once per request, after the row was looked up
+   * and checked (scope, object permissions, `version`), before it is written; its result is
+   * assigned to the row (`em.assign`), or given to `performUpdate`. Grouped writes run it
+   * outside the write transaction; a write that runs alone (see docs/performance.md) runs it
+   * inside its own.
+   */
+  prepareUpdate?: (ctx: ActionContext, entity: E, data: Partial<Static<U>>) => EntityData<E> | Promise<EntityData<E>>
+  /**
+   * Create the entity from validated data (default: `em.create` + flush) — full control,
+   * at the cost of group commit: each create then runs in a transaction of its own. It
+   * receives what `prepareCreate` returned, where the route has one.
+   */
   performCreate?: (ctx: ActionContext, data: Static<C>) => E | Promise<E>
-  /** Apply validated data to the entity (default: `em.assign` + flush). */
+  /** Apply validated data to the entity (default: `em.assign` + flush); turns group commit off for update and patch. */
   performUpdate?: (ctx: ActionContext, entity: E, data: Partial<Static<U>>) => void | Promise<void>
   /** Delete the entity (default: `em.remove` + flush). */
   performDelete?: (ctx: ActionContext, entity: E) => void | Promise<void>
@@ -187,12 +208,13 @@ export class GenericModel<E extends object = any> {
     this.lists = shared ? new Batcher((jobs) => this.runLists(jobs)) : undefined
     // Entity lifecycle hooks and perform* overrides are the app's code running per entity:
     // group commit, which may run a request twice when a shared flush fails, keeps off them.
+    // prepare* hooks run once per request whatever happens to the batch, and a scope is
+    // applied to each request's own lookup inside the batch: neither turns it off.
     const hooks = Object.values(meta.hooks ?? {}).some((list) => Array.isArray(list) && list.length > 0)
-    const grouping = shared && uniqueLookup && !hooks
     this.groupable = {
-      create: grouping && options.performCreate === undefined,
-      change: grouping && options.performUpdate === undefined,
-      remove: grouping && options.performDelete === undefined
+      create: !hooks && options.performCreate === undefined,
+      change: !hooks && uniqueLookup && options.performUpdate === undefined,
+      remove: !hooks && uniqueLookup && options.performDelete === undefined
     }
     this.grouped = Object.values(this.groupable).some(Boolean) ? new GroupWrites(orm, this) : undefined
     const { create, update } = options.schema
@@ -468,24 +490,56 @@ export class GenericModel<E extends object = any> {
     }
   }
 
-  /** A write with a `version` locks and checks its own row, in its own transaction: never grouped. */
+  /**
+   * A write with a `version` locks and checks its own row, in its own transaction: never
+   * grouped. (MikroORM's delete does not compare versions; and its batched UPDATE of
+   * versioned rows, when it changes a unique property too, increments the version twice.)
+   */
   private versioned (args: Record<string, unknown>): boolean {
     return args.version !== undefined && this.meta.versionProperty !== undefined
   }
 
-  /** `create`: validated `data` written — with other sockets' creates in one flush where it can be. */
+  /**
+   * `create`: validated `data` prepared (`prepareCreate`, outside any transaction) and
+   * written — with other sockets' creates in one flush where it can be.
+   */
   async createOne (ctx: ActionContext, data: unknown): Promise<E> {
-    if (this.grouped !== undefined && this.groupable.create) return await this.grouped.create(ctx, data)
-    return await this.createAlone(ctx, data)
+    const prepared = this.options.prepareCreate === undefined ? data : await this.options.prepareCreate(ctx, data as never)
+    if (this.grouped !== undefined && this.groupable.create) return await this.grouped.create(ctx, prepared)
+    return await this.createAlone(ctx, prepared)
   }
 
-  /** `update` / `patch`: the object looked up, checked, validated and changed — grouped where it can be. */
+  /** `update` / `patch`: the object looked up, checked, validated, prepared and changed — grouped where it can be. */
   async changeOne (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>): Promise<E> {
     if (this.grouped !== undefined && this.groupable.change && !this.versioned(args)) {
       this.lookupValue(args) // a missing or invalid lookup argument fails before joining a batch
       return await this.grouped.change(ctx, kind, args)
     }
     return await this.changeAlone(ctx, kind, args)
+  }
+
+  /**
+   * What an update or patch writes to `entity`: the message's `data` validated, then
+   * prepared (`prepareUpdate`). Object permissions and `version` were checked on it before.
+   */
+  async changeData (ctx: ActionContext, kind: 'update' | 'patch', entity: E, data: unknown): Promise<unknown> {
+    const valid = await this.validate(kind, data, ctx, entity)
+    return this.options.prepareUpdate === undefined ? valid : await this.options.prepareUpdate(ctx, entity, valid)
+  }
+
+  /**
+   * The row a request of a grouped write names, within its connection's scope, read
+   * through the batch's EntityManager; null when there is none (404). Only for routes with
+   * `getQueryset` (the others read a batch's rows in one query).
+   */
+  async findInScope (em: EntityManager, ctx: ActionContext, args: Record<string, unknown>): Promise<E | null> {
+    const where = await this.where(ctx, { [this.lookupField]: this.lookupValue(args) } as FilterQuery<E>)
+    return await em.findOne(this.entity, where as AnyWhere)
+  }
+
+  /** Whether each connection has a scope of its own (`getQueryset`). */
+  get scopedPerConnection (): boolean {
+    return this.options.getQueryset !== undefined
   }
 
   /** `delete`: the object looked up, checked and removed — grouped where it can be. */
@@ -503,12 +557,16 @@ export class GenericModel<E extends object = any> {
     return await ctx.transactional(async () => await this.create(ctx, data))
   }
 
-  /** An update or patch alone, in a transaction of its own (a stale `version` → 409). */
-  async changeAlone (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>): Promise<E> {
+  /**
+   * An update or patch alone, in a transaction of its own (a stale `version` → 409).
+   * `prepared`: the data a grouped attempt of this request already validated and prepared
+   * (its batch failed as a whole), so `prepareUpdate` runs once per request.
+   */
+  async changeAlone (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>, prepared?: { data: unknown }): Promise<E> {
     return await ctx.transactional(async () => {
       const entity = await this.getObject(ctx, args, { forWrite: true })
       this.checkVersion(entity, args)
-      const data = await this.validate(kind, args.data, ctx, entity)
+      const data = prepared !== undefined ? prepared.data : await this.changeData(ctx, kind, entity, args.data)
       await this.update(ctx, entity, data)
       return entity
     })

@@ -8,10 +8,15 @@
  * batch is run again alone, each in a transaction of its own — so one bad row fails only
  * its own request, with the error it would have had anyway.
  *
- * Only used where nothing of the app runs per entity (no perform* overrides, no entity
- * lifecycle hooks, no per-connection scope) and for writes without a `version`, whose row
- * lock must stay with its own transaction: then running a request twice on the failure
- * path is unobservable.
+ * Only used where nothing of the app runs per entity inside the write (no perform*
+ * overrides, no entity lifecycle hooks) and for writes without a `version`, whose row
+ * lock must stay with its own transaction: then running a request again on the failure
+ * path is unobservable. The app's per-request code runs once whatever happens to the
+ * batch: `prepareCreate` before the create joins a batch; `getQueryset`, object
+ * permissions, validation and `prepareUpdate` of a change between the
+ * batch's read and its flush — concurrently for the requests of a batch, and holding no
+ * database connection (the read is done, the flush has not begun). A change that must run
+ * alone after all takes what it prepared with it.
  */
 import type { EntityManager, FilterQuery, MikroORM } from '@mikro-orm/core'
 import type { ActionContext } from './context.js'
@@ -23,9 +28,13 @@ export interface GroupedModel<E extends object> {
   readonly entity: import('@mikro-orm/core').EntityName<E>
   readonly lookupField: string
   lookupValue: (args: Record<string, unknown>) => unknown
-  validate: (kind: 'update' | 'patch', data: unknown, ctx: ActionContext, current?: E) => Promise<any>
+  /** Whether each connection has a scope of its own: its requests' rows are then read one by one, each within its scope. */
+  readonly scopedPerConnection: boolean
+  findInScope: (em: EntityManager, ctx: ActionContext, args: Record<string, unknown>) => Promise<E | null>
   /** The request's object permissions on the row it names (403 fails that request alone). */
   checkObject: (ctx: ActionContext, entity: E) => Promise<void>
+  /** A change's `data` validated (400 alone) and prepared (`prepareUpdate`): what is assigned to the row. */
+  changeData: (ctx: ActionContext, kind: 'update' | 'patch', entity: E, data: unknown) => Promise<unknown>
   /** Load what a change replaces / a removal takes with it, so their changes are published (generic.ts). */
   beforeChange: (em: EntityManager, entities: E[], data: unknown) => Promise<void>
   loadForRemoval: (em: EntityManager, entities: E[]) => Promise<void>
@@ -34,12 +43,18 @@ export interface GroupedModel<E extends object> {
   loadForReplies: (entities: E[]) => Promise<void>
   /** The request alone, in a transaction of its own: the path of every request that cannot be grouped. */
   createAlone: (ctx: ActionContext, data: any) => Promise<E>
-  changeAlone: (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>) => Promise<E>
+  changeAlone: (ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown>, prepared?: { data: unknown }) => Promise<E>
   removeAlone: (ctx: ActionContext, args: Record<string, unknown>) => Promise<void>
 }
 
 interface CreateJob { ctx: ActionContext, data: any }
-interface ChangeJob { ctx: ActionContext, kind: 'update' | 'patch', args: Record<string, unknown> }
+interface ChangeJob {
+  ctx: ActionContext
+  kind: 'update' | 'patch'
+  args: Record<string, unknown>
+  /** What the request validated and prepared in its batch: a retry alone reuses it rather than preparing again. */
+  prepared?: { data: unknown }
+}
 interface RemoveJob { ctx: ActionContext, args: Record<string, unknown> }
 
 /** Settle each job by `run`, one after another, never throwing. */
@@ -97,18 +112,20 @@ export class GroupWrites<E extends object> {
   }
 
   private async changeMany (jobs: ChangeJob[]): Promise<Array<Outcome<E>>> {
-    const outcomes = await this.onRows(jobs, async (em, entity, job) => {
-      const data = await this.model.validate(job.kind, job.args.data, job.ctx, entity)
+    const outcomes = await this.onRows(jobs, async (entity, job) => {
+      job.prepared = { data: await this.model.changeData(job.ctx, job.kind, entity, job.args.data) }
+    }, async (em, entity, job) => {
+      const data = job.prepared?.data
       await this.model.beforeChange(em, [entity], data)
-      em.assign(entity, data)
+      em.assign(entity, data as never)
       return entity
-    }, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args))
+    }, async (job) => await this.model.changeAlone(job.ctx, job.kind, job.args, job.prepared))
     await this.loadForReplies(outcomes.flatMap((outcome) => 'value' in outcome && outcome.value !== undefined ? [outcome.value] : []))
     return outcomes
   }
 
   private async removeMany (jobs: RemoveJob[]): Promise<Array<Outcome<undefined>>> {
-    return await this.onRows(jobs, async (em, entity) => {
+    return await this.onRows(jobs, async () => {}, async (em, entity) => {
       this.model.detachForRemoval(entity)
       em.remove(entity)
       return undefined
@@ -120,14 +137,17 @@ export class GroupWrites<E extends object> {
   }
 
   /**
-   * Requests on existing rows: one query loads every row of the batch; each request is
-   * checked and `apply`-ed to its row (a 404 or its own 400 fails it alone); one flush
-   * writes them all. A row asked for twice in one batch is left to the second request
-   * alone, after the flush, so each reply shows its own write. Whenever the shared read or
-   * flush fails, the requests it carried run `alone` instead.
+   * Requests on existing rows: one query loads every row of the batch (one per request
+   * where connections have scopes of their own); each request is checked on its row —
+   * object permissions, then `check` (a 404, 403 or its own 400 fails it alone), all the
+   * batch's requests at once — and `apply`-ed to it; one flush writes them all. A row asked
+   * for twice in one batch is left to the second request alone, after the flush, so each
+   * reply shows its own write. Whenever the shared read or flush fails, the requests it
+   * carried run `alone` instead.
    */
   private async onRows<J extends { ctx: ActionContext, args: Record<string, unknown> }, R> (
     jobs: J[],
+    check: (entity: E, job: J) => Promise<void>,
     apply: (em: EntityManager, entity: E, job: J) => Promise<R>,
     alone: (job: J) => Promise<R>,
     prepare?: (em: EntityManager, entities: E[]) => Promise<void>
@@ -136,24 +156,36 @@ export class GroupWrites<E extends object> {
     const em = this.orm.em.fork()
     const rows = await this.load(em, first)
     if (rows === undefined) return await eachAlone(jobs, alone)
-    if (prepare !== undefined && rows.size > 0) {
+    const outcomes = new Map<J, Outcome<R>>()
+    // The requests' own checks, concurrently: one waiting on the app (a permission asking a
+    // service, a slow prepareUpdate) does not hold up the others' turn to be checked.
+    const checked: Array<J | undefined> = await Promise.all(first.map(async (job) => {
+      const entity = rows.get(job)
+      if (entity === undefined) {
+        outcomes.set(job, { error: new NotFound() })
+        return undefined
+      }
       try {
-        await prepare(em, [...rows.values()])
+        await this.model.checkObject(job.ctx, entity)
+        await check(entity, job)
+        return job as J | undefined
+      } catch (error) {
+        outcomes.set(job, { error })
+        return undefined
+      }
+    }))
+    const accepted = checked.filter((job): job is J => job !== undefined)
+    if (prepare !== undefined && accepted.length > 0) {
+      try {
+        await prepare(em, accepted.map((job) => rows.get(job) as E))
       } catch {
         return await eachAlone(jobs, alone)
       }
     }
-    const outcomes = new Map<J, Outcome<R>>()
     const applied: J[] = []
-    for (const job of first) {
-      const entity = rows.get(String(this.model.lookupValue(job.args)))
-      if (entity === undefined) {
-        outcomes.set(job, { error: new NotFound() })
-        continue
-      }
+    for (const job of accepted) {
       try {
-        await this.model.checkObject(job.ctx, entity)
-        outcomes.set(job, { value: await apply(em, entity, job) })
+        outcomes.set(job, { value: await apply(em, rows.get(job) as E, job) })
         applied.push(job)
       } catch (error) {
         outcomes.set(job, { error })
@@ -186,13 +218,27 @@ export class GroupWrites<E extends object> {
     return { first, again }
   }
 
-  /** The rows the jobs name, by lookup value, in one query; undefined when the query failed. */
-  private async load (em: EntityManager, jobs: Array<{ args: Record<string, unknown> }>): Promise<Map<string, E> | undefined> {
-    if (jobs.length === 0) return new Map()
-    const values = jobs.map((job) => this.model.lookupValue(job.args))
+  /**
+   * The row each job names (absent: none, 404) — in one query, or one per job within its
+   * connection's scope; undefined when a query failed.
+   */
+  private async load<J extends { ctx: ActionContext, args: Record<string, unknown> }> (em: EntityManager, jobs: J[]): Promise<Map<J, E> | undefined> {
+    const rows = new Map<J, E>()
+    if (jobs.length === 0) return rows
     try {
+      if (this.model.scopedPerConnection) {
+        const found = await Promise.all(jobs.map(async (job) => await this.model.findInScope(em, job.ctx, job.args)))
+        jobs.forEach((job, i) => { if (found[i] !== null) rows.set(job, found[i]) })
+        return rows
+      }
+      const values = jobs.map((job) => this.model.lookupValue(job.args))
       const found = await em.find(this.model.entity, { [this.model.lookupField]: { $in: values } } as FilterQuery<any>)
-      return new Map(found.map((row) => [String((row as Record<string, unknown>)[this.model.lookupField]), row]))
+      const byValue = new Map(found.map((row) => [String((row as Record<string, unknown>)[this.model.lookupField]), row]))
+      for (const job of jobs) {
+        const row = byValue.get(String(this.model.lookupValue(job.args)))
+        if (row !== undefined) rows.set(job, row)
+      }
+      return rows
     } catch {
       return undefined
     }
