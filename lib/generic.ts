@@ -25,6 +25,7 @@ import { kPermissions } from './symbols.js'
 import { compileValidator, type CrossFieldCheck, type InputKind, type InputValidator } from './validation.js'
 import { RelationInput } from './relation-input.js'
 import { emptyConditionsOf } from './orm-compat.js'
+import { scopeKey } from './scope-key.js'
 
 /** The model part of a route's options. */
 export interface ModelOptions<
@@ -105,6 +106,16 @@ interface ListJob {
   query: ListQuery
   /** The page, for a paginated list; absent for a whole list. */
   page?: Page
+  /** The connection's scope, and its key (scope-key.ts): only lists of the same scope share a query. */
+  scope?: FilterQuery<any>
+  scopeKey: string
+}
+
+/** A lookup waiting to be run with those of other sockets, within the connection's scope (keyed as for lists). */
+interface LookupJob {
+  value: unknown
+  scope?: FilterQuery<any>
+  scopeKey: string
 }
 
 
@@ -171,9 +182,9 @@ export class GenericModel<E extends object = any> {
   private readonly uniqueProps: string[]
   private readonly orm: MikroORM
   /** Retrieves of many sockets coalesced into one `IN (…)` query; only where no scope can differ between them. */
-  private readonly lookups: Batcher<unknown, E | null> | undefined
+  private readonly lookups: Batcher<LookupJob, E | null> | undefined
   /** Identical list queries of many sockets run once; only where no scope can differ between them. */
-  private readonly lists: Batcher<ListJob, { results: E[], count: number }> | undefined
+  private readonly lists: Batcher<ListJob, { results: E[], count: number }>
   /** Writes of many sockets in one flush; see group-writes.ts for when. */
   private readonly grouped: GroupWrites<E> | undefined
   /** Which writes may be grouped: those the route does not override. */
@@ -201,11 +212,11 @@ export class GenericModel<E extends object = any> {
     this.uniqueProps = meta.props.filter((p) => p.unique !== undefined && p.unique !== false).map((p) => p.name)
     this.orm = orm
     this.removal = removalPlan(orm.getMetadata(), meta as EntityMetadata, this.query.relationPaths)
-    // A connection's scope (getQueryset) may differ from its neighbours': such routes read alone.
-    const shared = options.getQueryset === undefined
+    // Reads of many sockets share queries; where connections have scopes (getQueryset),
+    // only those whose scopes are the same plain condition (scope-key.ts).
     const uniqueLookup = this.lookupField === this.primaryKey || this.uniqueProps.includes(this.lookupField)
-    this.lookups = shared && uniqueLookup ? new Batcher((values) => this.findMany(values)) : undefined
-    this.lists = shared ? new Batcher((jobs) => this.runLists(jobs)) : undefined
+    this.lookups = uniqueLookup ? new Batcher((jobs) => this.findMany(jobs)) : undefined
+    this.lists = new Batcher((jobs) => this.runLists(jobs))
     // Entity lifecycle hooks and perform* overrides are the app's code running per entity:
     // group commit, which may run a request twice when a shared flush fails, keeps off them.
     // prepare* hooks run once per request whatever happens to the batch, and a scope is
@@ -353,8 +364,13 @@ export class GenericModel<E extends object = any> {
    */
   async getObject (ctx: ActionContext, args: Record<string, unknown>, options: { forWrite?: boolean } = {}): Promise<E> {
     const value = this.lookupValue(args)
-    const where = await this.where(ctx, { [this.lookupField]: value } as FilterQuery<E>)
     const lock = options.forWrite === true && this.rowLocks && args.version !== undefined && this.meta.versionProperty !== undefined
+    return await this.findObject(ctx, value, await this.queryset(ctx), lock)
+  }
+
+  /** {@link getObject} of a lookup value, within `scope` (the connection's, already evaluated). */
+  private async findObject (ctx: ActionContext, value: unknown, scope: FilterQuery<E> | undefined, lock = false): Promise<E> {
+    const where = this.scoped(scope, { [this.lookupField]: value } as FilterQuery<E>)
     const found = await ctx.em.findOne(this.entity, where as AnyWhere, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {})
     if (found === null) throw new NotFound()
     await this.checkObject(ctx, found)
@@ -363,12 +379,15 @@ export class GenericModel<E extends object = any> {
 
   /**
    * The object `retrieve` answers with: as {@link getObject}, but coalesced with the
-   * retrieves of other sockets arriving at the same time into one query, where the route
-   * has no per-connection scope.
+   * retrieves of other sockets arriving at the same time into one query — per scope, where
+   * connections have scopes that can be shared (scope-key.ts).
    */
   async retrieve (ctx: ActionContext, args: Record<string, unknown>): Promise<E> {
     if (this.lookups === undefined) return await this.getObject(ctx, args)
-    const found = await this.lookups.submit(this.lookupValue(args))
+    const value = this.lookupValue(args)
+    const { scope, key } = await this.connectionScope(ctx)
+    if (key === undefined) return await this.findObject(ctx, value, scope)
+    const found = await this.lookups.submit({ value, scope, scopeKey: key })
     if (found === null) throw new NotFound()
     // Per socket, after the shared query: the batching stays, each answer is its own.
     await this.checkObject(ctx, found)
@@ -380,14 +399,37 @@ export class GenericModel<E extends object = any> {
    * failure of the shared query (a pooled connection found dead) must not fail every
    * request of the batch when a second connection would answer.
    */
-  private async findMany (values: unknown[]): Promise<Array<Outcome<E | null>>> {
-    const distinct = [...new Map(values.map((v) => [String(v), v])).values()]
-    const where = { [this.lookupField]: { $in: distinct } } as FilterQuery<E>
-    const rows = await this.orm.em.fork().find(this.entity, where as AnyWhere).catch(async () => await this.orm.em.fork().find(this.entity, where as AnyWhere))
-    // Once for the whole batch of retrieves, rather than once per socket when each renders its row.
-    await this.load(rows, this.serializer)
-    const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
-    return values.map((v) => ({ value: byValue.get(String(v)) ?? null }))
+  private async findMany (jobs: LookupJob[]): Promise<Array<Outcome<E | null>>> {
+    const byScope = new Map<string, LookupJob[]>()
+    for (const job of jobs) {
+      const same = byScope.get(job.scopeKey)
+      if (same === undefined) byScope.set(job.scopeKey, [job])
+      else same.push(job)
+    }
+    const found = new Map<LookupJob, E>()
+    for (const group of byScope.values()) {
+      const distinct = [...new Map(group.map((job) => [String(job.value), job.value])).values()]
+      const where = this.scoped(group[0].scope, { [this.lookupField]: { $in: distinct } } as FilterQuery<E>)
+      const rows = await this.orm.em.fork().find(this.entity, where as AnyWhere).catch(async () => await this.orm.em.fork().find(this.entity, where as AnyWhere))
+      // Once for the whole batch of retrieves, rather than once per socket when each renders its row.
+      await this.load(rows, this.serializer)
+      const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
+      for (const job of group) {
+        const row = byValue.get(String(job.value))
+        if (row !== undefined) found.set(job, row)
+      }
+    }
+    return jobs.map((job) => ({ value: found.get(job) ?? null }))
+  }
+
+  /**
+   * The connection's scope, evaluated once for the request, and its key: reads of the same
+   * key share queries; no key when the scope cannot be shared (the request reads alone).
+   */
+  private async connectionScope (ctx: ActionContext): Promise<{ scope?: FilterQuery<E>, key: string | undefined }> {
+    if (this.options.getQueryset === undefined) return { key: '' }
+    const scope = await this.queryset(ctx)
+    return { scope, key: scopeKey(scope) }
   }
 
   /**
@@ -401,14 +443,15 @@ export class GenericModel<E extends object = any> {
       const em = this.orm.em.fork()
       const orderBy = this.query.orderBy(job.query.order)
       const found = job.page === undefined
-        ? await em.find(this.entity, job.query.where() ?? {}, { orderBy } as object).then((results) => ({ results, count: results.length }))
-        : await this.findPage(em, () => job.query.where() ?? {}, orderBy, job.page)
+        ? await em.find(this.entity, this.scoped(job.scope, job.query.where) as AnyWhere, { orderBy } as object).then((results) => ({ results, count: results.length }))
+        : await this.findPage(em, () => this.scoped(job.scope, job.query.where), orderBy, job.page)
       // Once for every socket sharing this answer, rather than once per socket when each renders it.
       await this.load(found.results, this.serializer)
       return found
     }
     return jobs.map((job) => {
-      const key = job.page === undefined ? job.query.key : `${job.query.key}|${job.page.limit}|${job.page.offset}`
+      const query = job.page === undefined ? job.query.key : `${job.query.key}|${job.page.limit}|${job.page.offset}`
+      const key = `${job.scopeKey}\u0000${query}`
       let pending = answers.get(key)
       if (pending === undefined) answers.set(key, (pending = answer(job)))
       return pending
@@ -422,16 +465,17 @@ export class GenericModel<E extends object = any> {
 
   /** Every object in scope that matches `query`, in its order. */
   async list (ctx: ActionContext, query: ListQuery): Promise<E[]> {
-    if (this.lists !== undefined) return (await this.lists.submit({ query })).results
-    return await ctx.em.find(this.entity, await this.where(ctx, query.where) as AnyWhere, {
+    const { scope, key } = await this.connectionScope(ctx)
+    if (key !== undefined) return (await this.lists.submit({ query, scope, scopeKey: key })).results
+    return await ctx.em.find(this.entity, this.scoped(scope, query.where) as AnyWhere, {
       orderBy: this.query.orderBy(query.order)
     } as object)
   }
 
   /** One page of the objects in scope that match `query`, and how many match in all. */
   async page (ctx: ActionContext, query: ListQuery, page: Page): Promise<{ results: E[], count: number }> {
-    if (this.lists !== undefined) return await this.lists.submit({ query, page })
-    const scope = await this.queryset(ctx)
+    const { scope, key } = await this.connectionScope(ctx)
+    if (key !== undefined) return await this.lists.submit({ query, page, scope, scopeKey: key })
     return await this.findPage(ctx.em, () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
   }
 

@@ -1,9 +1,11 @@
 /**
  * Coalesced reads: retrieves and identical lists of many sockets arriving together share
  * one query — and every socket still gets exactly its own answer, a 404 where it should,
- * and, having written, reads its own write. Routes with a per-connection scope
- * (getQueryset) are never coalesced. Real sockets, a spy on the ORM's query log.
+ * and, having written, reads its own write. Where connections have scopes (getQueryset),
+ * only reads of the same scope share a query, and only when the scope is plain data.
+ * Real sockets, a spy on the ORM's query log.
  */
+import { raw } from '@mikro-orm/core'
 import t, { type Test } from 'tap'
 import { mixins } from '../index.js'
 import { Batcher } from '../lib/batching.js'
@@ -15,11 +17,17 @@ import { startApp, type Running } from './helpers/server.js'
 
 const SOCKETS = 40
 
-async function startItems (t: Test, scoped = false): Promise<Running> {
+/** `?max=N` on the upgrade URL: the connection sees rows with id <= N, as a plain condition or through a raw() fragment. */
+const scopes = {
+  plain: (max: number) => ({ id: { $lte: max } }),
+  raw: (max: number) => ({ [raw('abs(id)')]: { $lte: max } })
+}
+
+async function startItems (t: Test, scope?: keyof typeof scopes): Promise<Running> {
   return await startApp(t, [Item], (app) => {
     app.wsRest.route('/items/', {
       ...itemModel,
-      ...(scoped ? { getQueryset: (ctx) => ({ id: { $lte: Number((ctx.request.query as { max?: string }).max) } }) } : {}),
+      ...(scope !== undefined ? { getQueryset: (ctx) => scopes[scope](Number((ctx.request.query as { max?: string }).max)) } : {}),
       actions: [mixins.retrieve(), mixins.patch(), mixins.paginatedList({ defaultLimit: 5 })]
     })
   })
@@ -83,14 +91,32 @@ t.test('identical lists of many sockets share one query; different pages get the
   t.ok(selects(sql) <= SOCKETS / 2, `${SOCKETS} lists (two pages) ran ${selects(sql)} selects`)
 })
 
-t.test('a route with a per-connection scope is never coalesced: each socket sees its own scope', async (t) => {
-  const { orm, base } = await startItems(t, true)
+t.test('per-connection scopes: reads of sockets with the same scope share queries, each socket sees exactly its own scope', async (t) => {
+  const { orm, base } = await startItems(t, 'plain')
+  await seedItems(orm, ...Array.from({ length: 10 }, (_, i) => `n${i}`))
+  // 20 sockets, 4 scopes: id <= 2, 3, 4 or 5.
+  const maxOf = (i: number): number => i % 4 + 2
+  const clients = await Promise.all(Array.from({ length: 20 }, async (_, i) => await openClient(t, `${base}/items/?max=${maxOf(i)}`)))
+  const sql = spyQueries(orm)
+  const lists = await together(clients, () => ({ action: 'list', limit: 100 }))
+  lists.forEach((reply, i) => t.strictSame(reply.data.results.map((r: { id: number }) => r.id), Array.from({ length: maxOf(i) }, (_, k) => k + 1), `max=${maxOf(i)}: its own rows`))
+  t.ok(selects(sql) <= 4, `20 lists of 4 scopes ran ${selects(sql)} selects`)
+  sql.length = 0
+  const retrieves = await together(clients, () => ({ action: 'retrieve', pk: 4 }))
+  retrieves.forEach((reply, i) => t.equal(reply.response_status, maxOf(i) >= 4 ? 200 : 404, `max=${maxOf(i)}: row 4 is ${maxOf(i) >= 4 ? 'visible' : 'not found'}`))
+  t.ok(selects(sql) <= 4, `20 retrieves of 4 scopes ran ${selects(sql)} selects`)
+})
+
+t.test('a scope that is not plain data (a raw() fragment) reads alone, and each socket still sees its own scope', async (t) => {
+  const { orm, base } = await startItems(t, 'raw')
   await seedItems(orm, ...Array.from({ length: 10 }, (_, i) => `n${i}`))
   const clients = await Promise.all(Array.from({ length: 10 }, async (_, i) => await openClient(t, `${base}/items/?max=${i + 1}`)))
+  const sql = spyQueries(orm)
   const lists = await together(clients, () => ({ action: 'list', limit: 100 }))
   lists.forEach((reply, i) => t.equal(reply.data.count, i + 1, `socket with max=${i + 1} counts ${i + 1}`))
   const retrieves = await together(clients, () => ({ action: 'retrieve', pk: 5 }))
   retrieves.forEach((reply, i) => t.equal(reply.response_status, i + 1 >= 5 ? 200 : 404, `max=${i + 1}: row 5 is ${i + 1 >= 5 ? 'visible' : 'not found'}`))
+  t.ok(sql.filter((q) => /^select/i.test(q) && /abs/.test(q)).length >= 20, 'each read ran its own query')
 })
 
 t.test('distinct lists of one batch: each answered as soon as its own query is, the next batch only after the whole batch', async (t) => {
