@@ -26,6 +26,8 @@ import { compileValidator, type CrossFieldCheck, type InputKind, type InputValid
 import { RelationInput } from './relation-input.js'
 import { emptyConditionsOf } from './orm-compat.js'
 import { scopeKey } from './scope-key.js'
+import { PlainRows, readsPlain } from './plain-reads.js'
+import type { Row } from './observer/changes.js'
 
 /** The model part of a route's options. */
 export interface ModelOptions<
@@ -111,6 +113,12 @@ interface ListJob {
   scopeKey: string
 }
 
+/** Where shared reads take their rows from: entities, or plain rows (plain-reads.ts). */
+interface RowSource<T> {
+  find: (where: FilterQuery<any>, options?: { orderBy?: OrderBy, limit?: number, offset?: number }) => Promise<T[]>
+  count: (where: FilterQuery<any>) => Promise<number>
+}
+
 /** A lookup waiting to be run with those of other sockets, within the connection's scope (keyed as for lists). */
 interface LookupJob {
   value: unknown
@@ -185,6 +193,12 @@ export class GenericModel<E extends object = any> {
   private readonly lookups: Batcher<LookupJob, E | null> | undefined
   /** Identical list queries of many sockets run once; only where no scope can differ between them. */
   private readonly lists: Batcher<ListJob, { results: E[], count: number }>
+  /** The same reads as plain rows, for replies that show only the row's own columns (plain-reads.ts). */
+  private readonly plainRows: PlainRows | undefined
+  private readonly plainLookups: Batcher<LookupJob, Row | null> | undefined
+  private readonly plainLists: Batcher<ListJob, { results: Row[], count: number }> | undefined
+  /** The serializers whose shape a plain row gives as an entity would. */
+  private readonly plainSerializers = new WeakSet<Serializer>()
   /** Writes of many sockets in one flush; see group-writes.ts for when. */
   private readonly grouped: GroupWrites<E> | undefined
   /** Which writes may be grouped: those the route does not override. */
@@ -215,8 +229,14 @@ export class GenericModel<E extends object = any> {
     // Reads of many sockets share queries; where connections have scopes (getQueryset),
     // only those whose scopes are the same plain condition (scope-key.ts).
     const uniqueLookup = this.lookupField === this.primaryKey || this.uniqueProps.includes(this.lookupField)
-    this.lookups = uniqueLookup ? new Batcher((jobs) => this.findMany(jobs)) : undefined
-    this.lists = new Batcher((jobs) => this.runLists(jobs))
+    this.lookups = uniqueLookup ? new Batcher((jobs) => this.findMany(jobs, () => this.entities())) : undefined
+    this.lists = new Batcher((jobs) => this.runLists(jobs, () => this.entities()))
+    this.plainRows = PlainRows.available(orm) ? new PlainRows(orm, this.entity) : undefined
+    if (this.plainRows !== undefined) {
+      this.plainLookups = uniqueLookup ? new Batcher((jobs) => this.findMany(jobs, () => this.plainSource())) : undefined
+      this.plainLists = new Batcher((jobs) => this.runLists(jobs, () => this.plainSource()))
+      if (Object.keys(options.fields ?? {}).length === 0 && readsPlain(orm, meta as EntityMetadata, options.schema.response)) this.plainSerializers.add(this.serializer)
+    }
     // Entity lifecycle hooks and perform* overrides are the app's code running per entity:
     // group commit, which may run a request twice when a shared flush fails, keeps off them.
     // prepare* hooks run once per request whatever happens to the batch, and a scope is
@@ -395,24 +415,22 @@ export class GenericModel<E extends object = any> {
   }
 
   /**
-   * One `WHERE lookup IN (…)` for a batch of lookups, in a fork of its own. Tried twice: a
-   * failure of the shared query (a pooled connection found dead) must not fail every
+   * One `WHERE lookup IN (…)` per scope for a batch of lookups, from `source`. Tried twice:
+   * a failure of the shared query (a pooled connection found dead) must not fail every
    * request of the batch when a second connection would answer.
    */
-  private async findMany (jobs: LookupJob[]): Promise<Array<Outcome<E | null>>> {
+  private async findMany<T> (jobs: LookupJob[], source: () => RowSource<T>): Promise<Array<Outcome<T | null>>> {
     const byScope = new Map<string, LookupJob[]>()
     for (const job of jobs) {
       const same = byScope.get(job.scopeKey)
       if (same === undefined) byScope.set(job.scopeKey, [job])
       else same.push(job)
     }
-    const found = new Map<LookupJob, E>()
+    const found = new Map<LookupJob, T>()
     for (const group of byScope.values()) {
       const distinct = [...new Map(group.map((job) => [String(job.value), job.value])).values()]
-      const where = this.scoped(group[0].scope, { [this.lookupField]: { $in: distinct } } as FilterQuery<E>)
-      const rows = await this.orm.em.fork().find(this.entity, where as AnyWhere).catch(async () => await this.orm.em.fork().find(this.entity, where as AnyWhere))
-      // Once for the whole batch of retrieves, rather than once per socket when each renders its row.
-      await this.load(rows, this.serializer)
+      const where = (): FilterQuery<E> => this.scoped(group[0].scope, { [this.lookupField]: { $in: distinct } } as FilterQuery<E>)
+      const rows = await source().find(where()).catch(async () => await source().find(where()))
       const byValue = new Map(rows.map((row) => [String((row as Record<string, unknown>)[this.lookupField]), row]))
       for (const job of group) {
         const row = byValue.get(String(job.value))
@@ -420,6 +438,31 @@ export class GenericModel<E extends object = any> {
       }
     }
     return jobs.map((job) => ({ value: found.get(job) ?? null }))
+  }
+
+  /**
+   * Entities in `em` (default: a fork of its own). `shared`: the answer serves many
+   * sockets, so what the route's replies show of the rows is loaded once here rather than
+   * once per socket when each renders them.
+   */
+  private entities (em: EntityManager = this.orm.em.fork(), shared = true): RowSource<E> {
+    return {
+      find: async (where, options = {}) => {
+        const rows = await em.find(this.entity, where as AnyWhere, options as object)
+        if (shared) await this.load(rows, this.serializer)
+        return rows
+      },
+      count: async (where) => await em.count(this.entity, where as AnyWhere)
+    }
+  }
+
+  /** Plain rows (plain-reads.ts), counted in a fork of their own. */
+  private plainSource (): RowSource<Row> {
+    const plain = this.plainRows as PlainRows
+    return {
+      find: async (where, options) => await plain.find(where, options),
+      count: async (where) => await this.orm.em.fork().count(this.entity, where as AnyWhere)
+    }
   }
 
   /**
@@ -433,21 +476,18 @@ export class GenericModel<E extends object = any> {
   }
 
   /**
-   * Each distinct list query of a batch once, all started together, each in a fork of its
-   * own; the jobs asking the same share the answer, and each is answered as soon as its
-   * query is (a quick list never waits for a slow one of the same batch).
+   * Each distinct list query of a batch once, all started together, each from a `source`
+   * of its own; the jobs asking the same share the answer, and each is answered as soon as
+   * its query is (a quick list never waits for a slow one of the same batch).
    */
-  private runLists (jobs: ListJob[]): Array<Promise<{ results: E[], count: number }>> {
-    const answers = new Map<string, Promise<{ results: E[], count: number }>>()
-    const answer = async (job: ListJob): Promise<{ results: E[], count: number }> => {
-      const em = this.orm.em.fork()
+  private runLists<T> (jobs: ListJob[], source: () => RowSource<T>): Array<Promise<{ results: T[], count: number }>> {
+    const answers = new Map<string, Promise<{ results: T[], count: number }>>()
+    const answer = async (job: ListJob): Promise<{ results: T[], count: number }> => {
       const orderBy = this.query.orderBy(job.query.order)
-      const found = job.page === undefined
-        ? await em.find(this.entity, this.scoped(job.scope, job.query.where) as AnyWhere, { orderBy } as object).then((results) => ({ results, count: results.length }))
-        : await this.findPage(em, () => this.scoped(job.scope, job.query.where), orderBy, job.page)
-      // Once for every socket sharing this answer, rather than once per socket when each renders it.
-      await this.load(found.results, this.serializer)
-      return found
+      const where = (): FilterQuery<E> => this.scoped(job.scope, job.query.where)
+      return job.page === undefined
+        ? await source().find(where(), { orderBy }).then((results) => ({ results, count: results.length }))
+        : await this.findPage(source(), where, orderBy, job.page)
     }
     return jobs.map((job) => {
       const query = job.page === undefined ? job.query.key : `${job.query.key}|${job.page.limit}|${job.page.offset}`
@@ -467,6 +507,11 @@ export class GenericModel<E extends object = any> {
   async list (ctx: ActionContext, query: ListQuery): Promise<E[]> {
     const { scope, key } = await this.connectionScope(ctx)
     if (key !== undefined) return (await this.lists.submit({ query, scope, scopeKey: key })).results
+    return await this.listAlone(ctx, query, scope)
+  }
+
+  /** A whole list read alone, in the request's EntityManager. */
+  private async listAlone (ctx: ActionContext, query: ListQuery, scope: FilterQuery<E> | undefined): Promise<E[]> {
     return await ctx.em.find(this.entity, this.scoped(scope, query.where) as AnyWhere, {
       orderBy: this.query.orderBy(query.order)
     } as object)
@@ -476,7 +521,52 @@ export class GenericModel<E extends object = any> {
   async page (ctx: ActionContext, query: ListQuery, page: Page): Promise<{ results: E[], count: number }> {
     const { scope, key } = await this.connectionScope(ctx)
     if (key !== undefined) return await this.lists.submit({ query, page, scope, scopeKey: key })
-    return await this.findPage(ctx.em, () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
+    return await this.findPage(this.entities(ctx.em, false), () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
+  }
+
+  /**
+   * What `retrieve` replies: the object shaped by `serializer` — read as a plain row
+   * where that shapes the same (plain-reads.ts) and no object permission needs the entity.
+   */
+  async retrieveData (ctx: ActionContext, args: Record<string, unknown>, serializer: Serializer): Promise<unknown> {
+    if (this.plainLookups === undefined || !this.readsPlain(ctx, serializer)) return await this.render(ctx, await this.retrieve(ctx, args), serializer)
+    const value = this.lookupValue(args)
+    const { scope, key } = await this.connectionScope(ctx)
+    if (key === undefined) return await this.render(ctx, await this.findObject(ctx, value, scope), serializer)
+    const row = await this.plainLookups.submit({ value, scope, scopeKey: key })
+    if (row === null) throw new NotFound()
+    return serializer.shape(row, ctx)
+  }
+
+  /** What a whole `list` replies: as {@link retrieveData}, every object in scope that matches `query`. */
+  async listData (ctx: ActionContext, query: ListQuery, serializer: Serializer): Promise<unknown> {
+    if (this.plainLists === undefined || !this.readsPlain(ctx, serializer)) return await this.render(ctx, await this.list(ctx, query), serializer)
+    const { scope, key } = await this.connectionScope(ctx)
+    if (key === undefined) return await this.render(ctx, await this.listAlone(ctx, query, scope), serializer)
+    const { results } = await this.plainLists.submit({ query, scope, scopeKey: key })
+    return results.map((row) => serializer.shape(row, ctx))
+  }
+
+  /** What a paginated `list` replies: as {@link retrieveData}, one page and the count. */
+  async pageData (ctx: ActionContext, query: ListQuery, page: Page, serializer: Serializer): Promise<{ results: unknown, count: number }> {
+    if (this.plainLists === undefined || !this.readsPlain(ctx, serializer)) {
+      const { results, count } = await this.page(ctx, query, page)
+      return { results: await this.render(ctx, results, serializer), count }
+    }
+    const { scope, key } = await this.connectionScope(ctx)
+    if (key === undefined) {
+      const { results, count } = await this.findPage(this.entities(ctx.em, false), () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
+      return { results: await this.render(ctx, results, serializer), count }
+    }
+    const { results, count } = await this.plainLists.submit({ query, page, scope, scopeKey: key })
+    return { results: results.map((row) => serializer.shape(row, ctx)), count }
+  }
+
+  /** Whether this request's reply may be shaped from plain rows: `serializer` allows it, and no object permission wants entities. */
+  private readsPlain (ctx: ActionContext, serializer: Serializer): boolean {
+    if (!this.plainSerializers.has(serializer)) return false
+    const permissions = (ctx as { [kPermissions]?: readonly Permission[] })[kPermissions]
+    return permissions === undefined || !permissions.some((p) => p.hasObjectPermission !== undefined)
   }
 
   /**
@@ -485,15 +575,15 @@ export class GenericModel<E extends object = any> {
    * process and tax every promise of every request afterwards. `where` is called once per
    * query: a raw() fragment in it can be used only once.
    */
-  private async findPage (
-    em: EntityManager,
+  private async findPage<T> (
+    source: RowSource<T>,
     where: () => FilterQuery<E>,
     orderBy: OrderBy,
     page: Page
-  ): Promise<{ results: E[], count: number }> {
-    const results = await em.find(this.entity, where() as AnyWhere, { orderBy, limit: page.limit, offset: page.offset } as object)
+  ): Promise<{ results: T[], count: number }> {
+    const results = await source.find(where(), { orderBy, limit: page.limit, offset: page.offset })
     // A short page that is not empty ends the rows: the count follows without a query.
-    const count = results.length > 0 && results.length < page.limit ? page.offset + results.length : await em.count(this.entity, where() as AnyWhere)
+    const count = results.length > 0 && results.length < page.limit ? page.offset + results.length : await source.count(where())
     return { results, count }
   }
 
@@ -744,6 +834,7 @@ export class GenericModel<E extends object = any> {
       const declared = (schema as { properties?: Record<string, unknown> }).properties ?? {}
       const fields = Object.fromEntries(Object.entries(this.options.fields ?? {}).filter(([name]) => declared[name] !== undefined))
       this.ownSerializers.set(schema, (serializer = this.serializers.compile(this.meta as EntityMetadata, schema, fields)))
+      if (this.plainRows !== undefined && Object.keys(fields).length === 0 && readsPlain(this.orm, this.meta as EntityMetadata, schema)) this.plainSerializers.add(serializer)
     }
     return serializer
   }

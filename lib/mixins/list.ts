@@ -21,6 +21,6 @@ export function list<const Response extends TSchema | undefined = undefined> (op
   return modelAction('list', async (ctx, args) => {
     const model = modelOf(ctx)
     const query = model.listQuery(args)
-    return { data: await model.render(ctx, await model.list(ctx, query), serializer(model, ctx)) }
+    return { data: await model.listData(ctx, query, serializer(model, ctx)) }
   }, { permissions: options.permissions, describe })
 }

@@ -29,7 +29,7 @@ export function paginatedList<const Response extends TSchema | undefined = undef
     const model = modelOf(ctx)
     const query = model.listQuery(args)
     const page = paginator.page(args)
-    const { results, count } = await model.page(ctx, query, page)
-    return { data: { count, results: await model.render(ctx, results, serializer(model, ctx)), limit: page.limit, offset: page.offset } }
+    const { results, count } = await model.pageData(ctx, query, page, serializer(model, ctx))
+    return { data: { count, results, limit: page.limit, offset: page.offset } }
   }, { permissions: options.permissions, describe })
 }

@@ -20,6 +20,6 @@ export function retrieve<const Response extends TSchema | undefined = undefined>
   })
   return modelAction('retrieve', async (ctx, args) => {
     const model = modelOf(ctx)
-    return { data: await model.render(ctx, await model.retrieve(ctx, args), serializer(model, ctx)) }
+    return { data: await model.retrieveData(ctx, args, serializer(model, ctx)) }
   }, { permissions: options.permissions, describe })
 }
