@@ -329,6 +329,20 @@ function check (reply: Record<string, unknown>, expect: Expectation, seed: SeedI
   }
 }
 
+/** Sockets the generator opens from one loopback address: below the ~28,000 ephemeral ports (32768–60999) one address has. */
+export const SOCKETS_PER_SOURCE = 20_000
+
+/**
+ * Source addresses for `count` sockets, socket i from `127.0.0.(2 + i mod K)`: all of
+ * 127.0.0.0/8 is loopback on Linux, and each address has its own ephemeral ports, so 50,000
+ * sockets to one server port fit. At least two addresses, so a small run exercises it too.
+ */
+export function loopbackSources (count: number): { addresses: string[], of: (i: number) => string } {
+  const n = Math.max(2, Math.ceil(count / SOCKETS_PER_SOURCE))
+  const addresses = Array.from({ length: n }, (_, k) => `127.0.0.${2 + k}`)
+  return { addresses, of: (i) => addresses[i % n]! }
+}
+
 /**
  * Open `count` connections to `url` (or `url(i)` for connection i), `batch` upgrades at a
  * time (no SYN flood), connection i from `localAddress(i)` when given (see loopbackSources).
