@@ -69,7 +69,9 @@ export interface FanoutResult {
 
 const ROW = 1
 const DELIVERY_TIMEOUT_MS = 30_000
+/** At least this long for every subscription to be answered, and longer for more sockets (50,000 at once queue up). */
 const SUBSCRIBE_TIMEOUT_MS = 120_000
+const SUBSCRIBE_TIMEOUT_PER_SOCKET_MS = 10
 const PUBLIC_KEYS = 'body,done,id,title'
 
 export async function runFanout (options: FanoutOptions): Promise<FanoutResult> {
@@ -114,7 +116,7 @@ export async function runFanout (options: FanoutOptions): Promise<FanoutResult> 
     let onDelivered: (() => void) | undefined
     await new Promise<void>((resolve, reject) => {
       let waiting = clients.length
-      const timer = setTimeout(() => reject(new Error(`only ${clients.length - waiting} of ${clients.length} subscriptions answered`)), SUBSCRIBE_TIMEOUT_MS)
+      const timer = setTimeout(() => reject(new Error(`only ${clients.length - waiting} of ${clients.length} subscriptions answered`)), Math.max(SUBSCRIBE_TIMEOUT_MS, options.sockets * SUBSCRIBE_TIMEOUT_PER_SOCKET_MS))
       clients.forEach((client, i) => {
         const requestId = `s${i}`
         let subscribed = false
