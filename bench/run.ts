@@ -552,6 +552,10 @@ function compare (db: DbKind, op: Op, b: LoadResult, p: LoadResult): Comparison 
   const ratio = p.rps / b.rps
   const usRatio = (p.serverCpuUsPerRequest ?? NaN) / (b.serverCpuUsPerRequest ?? NaN)
   const checks: Verdict[] = []
+  if (b.requests === 0 || p.requests === 0) {
+    // A slow op (scrypt on a loaded machine) in a short window: no latency to compare.
+    checks.push({ check: `${db} ${op} measured`, target: 'requests completed in the window (else lengthen --duration)', value: `${b.requests} / ${p.requests}`, pass: false })
+  }
   const target = throughputTarget(db, op)
   if (target !== undefined) checks.push({ check: `${db} ${op} throughput`, target: `≥ ${target}× baseline`, value: `${ratio.toFixed(2)}×`, pass: ratio >= target })
   const echoUs = results.echo?.serverCpuUsPerRequest
