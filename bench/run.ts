@@ -383,7 +383,7 @@ const results: {
   seconds: number
 } = {
   machine: info,
-  config: { ...config, ops, timings: Object.fromEntries(config.dbs.map((db) => [db, timing(db)])) },
+  config: { ...config, pgUrl: shownUrl(config.pgUrl), ops, timings: Object.fromEntries(config.dbs.map((db) => [db, timing(db)])) },
   ops: [], comparison: [], fanout: [], memory: [], verdicts: [], wrong: 0, problems, seconds: 0
 }
 
