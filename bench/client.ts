@@ -31,11 +31,14 @@ export class WsClient {
 
   private constructor (private readonly socket: Socket) {}
 
-  /** Connect and upgrade; resolves once the server has answered 101. */
-  static async connect (url: string, timeoutMs = 10_000): Promise<WsClient> {
+  /**
+   * Connect and upgrade; resolves once the server has answered 101. `localAddress`: the
+   * source address to connect from (one address has only ~28,000 ephemeral ports).
+   */
+  static async connect (url: string, timeoutMs = 10_000, localAddress?: string): Promise<WsClient> {
     const { hostname, port, pathname, search } = new URL(url)
     const key = randomBytes(16).toString('base64')
-    const socket = connect({ host: hostname, port: Number(port), noDelay: true })
+    const socket = connect({ host: hostname, port: Number(port), noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) })
     return await new Promise<WsClient>((resolve, reject) => {
       let head: Buffer = Buffer.alloc(0)
       const timer = setTimeout(() => fail(new Error(`upgrade of ${url} timed out`)), timeoutMs)

@@ -5,9 +5,12 @@
  * (many-to-many) for the `nested` op, a list whose rows carry both relations as objects.
  */
 import { defineEntity, type InferEntity, type MikroORM } from '@mikro-orm/core'
+import { MikroORM as PostgreSqlORM } from '@mikro-orm/postgresql'
 import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import { Type } from '@sinclair/typebox'
 import { updateSchema } from '../lib/orm-compat.js'
+import { isPostgresUrl, ensurePgDatabase } from './pg.js'
+import { HOOKED_ENTITIES, isPostgres, seedHooked, type HookedSeed } from './entity-hooked.js'
 
 export const Note = defineEntity({
   name: 'Note',
@@ -129,7 +132,8 @@ export function seededDoc (id: number): DocView {
 /** Empty the doc tables and seed NESTED_ROWS docs, their owners and labels, with ids 1.. so replies can be checked exactly. */
 async function seedDocs (orm: MikroORM): Promise<void> {
   const connection = orm.em.getConnection()
-  for (const table of ['doc_label', 'doc', 'owner', 'label']) await connection.execute(`delete from ${table}`)
+  if (isPostgres(orm)) await connection.execute('truncate table doc_label, doc, owner, label restart identity cascade')
+  else for (const table of ['doc_label', 'doc', 'owner', 'label']) await connection.execute(`delete from ${table}`)
   const em = orm.em.fork()
   const owners = Array.from({ length: OWNERS }, (_, i) => em.create(Owner, { id: i + 1, name: `owner ${i + 1}` }))
   const labels = Array.from({ length: LABELS }, (_, i) => em.create(Label, { id: i + 1, name: `label ${i + 1}` }))
@@ -139,7 +143,8 @@ async function seedDocs (orm: MikroORM): Promise<void> {
   }
   await em.flush()
   const [counts] = await connection.execute<Array<{ docs: number, links: number }>>(
-    'select (select count(*) from doc) as docs, (select count(*) from doc_label) as links')
+    // Cast: PostgreSQL's count(*) is a bigint, which its driver hands over as a string.
+    'select cast((select count(*) from doc) as integer) as docs, cast((select count(*) from doc_label) as integer) as links')
   let links = 0
   for (let id = 1; id <= NESTED_ROWS; id++) links += docRelations(id).labels.length
   if (counts?.docs !== NESTED_ROWS || counts.links !== links) throw new Error(`seeding gave ${counts?.docs} docs with ${counts?.links} labels, expected ${NESTED_ROWS} with ${links}`)
@@ -147,13 +152,22 @@ async function seedDocs (orm: MikroORM): Promise<void> {
 
 // ---------------------------------------------------------------------------- ORM and seed
 
-/** An ORM on SQLite: `:memory:` (the default) or a file shared by several processes. */
-export async function openOrm (dbName: string): Promise<MikroORM> {
-  return await SqliteORM.init({ dbName, entities: [Note, Owner, Label, Doc], debug: false, allowGlobalContext: false })
+/**
+ * An ORM on `db`: SQLite `:memory:` (the default) or a SQLite file (with SQLite's own
+ * defaults: rollback journal, synchronous FULL), or PostgreSQL given a `postgresql://` URL
+ * (the database is created when missing).
+ */
+export async function openOrm (db: string): Promise<MikroORM> {
+  const common = { entities: [Note, Owner, Label, Doc, ...HOOKED_ENTITIES], debug: false, allowGlobalContext: false }
+  if (isPostgresUrl(db)) {
+    await ensurePgDatabase(db)
+    return await PostgreSqlORM.init({ ...common, clientUrl: db })
+  }
+  return await SqliteORM.init({ ...common, dbName: db })
 }
 
-/** What a reset leaves: rows `minId..maxId` (seeded titles), and `deletable` more rows after them for delete runs. */
-export interface SeedInfo { minId: number, maxId: number, deletableFrom: number, deletableTo: number }
+/** What a reset leaves: rows `minId..maxId` (seeded titles), and `deletable` more rows after them for delete runs; the hooked ops' rows. */
+export interface SeedInfo extends HookedSeed { minId: number, maxId: number, deletableFrom: number, deletableTo: number }
 
 /**
  * Empty the table and fill it again: `rows` notes with ids 1..rows through the ORM, then
@@ -164,21 +178,27 @@ export interface SeedInfo { minId: number, maxId: number, deletableFrom: number,
 export async function seed (orm: MikroORM, rows: number, deletable = 0): Promise<SeedInfo> {
   await updateSchema(orm)
   await seedDocs(orm)
+  const hooked = await seedHooked(orm, rows)
   const connection = orm.em.getConnection()
-  await connection.execute('delete from note')
-  const sequence = await connection.execute<Array<{ name: string }>>("select name from sqlite_master where name = 'sqlite_sequence'")
-  if (sequence.length > 0) await connection.execute("delete from sqlite_sequence where name = 'note'")
+  if (isPostgres(orm)) {
+    // TRUNCATE: deleting the delete run's hundreds of thousands of rows row by row takes long on PostgreSQL.
+    await connection.execute('truncate table note restart identity')
+  } else {
+    await connection.execute('delete from note')
+    const sequence = await connection.execute<Array<{ name: string }>>("select name from sqlite_master where name = 'sqlite_sequence'")
+    if (sequence.length > 0) await connection.execute("delete from sqlite_sequence where name = 'note'")
+  }
   const em = orm.em.fork()
   for (let i = 1; i <= rows; i++) em.create(Note, { title: seedTitle(i), body: SEED_BODY, done: false })
   await em.flush()
-  const ids = await connection.execute<Array<{ lo: number, hi: number, n: number }>>('select min(id) as lo, max(id) as hi, count(*) as n from note')
+  const ids = await connection.execute<Array<{ lo: number, hi: number, n: number }>>('select min(id) as lo, max(id) as hi, cast(count(*) as integer) as n from note')
   const { lo, hi, n } = ids[0]!
   if (n !== rows || (rows > 0 && (lo !== 1 || hi !== rows))) throw new Error(`seeding gave ids ${lo}..${hi} (${n} rows), expected 1..${rows}`)
   if (deletable > 0) {
     await connection.execute(
       `insert into note (title, body, done, created_at)
        with recursive c(x) as (select 1 union all select x + 1 from c where x < ${deletable})
-       select 'doomed ' || x, 'to be deleted', 0, (select created_at from note order by id limit 1) from c`)
+       select 'doomed ' || x, 'to be deleted', 1 = 0, (select created_at from note order by id limit 1) from c`)
   }
-  return { minId: 1, maxId: rows, deletableFrom: rows + 1, deletableTo: rows + deletable }
+  return { minId: 1, maxId: rows, deletableFrom: rows + 1, deletableTo: rows + deletable, ...hooked }
 }

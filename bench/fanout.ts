@@ -11,7 +11,13 @@
  *   event crosses Redis. Redis itself is not pinned to a core.
  *
  * Also reported: the generator's own CPU time between the patch and the last delivery,
- * which says how much of the measured delivery time the generator itself could account for.
+ * which says how much of the measured delivery time the generator itself could account for;
+ * and the subscribers' server's memory (after two full GCs) before the sockets opened and
+ * once all were subscribed.
+ *
+ * Scale: the subscribers connect from several loopback source addresses (loopbackSources),
+ * as one address has only ~28,000 ephemeral ports; the servers lift the plugin's connection
+ * and per-client subscription caps and start with their open-file limit raised (limits.ts).
  */
 import { Redis } from 'ioredis'
 import { randomBytes } from 'node:crypto'
@@ -22,7 +28,7 @@ import { performance } from 'node:perf_hooks'
 import { groups } from '../index.js'
 import { Note } from './entity.js'
 import { WsClient } from './client.js'
-import { coreTimes, coreUse, openMany, percentiles, sleep, type CoreUse, type LoadResult } from './load.js'
+import { coreTimes, coreUse, loopbackSources, openMany, percentiles, sleep, type CoreUse, type LoadResult } from './load.js'
 import { startServer, type BenchServer } from './servers.js'
 
 export interface FanoutOptions {
@@ -53,13 +59,19 @@ export interface FanoutResult {
   latencyMs: LoadResult['latencyMs']
   /** Fewest deliveries in one measured round (must equal `sockets`). */
   minDelivered: number
+  /** The loopback addresses the subscribers connected from. */
+  sourceAddresses: string[]
+  /** The subscribers' server: memory before the sockets opened, and with all of them subscribed (after the rounds). */
+  serverMemory: { before: NodeJS.MemoryUsage, after: NodeJS.MemoryUsage, perSocketKiB: { heapUsed: number, external: number, rss: number } }
   errors: number
   errorSamples: string[]
 }
 
 const ROW = 1
 const DELIVERY_TIMEOUT_MS = 30_000
+/** At least this long for every subscription to be answered, and longer for more sockets (50,000 at once queue up). */
 const SUBSCRIBE_TIMEOUT_MS = 120_000
+const SUBSCRIBE_TIMEOUT_PER_SOCKET_MS = 10
 const PUBLIC_KEYS = 'body,done,id,title'
 
 export async function runFanout (options: FanoutOptions): Promise<FanoutResult> {
@@ -92,9 +104,11 @@ export async function runFanout (options: FanoutOptions): Promise<FanoutResult> 
       servers.push(patchThrough)
     }
 
+    const memoryBefore = await subscribeTo.memory()
     // Subscribers: open in batches, then subscribe every one and wait for each 201.
+    const sources = loopbackSources(options.sockets)
     const setupStart = performance.now()
-    clients.push(...await openMany(subscribeTo.url(), options.sockets, 250))
+    clients.push(...await openMany(subscribeTo.url(), options.sockets, 250, sources.of))
     log(`  ${options.sockets} sockets open in ${((performance.now() - setupStart) / 1000).toFixed(1)} s`)
     let expected: { title: string, t0: number } | undefined
     /** What reached the subscribers during the current round, unchecked. */
@@ -102,7 +116,7 @@ export async function runFanout (options: FanoutOptions): Promise<FanoutResult> 
     let onDelivered: (() => void) | undefined
     await new Promise<void>((resolve, reject) => {
       let waiting = clients.length
-      const timer = setTimeout(() => reject(new Error(`only ${clients.length - waiting} of ${clients.length} subscriptions answered`)), SUBSCRIBE_TIMEOUT_MS)
+      const timer = setTimeout(() => reject(new Error(`only ${clients.length - waiting} of ${clients.length} subscriptions answered`)), Math.max(SUBSCRIBE_TIMEOUT_MS, options.sockets * SUBSCRIBE_TIMEOUT_PER_SOCKET_MS))
       clients.forEach((client, i) => {
         const requestId = `s${i}`
         let subscribed = false
@@ -173,9 +187,14 @@ export async function runFanout (options: FanoutOptions): Promise<FanoutResult> 
       expected = undefined
       await sleep(500)
     }
+    const memoryAfter = await subscribeTo.memory()
+    const per = (key: 'heapUsed' | 'external' | 'rss'): number => (memoryAfter[key] - memoryBefore[key]) / options.sockets / 1024
+    log(`  server memory: RSS ${(memoryBefore.rss / 2 ** 20).toFixed(1)} → ${(memoryAfter.rss / 2 ** 20).toFixed(1)} MiB, heapUsed ${(memoryBefore.heapUsed / 2 ** 20).toFixed(1)} → ${(memoryAfter.heapUsed / 2 ** 20).toFixed(1)} MiB (${per('rss').toFixed(2)} KiB RSS per subscribed socket)`)
     return {
       layer: options.layer,
       sockets: options.sockets,
+      sourceAddresses: sources.addresses,
+      serverMemory: { before: memoryBefore, after: memoryAfter, perSocketKiB: { heapUsed: per('heapUsed'), external: per('external'), rss: per('rss') } },
       setupS,
       rounds,
       latencyMs: percentiles(all),

@@ -5,7 +5,9 @@
  * Every reply is checked: the five DCRF keys, the request_id of a request still in flight
  * on that socket, the expected action and status, no errors, and the data's content (the
  * row with the requested id and exactly the public keys; the title that was sent; for
- * `nested`, every doc with exactly its seeded owner and labels…). A
+ * `nested`, every doc with exactly its seeded owner and labels; for a sign-up, exactly
+ * `{id, username, email}` with what was sent; for `list_scoped`, exactly the first page and
+ * count of the connection's own owner…). A
  * reply that fails any of it is an error, and so is a request still unanswered 10 s after
  * the run.
  *
@@ -23,18 +25,32 @@ import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { NESTED_ROWS, NOOP_DATA, SEED_BODY, seededDoc, seedTitle, type DocView, type SeedInfo } from './entity.js'
+import { MIN_TASKS, ownerTaskCount, SCOPES, seededTask, signUpPassword } from './entity-hooked.js'
 import { WsClient } from './client.js'
 
 /**
  * The operations a run can load the server with. `nested` is a `list` too, on the docs
- * route (OP_PATH): its rows carry a to-one and a to-many relation as objects.
+ * route (OP_PATH): its rows carry a to-one and a to-many relation as objects. The routes
+ * with hooks: `create_hooked` (a sign-up whose hook hashes the password with SHA-256),
+ * `create_scrypt` (the same with scrypt), `list_scoped` (a list scoped per connection).
  */
-export const OPS = ['retrieve', 'list', 'nested', 'create', 'patch', 'update', 'delete', 'mixed', 'noop'] as const
+export const OPS = ['retrieve', 'list', 'nested', 'create', 'patch', 'update', 'delete', 'create_hooked', 'create_scrypt', 'list_scoped', 'mixed', 'noop'] as const
 export type Op = typeof OPS[number]
 type SingleOp = Exclude<Op, 'mixed'>
 
 /** The route an op is sent to, where it is not `/ws/` (the servers' `/ws/echo/` and `/ws/noop/` are chosen by run.ts). */
-export const OP_PATH: Partial<Record<Op, string>> = { nested: '/ws/docs/' }
+export const OP_PATH: Partial<Record<Op, string>> = { nested: '/ws/docs/', create_hooked: '/ws/users/', create_scrypt: '/ws/users-scrypt/', list_scoped: '/ws/tasks/' }
+
+/** The owner connection `c` of a `list_scoped` run is scoped to (in its upgrade URL). */
+export const scopeOfConnection = (c: number): number => c % SCOPES + 1
+
+/** The URL connection `c` of an `op` run opens: `list_scoped` connections carry their owner. */
+export function connectionUrl (url: string, op: Op, c: number): string {
+  if (op !== 'list_scoped') return url
+  const scoped = new URL(url)
+  scoped.searchParams.set('owner', String(scopeOfConnection(c)))
+  return scoped.href
+}
 
 export interface LoadOptions {
   /** ws://host:port/path */
@@ -86,11 +102,21 @@ interface Expectation {
   title?: string
   body?: string
   done?: boolean
+  /** Sign-ups: what was sent. */
+  username?: string
+  email?: string
+  /** list_scoped: the connection's owner. */
+  owner?: number
 }
 
-const STATUS: Record<SingleOp, number> = { retrieve: 200, list: 200, nested: 200, create: 201, patch: 200, update: 200, delete: 204, noop: 200 }
+const STATUS: Record<SingleOp, number> = {
+  retrieve: 200, list: 200, nested: 200, create: 201, patch: 200, update: 200, delete: 204, noop: 200,
+  create_hooked: 201, create_scrypt: 201, list_scoped: 200
+}
 /** The action an op sends (and its reply names), where it is not the op's own name. */
-const ACTION: Partial<Record<SingleOp, string>> = { nested: 'list' }
+const ACTION: Partial<Record<SingleOp, string>> = { nested: 'list', create_hooked: 'create', create_scrypt: 'create', list_scoped: 'list' }
+const USER_KEYS = ['email', 'id', 'username']
+const TASK_KEYS = ['done', 'id', 'owner', 'title']
 const REPLY_KEYS = ['action', 'data', 'errors', 'request_id', 'response_status']
 const PUBLIC_KEYS = ['body', 'done', 'id', 'title']
 const DOC_KEYS = ['id', 'labels', 'owner', 'title']
@@ -233,6 +259,35 @@ function check (reply: Record<string, unknown>, expect: Expectation, seed: SeedI
       return data === null ? undefined : `data ${JSON.stringify(data)}, expected null`
     case 'noop':
       return JSON.stringify(data) === JSON.stringify(NOOP_DATA) ? undefined : `data ${JSON.stringify(data)}`
+    case 'create_hooked':
+    case 'create_scrypt': {
+      // Exactly the public keys: a password (hashed or not) in a reply is an error.
+      if (typeof data !== 'object' || data === null || !sameKeys(data, USER_KEYS)) return `user data ${JSON.stringify(data)}, expected keys ${USER_KEYS.join(',')}`
+      const user = data as { id: unknown, username: unknown, email: unknown }
+      if (!Number.isInteger(user.id) || (user.id as number) < 1) return `user id ${String(user.id)}`
+      if (user.username !== expect.username || user.email !== expect.email) return `user ${JSON.stringify(data)}, expected ${expect.username} <${expect.email}>`
+      return undefined
+    }
+    case 'list_scoped': {
+      if (typeof data !== 'object' || data === null || !sameKeys(data, ['count', 'limit', 'offset', 'results'])) return `list data ${JSON.stringify(data).slice(0, 200)}`
+      const { count, results, limit, offset } = data as { count: unknown, results: unknown, limit: unknown, offset: unknown }
+      const owner = expect.owner!
+      const total = ownerTaskCount(owner, seed.tasks)
+      if (limit !== LIST_LIMIT || offset !== 0) return `limit ${String(limit)} offset ${String(offset)}`
+      if (count !== total) return `owner ${owner}: count ${String(count)}, expected ${total}`
+      const size = Math.min(LIST_LIMIT, total)
+      if (!Array.isArray(results) || results.length !== size) return `owner ${owner}: results is not ${size} rows`
+      for (let k = 0; k < size; k++) {
+        const row: unknown = results[k]
+        const expected = seededTask(owner + k * SCOPES)
+        if (typeof row !== 'object' || row === null || !sameKeys(row, TASK_KEYS)) return `task row ${JSON.stringify(row)}`
+        const r = row as Record<string, unknown>
+        if (r.id !== expected.id || r.owner !== expected.owner || r.title !== expected.title || r.done !== expected.done) {
+          return `owner ${owner}: row ${k} is ${JSON.stringify(row)}, expected ${JSON.stringify(expected)}`
+        }
+      }
+      return undefined
+    }
     case 'nested': {
       // A plain list (no pagination): every doc, and nothing writes docs during any run.
       if (!Array.isArray(data) || data.length !== NESTED_ROWS) return `nested data is not ${NESTED_ROWS} docs: ${JSON.stringify(data).slice(0, 200)}`
@@ -274,13 +329,31 @@ function check (reply: Record<string, unknown>, expect: Expectation, seed: SeedI
   }
 }
 
-/** Open `count` connections to `url`, `batch` upgrades at a time (no SYN flood). */
-export async function openMany (url: string, count: number, batch = 200): Promise<WsClient[]> {
+/** Sockets the generator opens from one loopback address: below the ~28,000 ephemeral ports (32768–60999) one address has. */
+export const SOCKETS_PER_SOURCE = 20_000
+
+/**
+ * Source addresses for `count` sockets, socket i from `127.0.0.(2 + i mod K)`: all of
+ * 127.0.0.0/8 is loopback on Linux, and each address has its own ephemeral ports, so 50,000
+ * sockets to one server port fit. At least two addresses, so a small run exercises it too.
+ */
+export function loopbackSources (count: number): { addresses: string[], of: (i: number) => string } {
+  const n = Math.max(2, Math.ceil(count / SOCKETS_PER_SOURCE))
+  const addresses = Array.from({ length: n }, (_, k) => `127.0.0.${2 + k}`)
+  return { addresses, of: (i) => addresses[i % n]! }
+}
+
+/**
+ * Open `count` connections to `url` (or `url(i)` for connection i), `batch` upgrades at a
+ * time (no SYN flood), connection i from `localAddress(i)` when given (see loopbackSources).
+ */
+export async function openMany (url: string | ((i: number) => string), count: number, batch = 200, localAddress?: (i: number) => string): Promise<WsClient[]> {
   const clients: WsClient[] = []
+  const urlOf = typeof url === 'string' ? () => url : url
   try {
     for (let i = 0; i < count; i += batch) {
       const n = Math.min(batch, count - i)
-      clients.push(...await Promise.all(Array.from({ length: n }, async () => await WsClient.connect(url))))
+      clients.push(...await Promise.all(Array.from({ length: n }, async (_, k) => await WsClient.connect(urlOf(i + k), 10_000, localAddress?.(i + k)))))
     }
   } catch (err) {
     for (const c of clients) c.destroy()
@@ -293,7 +366,7 @@ export async function openMany (url: string, count: number, batch = 200): Promis
 export async function runLoad (options: LoadOptions): Promise<LoadResult> {
   const { op, connections, depth, seed } = options
   const exact = op !== 'mixed'
-  const clients = await openMany(options.url, connections)
+  const clients = await openMany((c) => connectionUrl(options.url, op, c), connections)
 
   let nextId = 1
   let nextDoomed = seed.deletableFrom
@@ -366,6 +439,18 @@ export async function runLoad (options: LoadOptions): Promise<LoadResult> {
         break
       case 'noop':
         message = { action: kind, request_id: requestId }
+        break
+      case 'create_hooked':
+      case 'create_scrypt': {
+        const username = `u${requestId}`
+        expect.username = username
+        expect.email = `${username}@example.com`
+        message = { action: 'create', request_id: requestId, data: { username, email: expect.email, password1: signUpPassword(username) } }
+        break
+      }
+      case 'list_scoped':
+        expect.owner = scopeOfConnection(c)
+        message = { action: 'list', request_id: requestId, limit: LIST_LIMIT, offset: 0 }
         break
     }
     const text = JSON.stringify(message)
@@ -482,7 +567,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     depth: Number(args.get('depth') ?? 1),
     warmupS: Number(args.get('warmup') ?? 2),
     durationS: Number(args.get('duration') ?? 10),
-    seed: { minId: 1, maxId: rows, deletableFrom: rows + 1, deletableTo: rows },
+    seed: { minId: 1, maxId: rows, deletableFrom: rows + 1, deletableTo: rows, tasks: Math.max(rows, MIN_TASKS) },
     ...(args.has('server-pid') ? { serverPid: Number(args.get('server-pid')) } : {})
   })
   process.stdout.write(JSON.stringify(result, null, 2) + '\n')

@@ -12,13 +12,18 @@
  *   picked by hand, labels ordered by id (the plugin's order, so both send the same rows).
  * - `/ws/echo/`: parse the frame and answer a constant object: the floor a WebSocket
  *   handler costs without any framework or database (see the overhead measurement).
+ * - `/ws/users/`, `/ws/users-scrypt/`: sign-up create: hash `password1` (the same function as
+ *   the plugin's hook), `em.create`, flush, reply `{id, username, email}`.
+ * - `/ws/tasks/`: list (limit 20, offset 0, by id) of the owner given in the upgrade URL's
+ *   `?owner=N`, read once per connection.
  *
  * Run: `node --expose-gc --import tsx bench/server-baseline.ts` (settings: server-common.ts).
  */
 import websocket, { type WebSocket } from '@fastify/websocket'
 import Fastify from 'fastify'
 import { Doc, NOOP_DATA, Note, openOrm, type DocView, type NoteView } from './entity.js'
-import { benchRoutes, settings, start } from './server-common.js'
+import { BenchUser, signUpRow, Task, type HashKind, type SignUp, type TaskView } from './entity-hooked.js'
+import { benchRoutes, scopeOf, settings, start } from './server-common.js'
 
 const config = settings()
 const orm = await openOrm(config.db)
@@ -141,6 +146,50 @@ app.get('/ws/echo/', { websocket: true }, (socket) => {
     const message = parse(socket, raw.toString())
     if (message !== undefined) reply(socket, message, 200, NOOP_DATA)
   })
+})
+
+async function handleSignUp (socket: WebSocket, raw: string, hash: HashKind): Promise<void> {
+  const message = parse(socket, raw)
+  if (message === undefined) return
+  if (message.action !== 'create') return reply(socket, message, 405, null, [`Method "${String(message.action)}" not allowed.`])
+  try {
+    const { username = '', email = '', password1 = '' } = (message.data ?? {}) as Partial<SignUp>
+    const em = orm.em.fork()
+    const user = em.create(BenchUser, await signUpRow({ username, email, password1 }, hash))
+    await em.persist(user).flush()
+    reply(socket, message, 201, { id: user.id, username: user.username, email: user.email })
+  } catch {
+    reply(socket, message, 500, null, ['Internal server error'])
+  }
+}
+
+for (const [path, hash] of [['/ws/users/', 'sha256'], ['/ws/users-scrypt/', 'scrypt']] as Array<[string, HashKind]>) {
+  app.get(path, { websocket: true }, (socket) => {
+    socket.on('message', (raw) => { void handleSignUp(socket, raw.toString(), hash) })
+  })
+}
+
+function taskView (task: Task): TaskView {
+  return { id: task.id, owner: task.owner, title: task.title, done: task.done }
+}
+
+async function handleTasks (socket: WebSocket, raw: string, owner: number): Promise<void> {
+  const message = parse(socket, raw)
+  if (message === undefined) return
+  if (message.action !== 'list') return reply(socket, message, 405, null, [`Method "${String(message.action)}" not allowed.`])
+  try {
+    const limit = message.limit ?? 20
+    const offset = message.offset ?? 0
+    const [tasks, count] = await orm.em.fork().findAndCount(Task, { owner }, { limit, offset, orderBy: { id: 'asc' } })
+    reply(socket, message, 200, { count, results: tasks.map(taskView), limit, offset })
+  } catch {
+    reply(socket, message, 500, null, ['Internal server error'])
+  }
+}
+
+app.get('/ws/tasks/', { websocket: true }, (socket, request) => {
+  const owner = scopeOf(request.query)
+  socket.on('message', (raw) => { void handleTasks(socket, raw.toString(), owner) })
 })
 
 benchRoutes(app, orm)

@@ -3,7 +3,7 @@
  * `/__bench/*` HTTP routes the harness drives them with, and how they start and stop.
  *
  * Environment:
- * - `BENCH_DB`: SQLite file, or `:memory:` (default).
+ * - `BENCH_DB`: `:memory:` (default), a SQLite file, or a `postgresql://` URL.
  * - `BENCH_SEED`: rows to seed at start (default 1000); `0` leaves the database as it is
  *   (a second server on a file another one seeded).
  * - `BENCH_LAYER`: `memory` (default) or `redis` (plugin server only), with
@@ -16,6 +16,7 @@
 import type { MikroORM } from '@mikro-orm/core'
 import type { FastifyInstance } from 'fastify'
 import { seed } from './entity.js'
+import { badPasswords, type HashKind } from './entity-hooked.js'
 
 export interface ServerSettings {
   db: string
@@ -41,6 +42,7 @@ export function settings (): ServerSettings {
 /**
  * `GET /__bench/memory`: two full GCs, then `process.memoryUsage()`.
  * `POST /__bench/reset {rows, deletable}`: reseed the table (see `seed`), answers its SeedInfo.
+ * `POST /__bench/verify {hash, sample}`: check the stored password hashes of the latest sign-ups.
  */
 export function benchRoutes (app: FastifyInstance, orm: MikroORM): void {
   app.get('/__bench/memory', async () => {
@@ -54,6 +56,18 @@ export function benchRoutes (app: FastifyInstance, orm: MikroORM): void {
     const { rows = 1000, deletable = 0 } = request.body ?? {}
     return await seed(orm, rows, deletable)
   })
+  app.post<{ Body: { hash: HashKind, sample?: number } }>('/__bench/verify', async (request) => {
+    return await badPasswords(orm, request.body.hash, request.body.sample ?? 1000)
+  })
+}
+
+/**
+ * The owner a `/ws/tasks/` connection is scoped to, from its upgrade URL's `?owner=N`; 0
+ * (owns nothing) without a valid one. An app would take it from its authenticated user.
+ */
+export function scopeOf (query: unknown): number {
+  const owner = Number((query as Record<string, unknown> | undefined)?.owner)
+  return Number.isSafeInteger(owner) && owner > 0 ? owner : 0
 }
 
 /** Seed as configured, listen on a free port, say which, and exit cleanly when told or orphaned. */

@@ -4,10 +4,14 @@
  *
  * Every child is remembered, and killed when the harness exits, is interrupted, or
  * crashes; a child also exits by itself when its stdin (a pipe from the harness) closes.
+ * A child starts with its open-file limit raised as far as allowed (limits.ts): the
+ * fan-out part holds tens of thousands of sockets in one server.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { SeedInfo } from './entity.js'
+import type { HashKind } from './entity-hooked.js'
+import { withOpenFiles } from './limits.js'
 
 export type ServerKind = 'plugin' | 'baseline'
 
@@ -43,6 +47,8 @@ export interface BenchServer {
   memory: () => Promise<NodeJS.MemoryUsage>
   /** Reseed: `rows` rows (ids 1..rows) and `deletable` more for delete runs. */
   reset: (rows: number, deletable?: number) => Promise<SeedInfo>
+  /** Check the stored password hashes of the latest `sample` sign-ups (see entity-hooked.ts badPasswords). */
+  verify: (hash: HashKind, sample: number) => Promise<{ users: number, checked: number, bad: string[] }>
   stop: () => Promise<void>
 }
 
@@ -55,10 +61,12 @@ export interface StartOptions {
 
 /** Start `bench/server-<kind>.ts` on core 0; resolves once it listens. */
 export async function startServer (kind: ServerKind, options: StartOptions = {}): Promise<BenchServer> {
-  const child = spawn('taskset', [
+  const [command, args] = withOpenFiles('taskset', [
     '-c', String(SERVER_CORE),
     process.execPath, '--expose-gc', '--import', 'tsx', ...(options.nodeArgs ?? []), `bench/server-${kind}.ts`
-  ], { cwd: ROOT, env: { ...process.env, BENCH_WATCH_STDIN: '1', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  ])
+  // `sh` execs taskset, which execs node: child.pid is the server's own pid (its /proc CPU times).
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, BENCH_WATCH_STDIN: '1', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
   children.add(child)
   let stderr = ''
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -96,6 +104,7 @@ export async function startServer (kind: ServerKind, options: StartOptions = {})
     url: (path = '/ws/') => `ws://127.0.0.1:${port}${path}`,
     memory: async () => await call<NodeJS.MemoryUsage>('GET', '/__bench/memory'),
     reset: async (rows, deletable = 0) => await call<SeedInfo>('POST', '/__bench/reset', { rows, deletable }),
+    verify: async (hash, sample) => await call('POST', '/__bench/verify', { hash, sample }),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return
       child.stdin!.end()
