@@ -54,8 +54,6 @@
  * (wait at most S seconds for other processes to leave the cores alone before each
  * measurement; default 120, quick 5; 600 s in all, quick 10), --json FILE (every result,
  * the comparison table and the verdicts).
- * `BENCH_PREPARE_CREATE_FALLBACK=1` runs the plugin's sign-ups through `performCreate`, for
- * a lib/ without `prepareCreate` (no group commit then: not numbers to report).
  * Exit status 1 when any request or event was wrong or missing (target FAILs alone do not).
  */
 import { execFileSync, spawn } from 'node:child_process'

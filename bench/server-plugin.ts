@@ -13,18 +13,13 @@
  * - `/ws/tasks/`: a paginated list scoped by `getQueryset` to the owner in the upgrade URL
  *   (`?owner=3`): `list_scoped`.
  *
- * `BENCH_PREPARE_CREATE_FALLBACK=1` runs the sign-up through `performCreate` instead, for a
- * lib/ without `prepareCreate` (it turns group commit off for those routes, so its numbers
- * are not the ones to report).
- *
  * Run: `node --expose-gc --import tsx bench/server-plugin.ts` (settings: server-common.ts).
  */
 import Fastify from 'fastify'
 import wsRest, { action, mixins, RedisLayer } from '../index.js'
 import { Doc, DocNested, NOOP_DATA, Note, NoteCreate, NotePublic, NoteUpdate, openOrm } from './entity.js'
-import { BenchUser, signUpRow, Task, TaskPublic, UserCreate, UserPublic, type HashKind, type SignUp } from './entity-hooked.js'
+import { BenchUser, signUpRow, Task, TaskPublic, UserCreate, UserPublic, type HashKind } from './entity-hooked.js'
 import { benchRoutes, scopeOf, settings, start } from './server-common.js'
-import type { ActionContext } from '../lib/context.js'
 
 const config = settings()
 const orm = await openOrm(config.db)
@@ -68,18 +63,15 @@ app.wsRest.route('/ws/noop/', {
 // hashed password, once per request and before any transaction (group commit stays on).
 const signUpRoutes: Array<[string, HashKind]> = [['/ws/users/', 'sha256'], ['/ws/users-scrypt/', 'scrypt']]
 for (const [path, hash] of signUpRoutes) {
-  const hook = process.env.BENCH_PREPARE_CREATE_FALLBACK === '1'
-    ? { performCreate: async (ctx: ActionContext, data: SignUp) => ctx.em.create(BenchUser, await signUpRow(data, hash)) }
-    : { prepareCreate: async (_ctx: ActionContext, data: SignUp) => await signUpRow(data, hash) }
   app.wsRest.route(path, {
     entity: BenchUser,
     schema: { create: UserCreate, response: UserPublic },
-    actions: [mixins.create()],
-    ...hook
-  } as any) // TODO prepareCreate lands with issue 16
+    prepareCreate: async (_ctx, data) => await signUpRow(data, hash),
+    actions: [mixins.create()]
+  })
 }
 
-// Each connection sees its owner's tasks only: a scope the plugin cannot share between sockets.
+// Each connection sees its owner's tasks only: sockets of the same owner share reads (a plain condition).
 app.wsRest.route('/ws/tasks/', {
   entity: Task,
   schema: { response: TaskPublic },
