@@ -136,6 +136,11 @@ type AnyWhere = FilterQuery<any>
 
 type LookupCoercer = (value: unknown) => unknown
 
+/** A condition with no key at all, string or symbol. */
+function isEmptyCondition (condition: object): boolean {
+  return Object.keys(condition).length === 0 && Object.getOwnPropertySymbols(condition).length === 0
+}
+
 /**
  * Turn a client's lookup value into one of the property's type, or `undefined`.
  * Only scalars pass: an object such as `{"$like": "%"}` would act as a query operator
@@ -364,11 +369,15 @@ export class GenericModel<E extends object = any> {
     return this.scoped(await this.queryset(ctx), condition)
   }
 
-  /** `condition` narrowed by `scope`: a client's filter only ever narrows the scope, both must hold. */
+  /**
+   * `condition` narrowed by `scope`: a client's filter only ever narrows the scope, both must
+   * hold. A condition is empty only without symbol keys too: MikroORM 7 keys a raw() fragment
+   * by a symbol, and a scope made of one must never be taken for no scope.
+   */
   private scoped (scope: FilterQuery<E> | undefined, condition?: FilterQuery<E> | (() => FilterQuery<E> | undefined)): FilterQuery<E> {
     const own = (typeof condition === 'function' ? (condition as () => FilterQuery<E> | undefined)() : condition) ?? {} as FilterQuery<E>
-    if (scope === undefined || Object.keys(scope).length === 0) return own
-    if (Object.keys(own).length === 0 && Object.getOwnPropertySymbols(own).length === 0) return scope
+    if (scope === undefined || isEmptyCondition(scope)) return own
+    if (isEmptyCondition(own)) return scope
     return { $and: [scope, own] } as FilterQuery<E>
   }
 

@@ -11,6 +11,7 @@ import { defineEntity, type InferEntity } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
 import { action, mixins, type Permission, type RouteOptions } from '../index.js'
+import { metadataOf } from '../lib/orm-compat.js'
 import { openClient, type TestClient } from './helpers/client.js'
 import { startApp, type Running } from './helpers/server.js'
 
@@ -133,7 +134,8 @@ t.test('an object permission gets the entity: entities are read for it', async (
   const { orm, client } = await startThings(t, { permissions: [onlyDone] })
   t.strictSame((await client.request('retrieve', { pk: 1 })).response_status, 200)
   t.strictSame((await client.request('retrieve', { pk: 2 })).response_status, 403)
-  t.ok(seen.every((object) => object instanceof (orm.getMetadata().find('Thing')!.class as any)), 'the permission got entities')
+  const thing = metadataOf(orm.getMetadata(), 'Thing')!.class as unknown as abstract new () => unknown
+  t.ok(seen.every((object) => object instanceof thing), 'the permission got entities')
   t.equal(seen.length, 2)
 })
 
