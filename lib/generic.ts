@@ -194,9 +194,9 @@ export class GenericModel<E extends object = any> {
   /** Properties with a single-column unique constraint. */
   private readonly uniqueProps: string[]
   private readonly orm: MikroORM
-  /** Retrieves of many sockets coalesced into one `IN (…)` query; only where no scope can differ between them. */
+  /** Retrieves of many sockets coalesced into one `IN (…)` query per scope (where the lookup is unique). */
   private readonly lookups: Batcher<LookupJob, E | null> | undefined
-  /** Identical list queries of many sockets run once; only where no scope can differ between them. */
+  /** Identical list queries of many sockets of the same scope run once. */
   private readonly lists: Batcher<ListJob, { results: E[], count: number }>
   /** The same reads as plain rows, for replies that show only the row's own columns (plain-reads.ts). */
   private readonly plainRows: PlainRows | undefined
