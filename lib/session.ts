@@ -6,6 +6,7 @@
  * has one per stream, all sharing this socket.
  */
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { Duplex } from 'node:stream'
 import type { RawData, WebSocket } from 'ws'
 import { BadFrame } from './errors.js'
 import { FrameError } from './protocol.js'
@@ -22,6 +23,28 @@ export const CLOSE_GOING_AWAY = 1001
 export const CLOSE_TOO_BIG = 1009
 /** Close code for a client that does not read what it is sent (its outbound buffer is full). */
 export const CLOSE_SLOW_CONSUMER = 1013
+
+/** TCP sockets corked this tick (see {@link corkForTick}); uncorked together once the tick's work is done. */
+const corked: Duplex[] = []
+
+function uncorkAll (): void {
+  // Each uncork writes what its socket was sent this tick: one TCP write for all its frames.
+  for (let i = 0; i < corked.length; i++) corked[i].uncork()
+  corked.length = 0
+}
+
+/**
+ * Hold `raw`'s writes until the end of this tick (process.nextTick, so after the promise
+ * jobs already queued: the replies of a batch of coalesced reads, answered together, all
+ * go first). ws corks each frame's header and payload itself; this outer cork makes the
+ * frames of one tick one write, not one each. Nothing is reordered — it is one stream —
+ * and ws's bufferedAmount counts corked bytes, so the outbound bound sees them at once.
+ */
+function corkForTick (raw: Duplex): void {
+  if (raw.writableCorked > 0 || raw.destroyed) return
+  raw.cork()
+  if (corked.push(raw) === 1) process.nextTick(uncorkAll)
+}
 
 function byteLength (data: RawData): number {
   if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0)
@@ -158,6 +181,8 @@ export class Session {
       this.dropSlow(`outbound buffer over ${this.limits.maxOutbound} bytes`)
       return false
     }
+    const raw = (this.socket as unknown as { _socket?: Duplex })._socket
+    if (raw !== undefined) corkForTick(raw)
     this.socket.send(text)
     return true
   }
