@@ -24,6 +24,9 @@ export const CLOSE_TOO_BIG = 1009
 /** Close code for a client that does not read what it is sent (its outbound buffer is full). */
 export const CLOSE_SLOW_CONSUMER = 1013
 
+/** Bytes held corked on one socket past which they are written at once (the socket stays corked for the rest of the tick). */
+const FLUSH_AT = 64 * 1024
+
 /** TCP sockets corked this tick (see {@link corkForTick}); uncorked together once the tick's work is done. */
 const corked: Duplex[] = []
 
@@ -184,6 +187,12 @@ export class Session {
     const raw = (this.socket as unknown as { _socket?: Duplex })._socket
     if (raw !== undefined) corkForTick(raw)
     this.socket.send(text)
+    // A large burst goes out as it grows, not all at the end of the tick: held back whole, a
+    // reading client's burst past maxOutbound would look like a stalled one.
+    if (raw !== undefined && raw.writableCorked > 0 && raw.writableLength >= FLUSH_AT) {
+      raw.uncork()
+      raw.cork()
+    }
     return true
   }
 

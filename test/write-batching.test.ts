@@ -75,3 +75,21 @@ t.test('frames sent in one tick leave in one write, in order, and before a close
   t.same(await client.take(5), [0, 1, 2, 3, 4].map((n) => ({ n })), 'every frame, in order')
   t.same(await client.waitClose(), { code: 4000, reason: 'bye' }, 'then the close')
 })
+
+t.test('a burst of one tick larger than maxOutbound reaches a reading client: it is written as it grows, not held back whole', async (t) => {
+  const { base } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/big/', {
+      actions: [action('big', { schema: Type.Object({}) }, (ctx) => {
+        const text = 'x'.repeat(16 * 1024)
+        for (let n = 0; n < 48; n++) ctx.send({ n, text })
+        return { data: 48 }
+      })]
+    })
+  }, { maxOutbound: 256 * 1024 })
+  const client = await openClient(t, `${base}/big/`)
+  client.send({ action: 'big', request_id: 1 })
+  const frames = await client.take(49)
+  t.same(frames.slice(0, 48).map((f) => (f as unknown as { n: number }).n), Array.from({ length: 48 }, (_, n) => n), '768 KiB of frames, in order')
+  t.same(frames[48], { errors: [], data: 48, action: 'big', response_status: 200, request_id: 1 }, 'then the reply')
+  t.equal(client.socket.readyState, client.socket.OPEN, 'the socket was not taken for a slow one')
+})
