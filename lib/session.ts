@@ -27,26 +27,43 @@ export const CLOSE_SLOW_CONSUMER = 1013
 /** Bytes held corked on one socket past which they are written at once (the socket stays corked for the rest of the tick). */
 const FLUSH_AT = 64 * 1024
 
-/** TCP sockets corked this tick (see {@link corkForTick}); uncorked together once the tick's work is done. */
+/**
+ * Write batching, per socket and per tick (until process.nextTick: after the promise jobs
+ * already queued, so the replies of a batch of coalesced reads, answered together, are all
+ * in it). A socket's first frame of a tick is written at once: a fan-out, one frame to each
+ * of many sockets, reaches the first of them as soon as before. Its later frames of the same
+ * tick are held (the TCP socket corked) and written together when the tick ends: one TCP
+ * write for them, not one each. Nothing is reordered — it is one stream — and ws's
+ * bufferedAmount counts corked bytes, so the outbound bound sees them at once.
+ */
+let tick = 0
+let tickEnding = false
+/** TCP sockets corked this tick; uncorked together when it ends. */
 const corked: Duplex[] = []
 
-function uncorkAll (): void {
-  // Each uncork writes what its socket was sent this tick: one TCP write for all its frames.
+function endTick (): void {
+  tick++
+  tickEnding = false
+  // Each uncork writes what its socket was held this tick, in one write.
   for (let i = 0; i < corked.length; i++) corked[i].uncork()
   corked.length = 0
 }
 
-/**
- * Hold `raw`'s writes until the end of this tick (process.nextTick, so after the promise
- * jobs already queued: the replies of a batch of coalesced reads, answered together, all
- * go first). ws corks each frame's header and payload itself; this outer cork makes the
- * frames of one tick one write, not one each. Nothing is reordered — it is one stream —
- * and ws's bufferedAmount counts corked bytes, so the outbound bound sees them at once.
- */
-function corkForTick (raw: Duplex): void {
-  if (raw.writableCorked > 0 || raw.destroyed) return
-  raw.cork()
-  if (corked.push(raw) === 1) process.nextTick(uncorkAll)
+/** Called before each frame `raw` is sent: true for its first of this tick (written at once); later ones are held. */
+function holdAfterFirst (raw: Duplex, lastTick: number): boolean {
+  if (lastTick !== tick) {
+    if (!tickEnding) {
+      tickEnding = true
+      process.nextTick(endTick)
+    }
+    return true
+  }
+  // ws corks each frame's header and payload itself, uncorking to zero: only ours stays.
+  if (raw.writableCorked === 0 && !raw.destroyed) {
+    raw.cork()
+    corked.push(raw)
+  }
+  return false
 }
 
 function byteLength (data: RawData): number {
@@ -110,6 +127,8 @@ export class Session {
   private readonly bucket: TokenBucket
   /** Cleared when a ping goes out, set again by the pong: still clear at the next ping → a dead peer. */
   private alive = true
+  /** The tick this socket was last sent a frame in (write batching). */
+  private lastTick = -1
   /** This socket's logger: every line carries the connection id and the route. */
   readonly log: FastifyBaseLogger
 
@@ -185,7 +204,7 @@ export class Session {
       return false
     }
     const raw = (this.socket as unknown as { _socket?: Duplex })._socket
-    if (raw !== undefined) corkForTick(raw)
+    if (raw !== undefined && holdAfterFirst(raw, this.lastTick)) this.lastTick = tick
     this.socket.send(text)
     // A large burst goes out as it grows, not all at the end of the tick: held back whole, a
     // reading client's burst past maxOutbound would look like a stalled one.
