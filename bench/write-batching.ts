@@ -2,7 +2,7 @@
  * `node --import tsx bench/write-batching.ts`: what a burst of frames to one socket costs —
  * an action that sends 20 frames (`ctx.send`) and then its reply, 21 frames in one tick,
  * as a transaction's events to a subscriber or a streamed list's pages are. The server's
- * per-socket write batching (lib/session.ts: one TCP write per socket per tick) is what
+ * per-socket write batching (lib/session.ts: a socket's frames of one tick after its first go out in one TCP write) is what
  * this measures; the ops of `npm run bench` send one frame per socket per tick, where it
  * changes nothing.
  *
