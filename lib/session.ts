@@ -6,6 +6,7 @@
  * has one per stream, all sharing this socket.
  */
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { Duplex } from 'node:stream'
 import type { RawData, WebSocket } from 'ws'
 import { BadFrame } from './errors.js'
 import { FrameError } from './protocol.js'
@@ -22,6 +23,48 @@ export const CLOSE_GOING_AWAY = 1001
 export const CLOSE_TOO_BIG = 1009
 /** Close code for a client that does not read what it is sent (its outbound buffer is full). */
 export const CLOSE_SLOW_CONSUMER = 1013
+
+/** Bytes held corked on one socket past which they are written at once (the socket stays corked for the rest of the tick). */
+const FLUSH_AT = 64 * 1024
+
+/**
+ * Write batching, per socket and per tick (until process.nextTick: after the promise jobs
+ * already queued, so the replies of a batch of coalesced reads, answered together, are all
+ * in it). A socket's first frame of a tick is written at once: a fan-out, one frame to each
+ * of many sockets, reaches the first of them as soon as before. Its later frames of the same
+ * tick are held (the TCP socket corked) and written together when the tick ends: one TCP
+ * write for them, not one each. Nothing is reordered — it is one stream — and ws's
+ * bufferedAmount counts corked bytes, so the outbound bound sees them at once.
+ */
+let tick = 0
+let tickEnding = false
+/** TCP sockets corked this tick; uncorked together when it ends. */
+const corked: Duplex[] = []
+
+function endTick (): void {
+  tick++
+  tickEnding = false
+  // Each uncork writes what its socket was held this tick, in one write.
+  for (let i = 0; i < corked.length; i++) corked[i].uncork()
+  corked.length = 0
+}
+
+/** Called before each frame `raw` is sent: true for its first of this tick (written at once); later ones are held. */
+function holdAfterFirst (raw: Duplex, lastTick: number): boolean {
+  if (lastTick !== tick) {
+    if (!tickEnding) {
+      tickEnding = true
+      process.nextTick(endTick)
+    }
+    return true
+  }
+  // ws corks each frame's header and payload itself, uncorking to zero: only ours stays.
+  if (raw.writableCorked === 0 && !raw.destroyed) {
+    raw.cork()
+    corked.push(raw)
+  }
+  return false
+}
 
 function byteLength (data: RawData): number {
   if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0)
@@ -84,6 +127,8 @@ export class Session {
   private readonly bucket: TokenBucket
   /** Cleared when a ping goes out, set again by the pong: still clear at the next ping → a dead peer. */
   private alive = true
+  /** The tick this socket was last sent a frame in (write batching). */
+  private lastTick = -1
   /** This socket's logger: every line carries the connection id and the route. */
   readonly log: FastifyBaseLogger
 
@@ -158,7 +203,15 @@ export class Session {
       this.dropSlow(`outbound buffer over ${this.limits.maxOutbound} bytes`)
       return false
     }
+    const raw = (this.socket as unknown as { _socket?: Duplex })._socket
+    if (raw !== undefined && holdAfterFirst(raw, this.lastTick)) this.lastTick = tick
     this.socket.send(text)
+    // A large burst goes out as it grows, not all at the end of the tick: held back whole, a
+    // reading client's burst past maxOutbound would look like a stalled one.
+    if (raw !== undefined && raw.writableCorked > 0 && raw.writableLength >= FLUSH_AT) {
+      raw.uncork()
+      raw.cork()
+    }
     return true
   }
 
