@@ -184,19 +184,21 @@ export class Connection implements FrameReceiver, SubscriptionHost {
   private tail: Promise<void> = Promise.resolve()
   /** Actions (and error replies) queued or running in turn. */
   private queued = 0
+  // What follows is made when first needed: most sockets never need it, and an idle
+  // socket's memory is what it holds.
   /** Detached actions still running (the others are all behind `tail`). */
-  private readonly detached = new Set<Promise<void>>()
-  private readonly scopes = new Map<string, Set<AbortController>>()
+  private detached: Set<Promise<void>> | undefined
+  private scopes: Map<string, Set<AbortController>> | undefined
   private readonly subscriptions = new Map<string, Subscription>()
   /** Events wait here while an earlier one's permission check runs, so they arrive in publish order. */
   private eventTail: Promise<void> = Promise.resolve()
   private eventsQueued = 0
-  /** Resumable subscriptions (claims, replay, parking); `undefined` when resuming is off. */
-  private readonly resumable: ResumeHandoff | undefined
+  /** Resumable subscriptions (claims, replay, parking): made by the first `resume` request; see {@link resumeHandoff}. */
+  private resumable: ResumeHandoff | undefined
   /** `filter`/`search` size of the messages running now, by request_id: what the subscription each makes holds. */
   private filtering: Map<string, number> | undefined
   /** `filter`/`search` size each subscription holds, and their sum: bounded by `maxFilterChars`. */
-  private readonly filterCharsOf = new Map<Subscription, number>()
+  private filterCharsOf: Map<Subscription, number> | undefined
   private filterCharsHeld = 0
 
   constructor (
@@ -208,18 +210,24 @@ export class Connection implements FrameReceiver, SubscriptionHost {
   ) {
     this.log = stream === undefined ? session.log : session.log.child({ stream })
     this.debug = this.log.level === 'debug' || this.log.level === 'trace'
+  }
+
+  /** The resumable subscriptions' handoff, made on the first `resume` request; `undefined` when resuming is off. */
+  private resumeHandoff (): ResumeHandoff | undefined {
+    const registry = this.state.resume
+    if (registry === undefined || this.resumable !== undefined) return this.resumable
     const connection = this
-    this.resumable = state.resume === undefined ? undefined : new ResumeHandoff(state.resume, {
+    return (this.resumable = new ResumeHandoff(registry, {
       get request () { return connection.request },
       log: this.log,
-      route,
-      stream,
+      route: this.route,
+      stream: this.stream,
       send: (reply) => this.send(reply),
       sendText: (text) => this.sendText(text),
       drop: (subscription) => this.dropSubscription(subscription),
-      stopListening: (subscription) => state.hub.remove(subscription),
+      stopListening: (subscription) => this.state.hub.remove(subscription),
       eventsSent: async () => await this.eventTail
-    })
+    }))
   }
 
   /** Who the socket's client is, for the subscription budgets (the principal resuming uses too). */
@@ -259,7 +267,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
       return
     }
     const { action, requestId } = request
-    if (!allowed || this.queued + this.detached.size >= this.state.options.maxInFlight) {
+    if (!allowed || this.queued + (this.detached?.size ?? 0) >= this.state.options.maxInFlight) {
       this.sendError(new Throttled(), typeof action === 'string' ? action : null, requestId)
       return
     }
@@ -325,8 +333,9 @@ export class Connection implements FrameReceiver, SubscriptionHost {
 
   /** A detached action: shutdown waits for it beside the tail. */
   private track (task: Promise<void>): void {
-    this.detached.add(task)
-    void task.finally(() => this.detached.delete(task))
+    const detached = (this.detached ??= new Set())
+    detached.add(task)
+    void task.finally(() => detached.delete(task))
   }
 
   /** Run one action to its reply. Never rejects: every failure becomes an error reply. */
@@ -342,7 +351,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     try {
       // Permissions come first, before validation or any lookup (DCRF's order).
       if (compiled.permissions.length > 0) await checkPermissions(compiled.permissions, ctx, request.args)
-      if (request.resume !== undefined) resume = this.resumable?.expect(request)
+      if (request.resume !== undefined) resume = this.resumeHandoff()?.expect(request)
       // Only subscribing actions hold a filter past their reply: a list's is not counted.
       chars = def.observes === true ? filterChars(request.args) : 0
       if (chars > 0) (this.filtering ??= new Map()).set(requestIdJson = JSON.stringify(request.requestId) ?? 'null', chars)
@@ -470,7 +479,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     const chars = this.filtering?.get(subscription.requestIdJson) ?? 0
     if (chars > 0) {
       // The one it replaces gives its share back first: renewing a filter is not counted twice.
-      const freed = existing === undefined ? 0 : this.filterCharsOf.get(existing) ?? 0
+      const freed = existing === undefined ? 0 : this.filterCharsOf?.get(existing) ?? 0
       const limit = this.state.options.maxFilterChars
       if (this.filterCharsHeld - freed + chars > limit) throw new TooMuchFiltering(limit)
     }
@@ -482,7 +491,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     this.state.subscriptionBudget.take(this.client)
     this.subscriptions.set(subscription.key, subscription)
     if (chars > 0) {
-      this.filterCharsOf.set(subscription, chars)
+      (this.filterCharsOf ??= new Map()).set(subscription, chars)
       this.filterCharsHeld += chars
     }
     this.state.hub.add(subscription)
@@ -509,9 +518,9 @@ export class Connection implements FrameReceiver, SubscriptionHost {
       this.state.subscriptionBudget.give(this.client)
     }
     this.state.hub.remove(subscription)
-    const chars = this.filterCharsOf.get(subscription)
+    const chars = this.filterCharsOf?.get(subscription)
     if (chars !== undefined) {
-      this.filterCharsOf.delete(subscription)
+      this.filterCharsOf?.delete(subscription)
       this.filterCharsHeld -= chars
     }
     this.resumable?.release(subscription)
@@ -648,26 +657,30 @@ export class Connection implements FrameReceiver, SubscriptionHost {
   cancellable (scope: string): AbortController {
     const controller = new AbortController()
     if (this.signal.aborted) controller.abort()
-    let set = this.scopes.get(scope)
-    if (set === undefined) this.scopes.set(scope, (set = new Set()))
+    const scopes = (this.scopes ??= new Map())
+    let set = scopes.get(scope)
+    if (set === undefined) scopes.set(scope, (set = new Set()))
     set.add(controller)
     return controller
   }
 
   cancel (scope: string): void {
-    const set = this.scopes.get(scope)
+    const set = this.scopes?.get(scope)
     if (set === undefined) return
     for (const c of set) c.abort()
-    this.scopes.delete(scope)
+    this.scopes?.delete(scope)
   }
 
   forget (controller: AbortController): void {
-    for (const [scope, set] of this.scopes) {
-      if (set.delete(controller) && set.size === 0) this.scopes.delete(scope)
+    const scopes = this.scopes
+    if (scopes === undefined) return
+    for (const [scope, set] of scopes) {
+      if (set.delete(controller) && set.size === 0) scopes.delete(scope)
     }
   }
 
   private abortAll (): void {
+    if (this.scopes === undefined) return
     for (const set of this.scopes.values()) for (const c of set) c.abort()
     this.scopes.clear()
   }
@@ -689,7 +702,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     this.abortAll()
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
-    await Promise.race([Promise.allSettled([this.tail, ...this.detached]), timeout])
+    await Promise.race([Promise.allSettled([this.tail, ...(this.detached ?? [])]), timeout])
     clearTimeout(timer)
   }
 }

@@ -123,7 +123,8 @@ export class Session {
   private receiver: FrameReceiver | undefined
   private draining = false
   private released = false
-  private readonly closed = new AbortController()
+  /** Made when first asked for (most sockets never are): an idle socket's memory is what it holds. */
+  private closed: AbortController | undefined
   private readonly bucket: TokenBucket
   /** Cleared when a ping goes out, set again by the pong: still clear at the next ping → a dead peer. */
   private alive = true
@@ -168,7 +169,13 @@ export class Session {
   }
 
   /** Aborted when the socket closes, is dropped, or the server shuts down. */
-  get signal (): AbortSignal { return this.closed.signal }
+  get signal (): AbortSignal {
+    if (this.closed === undefined) {
+      this.closed = new AbortController()
+      if (this.released || this.draining) this.closed.abort()
+    }
+    return this.closed.signal
+  }
 
   /** Whether replies can still be sent. */
   get open (): boolean {
@@ -232,7 +239,7 @@ export class Session {
   private release (): void {
     if (this.released) return
     this.released = true
-    this.closed.abort()
+    this.closed?.abort()
     this.receiver?.release()
     this.state.sessions.delete(this)
     const left = (this.state.perIp.get(this.request.ip) ?? 1) - 1
@@ -246,7 +253,7 @@ export class Session {
    */
   async shutdown (timeoutMs: number): Promise<void> {
     this.draining = true
-    this.closed.abort()
+    this.closed?.abort()
     await this.receiver?.drain(timeoutMs)
     if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) {
       this.socket.close(CLOSE_GOING_AWAY, 'Server shutting down')

@@ -367,6 +367,28 @@ t.test('a detached action is cancelled when its socket closes: ctx.signal fires 
   t.equal((await bystander.request('ping')).data, 'pong', 'another socket keeps working')
 })
 
+t.test('ctx.signal first read after the socket closed is already aborted', async (t) => {
+  const closedMeanwhile = deferred<void>()
+  const read = deferred<boolean>()
+  const { base } = await startBare(t, (app) => {
+    app.wsRest.route('/ws/', {
+      onDisconnect: () => { closedMeanwhile.resolve() },
+      actions: [
+        action('late', { detached: true }, async (ctx) => {
+          // The signal is made when first asked for: asked only now, it must still say the socket is gone.
+          await within(closedMeanwhile.promise, 'the socket to close')
+          read.resolve(ctx.signal.aborted)
+          return { data: 'too late' }
+        })
+      ]
+    })
+  })
+  const client = await open(t, `${base}/ws/`)
+  client.send({ action: 'late', request_id: 'l' })
+  client.close()
+  t.equal(await within(read.promise, 'the action to read its signal'), true)
+})
+
 t.test('a detached action that fails answers with its error and request_id; the socket keeps working', async (t) => {
   const { base } = await startBare(t, (app) => {
     app.wsRest.route('/ws/', {
