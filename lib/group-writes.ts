@@ -11,12 +11,13 @@
  * Only used where nothing of the app runs per entity inside the write (no perform*
  * overrides, no entity lifecycle hooks) and for writes without a `version`, whose row
  * lock must stay with its own transaction: then running a request again on the failure
- * path is unobservable. The app's per-request code runs once whatever happens to the
- * batch: `prepareCreate` before the create joins a batch; `getQueryset`, object
- * permissions, validation and `prepareUpdate` of a change between the
- * batch's read and its flush — concurrently for the requests of a batch, and holding no
- * database connection (the read is done, the flush has not begun). A change that must run
- * alone after all takes what it prepared with it.
+ * path is unobservable. A change's checks — `getQueryset`, object permissions, validation,
+ * `prepareUpdate` — run between the batch's read and its flush, concurrently for the
+ * requests of a batch and holding no database connection (the read is done, the flush has
+ * not begun). `prepareCreate` and `prepareUpdate` run once per request whatever happens to
+ * the batch: a create joins its batch prepared, and a change that must run alone after all
+ * takes what it prepared with it (its scope and permissions are checked again there, on the
+ * row as it is then).
  */
 import type { EntityManager, FilterQuery, MikroORM } from '@mikro-orm/core'
 import type { ActionContext } from './context.js'
