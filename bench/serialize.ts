@@ -15,6 +15,7 @@
  */
 import type { EntityMetadata } from '@mikro-orm/core'
 import { Type, type TSchema } from '@sinclair/typebox'
+import { metadataOf } from '../lib/orm-compat.js'
 import { encodeReply } from '../lib/protocol.js'
 import { SerializerCompiler, type Serializer } from '../lib/serializer.js'
 import { Doc, DocNested, Note, NotePublic, openOrm, seed } from './entity.js'
@@ -28,8 +29,8 @@ const em = orm.em.fork()
 const compiler = new SerializerCompiler(orm.getMetadata())
 const notes = await em.find(Note, { id: { $lte: 20 } }, { orderBy: { id: 'asc' } })
 const docs = await em.find(Doc, {}, { populate: ['owner', 'labels'] as never, orderBy: { id: 'asc' } })
-const noteSerializer = compiler.compile(orm.getMetadata().find('Note') as EntityMetadata, NotePublic)
-const docSerializer = compiler.compile(orm.getMetadata().find('Doc') as EntityMetadata, DocNested)
+const noteSerializer = compiler.compile(metadataOf(orm.getMetadata(), 'Note') as EntityMetadata, NotePublic)
+const docSerializer = compiler.compile(metadataOf(orm.getMetadata(), 'Doc') as EntityMetadata, DocNested)
 
 const shaped = (s: Serializer, value: object | object[]): unknown => Array.isArray(value) ? value.map((e) => s.shape(e)) : s.shape(value)
 const envelope = (data: TSchema): TSchema =>
