@@ -530,6 +530,11 @@ export class GenericModel<E extends object = any> {
   async page (ctx: ActionContext, query: ListQuery, page: Page): Promise<{ results: E[], count: number }> {
     const { scope, key } = await this.connectionScope(ctx)
     if (key !== undefined) return await this.lists.submit({ query, page, scope, scopeKey: key })
+    return await this.pageAlone(ctx, query, page, scope)
+  }
+
+  /** A page read alone, in the request's EntityManager. */
+  private async pageAlone (ctx: ActionContext, query: ListQuery, page: Page, scope: FilterQuery<E> | undefined): Promise<{ results: E[], count: number }> {
     return await this.findPage(this.entities(ctx.em, false), () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
   }
 
@@ -564,7 +569,7 @@ export class GenericModel<E extends object = any> {
     }
     const { scope, key } = await this.connectionScope(ctx)
     if (key === undefined) {
-      const { results, count } = await this.findPage(this.entities(ctx.em, false), () => this.scoped(scope, query.where), this.query.orderBy(query.order), page)
+      const { results, count } = await this.pageAlone(ctx, query, page, scope)
       return { results: await this.render(ctx, results, serializer), count }
     }
     const { results, count } = await this.plainLists.submit({ query, page, scope, scopeKey: key })
