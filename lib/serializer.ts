@@ -44,7 +44,8 @@ export interface Serializer {
   readonly populate: readonly string[]
   /**
    * Whether shaping needs the entity itself (a nested or to-many relation, a computed
-   * field); otherwise a row snapshot of the entity's own columns shapes the same.
+   * or renamed field, a getter or another property a row snapshot does not hold);
+   * otherwise a row snapshot of the entity's own columns shapes the same.
    */
   readonly needsEntity: boolean
   /** Equal for serializers that shape alike, on every instance running the same code: names a rendering in events. */
@@ -128,6 +129,10 @@ export class SerializerCompiler {
         const relation = this.relation(prop, sub, populate, prefix + name, state, depth)
         return [name, (entity, ctx) => relation((entity as Record<string, unknown>)[name], ctx)]
       }
+      // A row snapshot (changes.ts) holds only persisted, visible properties: anything else
+      // the schema declares (a getter on the entity class, a `persist: false` or hidden
+      // property) is read from the entity, in events as in replies.
+      if (prop === undefined || prop.persist === false || prop.hidden === true) state.needsEntity = true
       const plain = compileShaper(sub)
       return [name, (entity) => plain((entity as Record<string, unknown>)[name])]
     })

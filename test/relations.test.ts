@@ -6,7 +6,7 @@
  * `retrieve` answers; many-to-many changes published; cascaded deletes and detached
  * many-to-many links published; and a bounded number of queries for any list length.
  */
-import type { MikroORM } from '@mikro-orm/core'
+import { EntitySchema, type MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
 import t from 'tap'
@@ -120,6 +120,63 @@ t.test('computed and renamed fields, in replies and events alike', async (t) => 
   const event = await subscriber.next()
   t.strictSame(event.data, { id: created.id, pk: created.id, title: 'Emma!', author_name: 'Bob', byline: 'Emma! by Bob', viewer: null })
   t.equal(event.action, 'update')
+})
+
+t.test('computed and renamed fields that read no relation: events too, equal to retrieve', async (t) => {
+  // Nothing to populate: the event must still be rendered from the entity, not from the
+  // row snapshot (which has no `pk` or `shout`), and not dropped.
+  const Shape = Type.Object({ id: Type.Integer(), pk: Type.Integer(), title: Type.String(), shout: Type.String() })
+  const { base } = await startLibrary(t, Shape as never, {
+    filterFields: ['id'], // no relation for list subscriptions to decide on either
+    fields: { pk: { source: 'id' }, shout: { get: (book: any) => String(book.title).toUpperCase() } }
+  })
+  const client = await openClient(t, `${base}/books/`)
+  const subscriber = await openClient(t, `${base}/books/`)
+  t.equal((await subscriber.ask({ action: 'subscribe_list', request_id: 'l' })).response_status, 201)
+  const created = await create(client, { title: 'Emma', author: 2 })
+  t.strictSame(created, { id: created.id, pk: created.id, title: 'Emma', shout: 'EMMA' })
+  t.strictSame(await subscriber.next(), { errors: [], data: created, action: 'create', response_status: 201, request_id: 'l' })
+  await client.request('patch', { pk: created.id, data: { title: 'Emma!' } })
+  const retrieved = (await client.request('retrieve', { pk: created.id })).data
+  t.strictSame(retrieved, { id: created.id, pk: created.id, title: 'Emma!', shout: 'EMMA!' })
+  t.strictSame((await subscriber.next()).data, retrieved, 'the update event is the retrieve')
+})
+
+/** An entity class with a getter: `full_name` is no MikroORM property, only the class has it. */
+class Person {
+  id!: number
+  first!: string
+  last!: string
+  get full_name (): string { return `${this.first} ${this.last}` }
+}
+const PersonSchema = new EntitySchema<Person>({
+  class: Person,
+  properties: {
+    id: { type: 'integer', primary: true, autoincrement: true },
+    first: { type: 'string' },
+    last: { type: 'string' }
+  } as never // EntitySchema's type asks for every member of the class, the getter too
+})
+
+t.test('a getter of the entity class declared in the response schema: in events as in replies', async (t) => {
+  const PersonInput = Type.Object({ first: Type.String(), last: Type.String() })
+  const { base } = await startApp(t, [PersonSchema], (app) => {
+    app.wsRest.route('/people/', {
+      entity: Person,
+      schema: { create: PersonInput, update: PersonInput, response: Type.Object({ id: Type.Integer(), first: Type.String(), full_name: Type.String() }) },
+      actions: [mixins.create(), mixins.retrieve(), mixins.patch(), mixins.subscribeInstance(), mixins.subscribeList()]
+    })
+  })
+  const client = await openClient(t, `${base}/people/`)
+  const subscriber = await openClient(t, `${base}/people/`)
+  t.equal((await subscriber.ask({ action: 'subscribe_list', request_id: 'l' })).response_status, 201)
+  const created = (await client.request('create', { data: { first: 'Ada', last: 'Lovelace' } })).data
+  t.strictSame(created, { id: created.id, first: 'Ada', full_name: 'Ada Lovelace' })
+  t.strictSame((await subscriber.next()).data, created, 'the create event has the getter too')
+  await client.request('patch', { pk: created.id, data: { last: 'King' } })
+  const retrieved = (await client.request('retrieve', { pk: created.id })).data
+  t.strictSame(retrieved.full_name, 'Ada King')
+  t.strictSame((await subscriber.next()).data, retrieved, 'the update event is the retrieve')
 })
 
 t.test('declaration errors: an undeclared computed field, a to-many not declared as an array', async (t) => {

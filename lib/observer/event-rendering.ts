@@ -107,7 +107,8 @@ export class EventRendering {
   /** Whether changes of `className` are loaded again before they are published. */
   loads (className: string): boolean {
     const needs = this.needs.get(className)
-    return needs !== undefined && needs.populate.size > 0
+    // A serializer may need the entity without any relation (a computed or renamed field, a getter).
+    return needs !== undefined && (needs.populate.size > 0 || needs.serializers.size > 0)
   }
 
   /** Put on `row` the relation values of `entity` that are loaded (a delete's row, read before it went). */
