@@ -3,8 +3,9 @@
  *
  * The database can cascade a delete or drop a many-to-many link on its own, but then the
  * ORM — and so every subscriber — never hears of the rows that went with it. Loading the
- * relations the ORM cascades the removal to (`Cascade.Remove`, orphan removal) turns each
- * of those rows into a change of its own (a published `delete`), and taking the removed
+ * relations the ORM cascades the removal to (`Cascade.Remove`, orphan removal; to-many and
+ * to-one alike) turns each of those rows into a change of its own (a published `delete`,
+ * with the row its filtered-list subscribers decide on), and taking the removed
  * row out of its many-to-many owners' collections turns each owner into a published
  * `update`. The plan is worked out once per entity, at route declaration.
  */
@@ -21,6 +22,7 @@ export interface RemovalPlan {
 }
 
 const TO_MANY = new Set<string>([ReferenceKind.ONE_TO_MANY, ReferenceKind.MANY_TO_MANY])
+const TO_ONE = new Set<string>([ReferenceKind.MANY_TO_ONE, ReferenceKind.ONE_TO_ONE])
 
 function cascadesRemoval (prop: EntityProperty): boolean {
   const cascade = prop.cascade ?? []
@@ -40,7 +42,9 @@ export function removalPlan (metadata: MetadataStorage, meta: EntityMetadata, re
   const populate = new Set<string>()
   const detach: Array<{ name: string, ownerSide: string }> = []
   for (const prop of meta.props) {
-    if (TO_MANY.has(prop.kind) && cascadesRemoval(prop)) {
+    // A to-one the removal cascades to is removed by the ORM even as a bare reference, but
+    // then its delete's row has no columns: a filtered-list subscriber could not tell it had it.
+    if ((TO_MANY.has(prop.kind) || TO_ONE.has(prop.kind)) && cascadesRemoval(prop)) {
       populate.add(prop.name)
       // The cascaded rows' own many-to-many keys, for their filtered subscribers.
       const target = metadataOf(metadata, prop.type)

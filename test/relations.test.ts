@@ -6,7 +6,7 @@
  * `retrieve` answers; many-to-many changes published; cascaded deletes and detached
  * many-to-many links published; and a bounded number of queries for any list length.
  */
-import { EntitySchema, type MikroORM } from '@mikro-orm/core'
+import { Cascade, defineEntity, EntitySchema, type MikroORM } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import Fastify from 'fastify'
 import t from 'tap'
@@ -298,6 +298,61 @@ t.test('cascades: deleting an author publishes a delete per removed book; deleti
   t.equal(await orm.em.fork().count(Book, {}), 1, 'only the other author\'s book is left')
   await writer.request('patch', { pk: other.id, data: { title: 'Three!' } })
   t.equal((await watcher.next()).data.title, 'Three!', 'and nothing else was published in between')
+})
+
+/** Orphan removal (a shelf's items) and a cascaded to-one (a car's engine). */
+const Shelf = defineEntity({
+  name: 'Shelf',
+  properties: (p) => ({ id: p.integer().primary().autoincrement(), name: p.string(), items: () => p.oneToMany(Item).mappedBy('shelf').orphanRemoval() })
+})
+const Item = defineEntity({
+  name: 'Item',
+  properties: (p) => ({ id: p.integer().primary().autoincrement(), name: p.string(), shelf: () => p.manyToOne(Shelf) })
+})
+const Engine = defineEntity({ name: 'Engine', properties: (p) => ({ id: p.integer().primary().autoincrement(), hp: p.integer() }) })
+const Car = defineEntity({
+  name: 'Car',
+  properties: (p) => ({ id: p.integer().primary().autoincrement(), engine: () => p.oneToOne(Engine).owner().cascade(Cascade.PERSIST, Cascade.REMOVE) })
+})
+
+t.test('cascades: orphan removal and a cascaded to-one publish a delete per removed row, to filtered lists too', async (t) => {
+  const { base, orm } = await startApp(t, [Shelf, Item, Engine, Car], (app) => {
+    app.wsRest.route('/shelves/', { entity: Shelf, schema: { response: Type.Object({ id: Type.Integer() }) }, actions: [mixins.delete()] })
+    app.wsRest.route('/items/', {
+      entity: Item,
+      schema: { response: Type.Object({ id: Type.Integer(), name: Type.String(), shelf: Type.Integer() }) },
+      filterFields: ['shelf'],
+      actions: [mixins.subscribeInstance(), mixins.subscribeList()]
+    })
+    app.wsRest.route('/cars/', { entity: Car, schema: { response: Type.Object({ id: Type.Integer() }) }, actions: [mixins.delete()] })
+    app.wsRest.route('/engines/', {
+      entity: Engine,
+      schema: { response: Type.Object({ id: Type.Integer(), hp: Type.Integer() }) },
+      filterFields: ['hp'],
+      actions: [mixins.subscribeInstance(), mixins.subscribeList()]
+    })
+  })
+  const em = orm.em.fork()
+  const shelf = em.create(Shelf, { name: 'top' })
+  em.create(Item, { name: 'a', shelf })
+  em.create(Item, { name: 'b', shelf })
+  em.create(Car, { engine: em.create(Engine, { hp: 100 }) })
+  await em.flush()
+
+  const items = await openClient(t, `${base}/items/`)
+  await items.ask({ action: 'subscribe_instance', request_id: 'a', pk: 1 })
+  await items.ask({ action: 'subscribe_list', request_id: 'top', filter: { shelf: 1 } })
+  t.equal((await (await openClient(t, `${base}/shelves/`)).request('delete', { pk: 1 })).response_status, 204)
+  t.strictSame((await items.take(3)).map((e) => [e.request_id, e.action, e.data.pk]).sort(),
+    [['a', 'delete', 1], ['top', 'delete', 1], ['top', 'delete', 2]], 'orphan removal: a delete per item')
+
+  const engines = await openClient(t, `${base}/engines/`)
+  await engines.ask({ action: 'subscribe_instance', request_id: 'e', pk: 1 })
+  await engines.ask({ action: 'subscribe_list', request_id: 'strong', filter: { hp: 100 } })
+  t.equal((await (await openClient(t, `${base}/cars/`)).request('delete', { pk: 1 })).response_status, 204)
+  t.strictSame((await engines.take(2)).map((e) => [e.request_id, e.action, e.data.pk]).sort(),
+    [['e', 'delete', 1], ['strong', 'delete', 1]], 'the engine went with its car: the filtered list hears of it too')
+  t.equal(await orm.em.fork().count(Engine, {}), 0)
 })
 
 t.test('no N+1: a nested list costs the same number of queries for 2 rows as for 20, coalesced or scoped', async (t) => {
