@@ -40,6 +40,11 @@ export interface ExampleOptions {
   redisUrl?: string
   /** The Redis channel prefix (default `wsrest:`); processes share subscriptions only with the same prefix. */
   redisPrefix?: string
+  /**
+   * With `redisUrl`: how long (ms) the sockets of a process that stopped without closing (killed,
+   * crashed) stay in the `/ws/presence/` count (default 5,000; presence.ts).
+   */
+  presenceTtlMs?: number
   /** Secret that signs and checks the JWTs of `/ws/jwt/` (default: random per process, with a warning). */
   jwtSecret?: string
 }
@@ -212,7 +217,7 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
 
   app.wsRest.route('/ws/', users)
   // Who is online, with a frame to every socket of the route when one opens or closes (presence.ts).
-  await registerPresence(app, { redisUrl: options.redisUrl, redisPrefix: options.redisPrefix })
+  await registerPresence(app, { redisUrl: options.redisUrl, redisPrefix: options.redisPrefix, ttlMs: options.presenceTtlMs })
   app.wsRest.route('/ws/tags/', tags)
   app.wsRest.route('/ws/posts/', posts)
 

@@ -7,7 +7,7 @@
  */
 import { raw } from '@mikro-orm/core'
 import t, { type Test } from 'tap'
-import { mixins } from '../index.js'
+import { mixins, type Permission } from '../index.js'
 import { Batcher } from '../lib/batching.js'
 import { deferred, within } from './helpers/async.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
@@ -55,6 +55,25 @@ t.test('retrieves of many sockets at once: each gets its own row (or its 404), t
     else t.strictSame([reply.response_status, reply.data], [200, { id: ids[i], name: `item-${i}` }], `socket ${i}: its own row`)
   })
   t.ok(selects(sql) <= SOCKETS / 2, `${SOCKETS} retrieves ran ${selects(sql)} selects`)
+})
+
+t.test('with object permissions (hasObjectPermission) retrieves still share queries; each socket gets its own 200, 403 or 404', async (t) => {
+  const noSecrets: Permission = { hasObjectPermission: (_ctx, _action, object) => !String(object.name).startsWith('secret') }
+  const { orm, base } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', { ...itemModel, permissions: [noSecrets], actions: [mixins.retrieve()] })
+  })
+  const names = Array.from({ length: SOCKETS }, (_, i) => i % 5 === 1 ? `secret-${i}` : `item-${i}`)
+  const ids = await seedItems(orm, ...names)
+  const clients = await Promise.all(Array.from({ length: SOCKETS }, async () => await openClient(t, `${base}/items/`)))
+  const sql = spyQueries(orm)
+  const wanted = ids.map((id, i) => i % 5 === 4 ? 100_000 + i : id)
+  const replies = await together(clients, (i) => ({ action: 'retrieve', pk: wanted[i] }))
+  replies.forEach((reply, i) => {
+    if (i % 5 === 4) t.strictSame([reply.response_status, reply.errors], [404, ['Not found']], `socket ${i}: 404`)
+    else if (i % 5 === 1) t.strictSame([reply.response_status, reply.errors, reply.data], [403, ['You do not have permission to perform this action.'], null], `socket ${i}: 403`)
+    else t.strictSame([reply.response_status, reply.data], [200, { id: ids[i], name: names[i] }], `socket ${i}: its own row`)
+  })
+  t.ok(selects(sql) <= SOCKETS / 2, `${SOCKETS} retrieves with object permissions ran ${selects(sql)} selects`)
 })
 
 t.test('a socket that writes and then reads sees its write, while its neighbours keep reading the row', async (t) => {

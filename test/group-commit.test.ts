@@ -9,7 +9,7 @@
 import { defineEntity, type InferEntity } from '@mikro-orm/core'
 import { Type } from '@sinclair/typebox'
 import t, { type Test } from 'tap'
-import { mixins, type RouteOptions } from '../index.js'
+import { mixins, type Permission, type RouteOptions } from '../index.js'
 import { openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { spyQueries } from './helpers/database.js'
 import { startApp, type Running } from './helpers/server.js'
@@ -113,6 +113,30 @@ t.test('patches and updates of many sockets at once: each reply shows its own wr
   t.equal(stored.get(ids[6])?.note, 'patched 6')
   t.equal(stored.get(ids[7])?.label, 'renamed-7')
   t.ok(count(sql, /^begin/i) <= SOCKETS / 3, `${SOCKETS} changes ran ${count(sql, /^begin/i)} transactions`)
+})
+
+t.test('with object permissions (hasObjectPermission) patches and deletes stay grouped; a refused one is a 403 that writes nothing', async (t) => {
+  const notLocked: Permission = { hasObjectPermission: (_ctx, _action, object) => !String(object.label).startsWith('locked') }
+  const running = await startTags(t, { permissions: [notLocked] })
+  const em = running.orm.em.fork()
+  const tags = Array.from({ length: SOCKETS }, (_, i) => em.create(Tag, { label: i % 4 === 1 ? `locked-${i}` : `open-${i}` }))
+  await em.flush()
+  const ids = tags.map((tag) => tag.id)
+  const sql = spyQueries(running.orm)
+  const replies = await together(running.clients, (i) => i % 3 === 2
+    ? { action: 'delete', pk: ids[i] }
+    : { action: 'patch', pk: ids[i], data: { note: `patched ${i}` } })
+  replies.forEach((reply, i) => {
+    if (i % 4 === 1) t.strictSame([reply?.response_status, reply?.errors], [403, ['You do not have permission to perform this action.']], `socket ${i}: refused`)
+    else if (i % 3 === 2) t.equal(reply?.response_status, 204, `socket ${i}: deleted`)
+    else t.strictSame(reply?.data, { id: ids[i], label: `open-${i}`, note: `patched ${i}` }, `socket ${i}: patched`)
+  })
+  const stored = new Map((await running.orm.em.fork().find(Tag, {})).map((tag) => [tag.id, tag]))
+  ids.forEach((id, i) => {
+    if (i % 4 === 1) t.equal(stored.get(id)?.note, '', `refused ${i}: untouched, still there`)
+    else if (i % 3 === 2) t.notOk(stored.has(id), `${i}: gone`)
+  })
+  t.ok(count(sql, /^begin/i) <= SOCKETS / 3, `${SOCKETS} writes with object permissions ran ${count(sql, /^begin/i)} transactions`)
 })
 
 t.test('the same row patched by several sockets at once: every patch lands, in order, each reply showing its own', async (t) => {

@@ -489,6 +489,14 @@ t.test('example /ws/stream/: pages of 2 with the request_id, then nothing; list_
   t.strictSame((await client.take(2)).map((r) => [r.request_id, r.data.limit, r.data.offset, r.data.results.length]), [['big', 4, 0, 4], ['big', 4, 4, 1]])
   await assertNothingMore(t, client, 'after-big', ONE_PAGE_LIST)
 
+  // From the request's offset, as DCRF.
+  client.send({ action: 'list', request_id: 'from1', limit: 3, offset: 1 })
+  t.strictSame((await client.take(2)).map(page), [
+    expectedPage('from1', 5, 3, 1, users.slice(1, 4)),
+    expectedPage('from1', 5, 3, 4, users.slice(4))
+  ], 'a stream starts at the request\'s offset')
+  await assertNothingMore(t, client, 'after-from1', ONE_PAGE_LIST)
+
   // One page holding every user is the only page.
   client.send({ action: 'list', request_id: 'all', limit: 5 })
   t.strictSame(page(await client.next()), expectedPage('all', 5, 5, 0, users))
