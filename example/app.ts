@@ -143,14 +143,19 @@ function broadcastLayer (options: ExampleOptions): BroadcastLayer | undefined {
   return new RedisLayer({ url: options.redisUrl, prefix: options.redisPrefix === '' ? undefined : options.redisPrefix })
 }
 
-/** Query parameters whose values are credentials: `/ws/jwt/?token=<jwt>`, `/ws/secure/?token=admin`. */
-const SECRET_PARAMS = /([?&](?:token|access_token)=)[^&#\s]*/gi
+/**
+ * A URL's query string, wherever a log line quotes one (`Route GET:/ws/jwt?token=… not
+ * found`): a `?` followed by parameters, up to the next space or quote. Redacted whole:
+ * names and values may be percent-encoded (`?%74oken=admin` is `?token=admin` to the
+ * query parser), so no list of secret names could be trusted to recognise them.
+ */
+const QUERY = /\?[^\s"'<>]*=[^\s"'<>]*/g
 /** A JWT wherever it appears (`eyJ` is the base64url of `{"`, how every JWT header starts). */
 const JWT_SHAPED = /\beyJ[\w-]*\.[\w-]*\.[\w-]*/g
 
-/** `text` with every credential replaced by `[redacted]`. */
+/** `text` with every query string and every JWT replaced by `[redacted]`. */
 export function redactSecrets (text: string): string {
-  return text.replace(SECRET_PARAMS, '$1[redacted]').replace(JWT_SHAPED, '[redacted]')
+  return text.replace(QUERY, '?[redacted]').replace(JWT_SHAPED, '[redacted]')
 }
 
 /**
@@ -158,7 +163,7 @@ export function redactSecrets (text: string): string {
  * tokens travel in query strings here, and Fastify puts the raw URL in its request line
  * (`req.url`) and in the message of every 404 (`Route GET:/ws/jwt?token=… not found`).
  * The `req` serializer logs the path without its query string; a `logMethod` hook
- * redacts token values and JWTs from every message and top-level string field, for the
+ * redacts query strings and JWTs from every message and top-level string field, for the
  * log lines no serializer sees. A `loggerInstance` is the app's own and left alone.
  */
 export function safeLoggerOptions (logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {

@@ -107,12 +107,18 @@ t.test('no token in the log: not in the request lines, not in a 404\'s message, 
   const { app, base, http } = await start(t, lines)
   const id = await createUser(t, base, 'alice')
   const token = app.jwt.sign({ sub: String(id), username: 'alice' })
-  const secrets = [token, token.split('.')[2]!, 'token=admin', 'access_token=hunter2', 'hunter2']
+  const secrets = [token, token.split('.')[2]!, 'token=admin', 'oken=admin', 'access_token=hunter2', 'hunter2', 'opensesame']
+  // Percent-encoded: the query parser decodes names and values (`%74oken` is `token`), a pattern on the raw text would not.
+  const encoded = token.replace(/^e/, '%65')
 
   for (const path of [
     `/ws/jwt?token=${token}`, // no trailing slash: Fastify's own 404
     `/ws/jwt/?token=${token}`, // plain HTTP on a WebSocket route: 426
     '/ws/secure?token=admin',
+    '/ws/secure?%74oken=admin',
+    `/ws/jwt?%74oken=${encoded}`,
+    `/ws/jwt?TOKEN=${encoded}`,
+    '/ws/secure?password=opensesame',
     `/nowhere?a=1&access_token=hunter2&b=${token}`
   ]) {
     const res = await fetch(`${http}${path}`)
@@ -121,6 +127,7 @@ t.test('no token in the log: not in the request lines, not in a 404\'s message, 
   }
   t.equal(await upgradeStatus(`${base}/ws/jwt/?token=${token}`), 101)
   t.equal(await upgradeStatus(`${base}/ws/secure/?token=admin`), 101)
+  t.equal(await upgradeStatus(`${base}/ws/secure/?%74oken=admin`), 101, 'an encoded name is the same parameter')
   t.equal(await upgradeStatus(`${base}/ws/secure/?token=nope`), 403)
   // The line of the last request is written once it completed; the server's close flushes it.
   await app.close()
