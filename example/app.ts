@@ -9,7 +9,7 @@ import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
 import { updateSchema } from '../lib/orm-compat.js'
-import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenDeadline, tokenNotExpired, whoami, type TokenPayload, type TokenUser } from './auth.js'
+import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenDeadline, tokenStillValid, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
 import { Post, PostInput, PostPublic, Tag, TagCreate, TagPublic } from './post.js'
@@ -248,13 +248,14 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
 
   // JWT from `POST /token`, sent as subprotocols `access_token, <jwt>`, `Authorization: Bearer` or `?token=`
   // (auth.ts); no valid token, or its user deleted → HTTP 401. Everyone may read, each user patch only
-  // their own row. At the token's `exp` the socket closes with 4001 "Token expired" (auth.ts).
+  // their own row. At the token's `exp` the socket closes with 4001 "Token expired"; an action of a
+  // user deleted since gets 403 and the socket closes with 4003 "User no longer exists" (auth.ts).
   app.wsRest.route('/ws/jwt/', {
     ...userModel,
     onRequest: jwtAuth(orm),
     // The socket's deadline, from the token's `exp`: armed on connect, cleared on disconnect.
     ...tokenDeadline,
-    permissions: [permissions.isAuthenticated, tokenNotExpired, ownRowOnly],
+    permissions: [permissions.isAuthenticated, tokenStillValid, ownRowOnly],
     actions: [mixins.list(), mixins.retrieve(), mixins.patch(), whoami]
   })
 
