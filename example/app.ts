@@ -9,7 +9,7 @@ import { MikroORM as SqliteORM } from '@mikro-orm/sqlite'
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import wsRest, { defineRoute, mixins, permissions, RedisLayer, type BroadcastLayer, type ModelOptions, type Permission } from '../index.js'
 import { updateSchema } from '../lib/orm-compat.js'
-import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenDeadline, tokenNotExpired, whoami, type TokenPayload, type TokenUser } from './auth.js'
+import { jwtAuth, ownRowOnly, registerAuth, selectProtocol, tokenDeadline, tokenStillValid, whoami, type TokenPayload, type TokenUser } from './auth.js'
 import { registerPage } from './page.js'
 import { hashPassword } from './password.js'
 import { Post, PostInput, PostPublic, Tag, TagCreate, TagPublic } from './post.js'
@@ -148,14 +148,19 @@ function broadcastLayer (options: ExampleOptions): BroadcastLayer | undefined {
   return new RedisLayer({ url: options.redisUrl, prefix: options.redisPrefix === '' ? undefined : options.redisPrefix })
 }
 
-/** Query parameters whose values are credentials: `/ws/jwt/?token=<jwt>`, `/ws/secure/?token=admin`. */
-const SECRET_PARAMS = /([?&](?:token|access_token)=)[^&#\s]*/gi
+/**
+ * A URL's query string, wherever a log line quotes one (`Route GET:/ws/jwt?token=… not
+ * found`): a `?` followed by parameters, up to the next space or quote. Redacted whole:
+ * names and values may be percent-encoded (`?%74oken=admin` is `?token=admin` to the
+ * query parser), so no list of secret names could be trusted to recognise them.
+ */
+const QUERY = /\?[^\s"'<>]*=[^\s"'<>]*/g
 /** A JWT wherever it appears (`eyJ` is the base64url of `{"`, how every JWT header starts). */
 const JWT_SHAPED = /\beyJ[\w-]*\.[\w-]*\.[\w-]*/g
 
-/** `text` with every credential replaced by `[redacted]`. */
+/** `text` with every query string and every JWT replaced by `[redacted]`. */
 export function redactSecrets (text: string): string {
-  return text.replace(SECRET_PARAMS, '$1[redacted]').replace(JWT_SHAPED, '[redacted]')
+  return text.replace(QUERY, '?[redacted]').replace(JWT_SHAPED, '[redacted]')
 }
 
 /**
@@ -163,7 +168,7 @@ export function redactSecrets (text: string): string {
  * tokens travel in query strings here, and Fastify puts the raw URL in its request line
  * (`req.url`) and in the message of every 404 (`Route GET:/ws/jwt?token=… not found`).
  * The `req` serializer logs the path without its query string; a `logMethod` hook
- * redacts token values and JWTs from every message and top-level string field, for the
+ * redacts query strings and JWTs from every message and top-level string field, for the
  * log lines no serializer sees. A `loggerInstance` is the app's own and left alone.
  */
 export function safeLoggerOptions (logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
@@ -248,13 +253,14 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
 
   // JWT from `POST /token`, sent as subprotocols `access_token, <jwt>`, `Authorization: Bearer` or `?token=`
   // (auth.ts); no valid token, or its user deleted → HTTP 401. Everyone may read, each user patch only
-  // their own row. At the token's `exp` the socket closes with 4001 "Token expired" (auth.ts).
+  // their own row. At the token's `exp` the socket closes with 4001 "Token expired"; an action of a
+  // user deleted since gets 403 and the socket closes with 4003 "User no longer exists" (auth.ts).
   app.wsRest.route('/ws/jwt/', {
     ...userModel,
     onRequest: jwtAuth(orm),
     // The socket's deadline, from the token's `exp`: armed on connect, cleared on disconnect.
     ...tokenDeadline,
-    permissions: [permissions.isAuthenticated, tokenNotExpired, ownRowOnly],
+    permissions: [permissions.isAuthenticated, tokenStillValid, ownRowOnly],
     actions: [mixins.list(), mixins.retrieve(), mixins.patch(), whoami]
   })
 

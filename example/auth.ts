@@ -14,8 +14,10 @@
  * - `request.user` is then `{id, username}`, for permissions (`ctx.request.user`) and handlers.
  * - A socket lives no longer than its token: at the token's `exp` the server closes it with
  *   {@link CLOSE_TOKEN_EXPIRED} (4001, "Token expired"); an action that arrives after `exp`
- *   (before the timer ran) is not answered, the socket is closed the same way. The client
+ *   (before the timer ran) gets 403, then the socket is closed the same way. The client
  *   gets a fresh token from `POST /token` and reconnects.
+ * - Nor than its user: an action on the socket of a user deleted since the upgrade gets
+ *   403, then the socket is closed with {@link CLOSE_USER_GONE} (4003, "User no longer exists").
  */
 import fastifyJwt from '@fastify/jwt'
 import fastifyRateLimit from '@fastify/rate-limit'
@@ -37,6 +39,9 @@ export const TOKEN_PROTOCOL = 'access_token'
 /** Close code (application range 4000–4999) of a socket whose token expired; the reason is {@link TOKEN_EXPIRED}. */
 export const CLOSE_TOKEN_EXPIRED = 4001
 export const TOKEN_EXPIRED = 'Token expired'
+/** Close code of a socket whose token's user was deleted; the reason is {@link USER_GONE}. */
+export const CLOSE_USER_GONE = 4003
+export const USER_GONE = 'User no longer exists'
 
 /** `POST /token` attempts per client address per minute. */
 export const TOKEN_RATE_LIMIT = 10
@@ -143,17 +148,26 @@ export function jwtAuth (orm: MikroORM): onRequestHookHandler {
 }
 
 /**
- * Before every action on `/ws/jwt/`: the token must not have expired. {@link tokenDeadline}
- * closes the socket at `exp`; this covers an action that arrives in between (timers run
- * late under load): it is not answered, and the socket closes with 4001.
+ * Before every action on `/ws/jwt/`: the token must not have expired, and its user must
+ * still exist (one primary-key count per action). Otherwise the action gets 403 and, once
+ * that reply is out, the socket closes: 4001 at `exp` ({@link tokenDeadline} closes it at
+ * that time anyway; this covers an action arriving in between, as timers run late under
+ * load), 4003 for a deleted user. The client learns why from the close code.
  */
-export const tokenNotExpired: Permission = {
-  hasPermission (ctx) {
+export const tokenStillValid: Permission = {
+  async hasPermission (ctx) {
     const expiresAt = expiries.get(ctx.request)
-    if (expiresAt !== undefined && Date.now() < expiresAt) return true
-    ctx.close(CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
-    return false
+    if (expiresAt === undefined || Date.now() >= expiresAt) return closeAfterReply(ctx, CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
+    const user = ctx.request.user
+    if (user === null || !('id' in user) || await ctx.em.count(User, { id: user.id }) !== 1) return closeAfterReply(ctx, CLOSE_USER_GONE, USER_GONE)
+    return true
   }
+}
+
+/** Refuse the action (403) and close the socket with `code` after that reply has been written. */
+function closeAfterReply (ctx: ActionContext, code: number, reason: string): false {
+  setImmediate(() => ctx.close(code, reason))
+  return false
 }
 
 /** On `/ws/jwt/`, a user may patch only their own row: another pk gets 403, before any lookup. */

@@ -554,7 +554,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     } else {
       // Always in turn, even without a permission check: numbers follow publish order.
       const id = typeof message.id === 'string' ? message.id : ''
-      this.afterEarlierEvents(subscription, () => this.resumable?.emit(subscription, id, rendered), rowOf(message))
+      this.afterEarlierEvents(subscription, () => this.resumable?.emit(subscription, id, rendered, message), rowOf(message))
     }
   }
 

@@ -13,7 +13,7 @@ import { uniqueMessage } from './database-errors.js'
 import { dialectOf } from './dialect.js'
 import { Conflict, InvalidOption, NotFound, ValidationError } from './errors.js'
 import { QueryRules, type ListQuery, type OrderBy, type QueryOptions } from './filtering.js'
-import { analyzeCondition, anyRow, noRow, type RowPredicate } from './observer/matcher.js'
+import { analyzeCondition, anyRow, type RowPredicate } from './observer/matcher.js'
 import { Batcher, type Outcome } from './batching.js'
 import { GroupWrites } from './group-writes.js'
 import type { ModelView } from './observer/subscription.js'
@@ -29,6 +29,9 @@ import { scopeKey } from './scope-key.js'
 import { PlainRows, readsPlain } from './plain-reads.js'
 import type { Row } from './observer/changes.js'
 
+
+/** The refusal of a subscription whose scope events cannot be checked against exactly (see `GenericModel.view`). */
+const SCOPE_NOT_LIVE = 'Live updates are not available for this route\'s scope.'
 /** The model part of a route's options. */
 export interface ModelOptions<
   E extends object = any,
@@ -290,12 +293,12 @@ export class GenericModel<E extends object = any> {
    * How this connection sees changed rows, for a subscription: its scope (`getQueryset`,
    * evaluated now, at subscribe time) as a row predicate, and the given filter and shape.
    *
-   * A scope naming a property row snapshots do not carry (a hidden `deleted` flag, a
-   * non-persisted or inverse property) is refused: events could neither show the
-   * subscriber rows it cannot list (failing open) nor silently show nothing. The client
-   * gets a 400 keyed `non_field_errors` and the log names the property. A scope otherwise
-   * too rich to decide in memory (relation paths, raw SQL, `$like`) lets no event through,
-   * and says so in the log: failing closed never shows a row the subscriber could not list.
+   * A scope the in-memory matcher cannot decide exactly as the database would is refused:
+   * one naming a property row snapshots do not carry (a hidden `deleted` flag, a
+   * non-persisted or inverse property), or one otherwise too rich (relation paths, raw
+   * SQL, `$like`). Events could neither show the subscriber rows it cannot list (failing
+   * open) nor silently show nothing (a subscription that never hears of a change). The
+   * client gets a 400 keyed `non_field_errors`; the log says why (and names the property).
    */
   async view (ctx: ActionContext, options: { serializer?: Serializer, filter?: RowPredicate, creates?: boolean } = {}): Promise<ModelView> {
     const condition = await this.queryset(ctx)
@@ -306,10 +309,11 @@ export class GenericModel<E extends object = any> {
     } else if (analyzed.reason === 'property') {
       ctx.log.warn({ entity: this.entityName, property: analyzed.property },
         'fastify-ws-rest: getQueryset names a property events do not carry (hidden, not persisted, or not a column); live updates of this route are refused')
-      throw ValidationError.field('non_field_errors', 'Live updates are not available for this route\'s scope.')
+      throw ValidationError.field('non_field_errors', SCOPE_NOT_LIVE)
     } else {
-      ctx.log.warn({ entity: this.entityName }, 'fastify-ws-rest: getQueryset returns a condition events cannot be checked against in memory; this subscription receives no events')
-      scope = noRow
+      ctx.log.warn({ entity: this.entityName },
+        'fastify-ws-rest: getQueryset returns a condition events cannot be checked against in memory (only $eq $ne $gt $gte $lt $lte $in $nin $and $or $not on the entity\'s own columns can); live updates of this route are refused')
+      throw ValidationError.field('non_field_errors', SCOPE_NOT_LIVE)
     }
     return {
       entity: this.entityName,

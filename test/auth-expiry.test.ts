@@ -1,6 +1,7 @@
 /**
  * The example's JWT route hardened (example/auth.ts, example/app.ts, example/password.ts):
- * a socket lives no longer than its token (closed with 4001 "Token expired" at `exp`);
+ * a socket lives no longer than its token (closed with 4001 "Token expired" at `exp`) nor
+ * than its user (an action after the user was deleted: 403, then 4003);
  * only HS256 tokens that carry `exp` and name a user who still exists are accepted; no
  * token reaches the log, not even in a 404's line; `POST /token` is rate-limited and
  * password hashing runs at most two at a time. Real sockets; the one wait for time to
@@ -10,7 +11,7 @@ import { createHmac } from 'node:crypto'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { buildApp } from '../example/app.js'
-import { CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED, TOKEN_RATE_LIMIT } from '../example/auth.js'
+import { CLOSE_TOKEN_EXPIRED, CLOSE_USER_GONE, TOKEN_EXPIRED, TOKEN_RATE_LIMIT, USER_GONE } from '../example/auth.js'
 import { hashingLoad, hashPassword, MAX_CONCURRENT_HASHES } from '../example/password.js'
 import { within } from './helpers/async.js'
 import { openClient, upgradeStatus } from './helpers/client.js'
@@ -85,7 +86,7 @@ t.test('only HS256 tokens with exp: another algorithm or no exp is refused with 
   t.equal(await upgradeStatus(`${base}/ws/jwt/?token=${handMade(claims)}`), 401, 'no exp: would never expire')
 })
 
-t.test('a deleted user: whoami on the open socket is refused (403) and the token opens no new socket (401)', async (t) => {
+t.test('a deleted user: an action on the open socket is refused (403), the socket closes with 4003, and the token opens no new socket (401)', async (t) => {
   const { base, http } = await start(t)
   const id = await createUser(t, base, 'carol')
   const res = await fetch(`${http}/token`, {
@@ -97,8 +98,11 @@ t.test('a deleted user: whoami on the open socket is refused (403) and the token
 
   const admin = await openClient(t, `${base}/ws/`)
   t.equal((await admin.request('delete', { pk: id })).response_status, 204, 'carol deleted')
-  const me = await jwt.request('whoami')
-  t.strictSame([me.response_status, me.data], [403, null], 'whoami no longer names her')
+  const listed = await jwt.request('list')
+  t.strictSame([listed.response_status, listed.errors], [403, ['You do not have permission to perform this action.']],
+    'not even a read: her socket no longer acts for anyone')
+  t.strictSame(await jwt.waitClose(), { code: CLOSE_USER_GONE, reason: USER_GONE }, 'then the socket closes')
+  t.strictSame([CLOSE_USER_GONE, USER_GONE], [4003, 'User no longer exists'])
   t.equal(await upgradeStatus(`${base}/ws/jwt/?token=${token}`), 401, 'her token opens no socket')
 })
 
@@ -107,12 +111,18 @@ t.test('no token in the log: not in the request lines, not in a 404\'s message, 
   const { app, base, http } = await start(t, lines)
   const id = await createUser(t, base, 'alice')
   const token = app.jwt.sign({ sub: String(id), username: 'alice' })
-  const secrets = [token, token.split('.')[2]!, 'token=admin', 'access_token=hunter2', 'hunter2']
+  const secrets = [token, token.split('.')[2]!, 'token=admin', 'oken=admin', 'access_token=hunter2', 'hunter2', 'opensesame']
+  // Percent-encoded: the query parser decodes names and values (`%74oken` is `token`), a pattern on the raw text would not.
+  const encoded = token.replace(/^e/, '%65')
 
   for (const path of [
     `/ws/jwt?token=${token}`, // no trailing slash: Fastify's own 404
     `/ws/jwt/?token=${token}`, // plain HTTP on a WebSocket route: 426
     '/ws/secure?token=admin',
+    '/ws/secure?%74oken=admin',
+    `/ws/jwt?%74oken=${encoded}`,
+    `/ws/jwt?TOKEN=${encoded}`,
+    '/ws/secure?password=opensesame',
     `/nowhere?a=1&access_token=hunter2&b=${token}`
   ]) {
     const res = await fetch(`${http}${path}`)
@@ -121,6 +131,7 @@ t.test('no token in the log: not in the request lines, not in a 404\'s message, 
   }
   t.equal(await upgradeStatus(`${base}/ws/jwt/?token=${token}`), 101)
   t.equal(await upgradeStatus(`${base}/ws/secure/?token=admin`), 101)
+  t.equal(await upgradeStatus(`${base}/ws/secure/?%74oken=admin`), 101, 'an encoded name is the same parameter')
   t.equal(await upgradeStatus(`${base}/ws/secure/?token=nope`), 403)
   // The line of the last request is written once it completed; the server's close flushes it.
   await app.close()

@@ -41,7 +41,7 @@ const given = process.env.MATCHER_SEED ?? ''
 const seed = given === 'random' ? Math.floor(Math.random() * 2 ** 32) >>> 0 : given === '' ? 1 : Number(given) >>> 0
 t.comment(`matcher differential seed ${seed} on ${dialect} (replay: MATCHER_SEED=${seed})`)
 
-const ROWS = 600
+const ROWS = 2000
 const SCOPES = 500
 const FILTERS = 300
 

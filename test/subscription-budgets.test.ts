@@ -5,10 +5,11 @@
  * - search needles and string filter values are bounded by their column's length (else
  *   1,000 characters), and a socket's subscriptions hold at most `maxFilterChars` of them;
  * - a resume key has at least 128 bits; only its maker (same principal, route and stream)
- *   can claim it; a live holder whose key is taken is told so (409).
+ *   can claim it; a live holder whose key is taken is told so (409); what is replayed is
+ *   checked against the claimer's scope and permissions as live events are.
  */
 import t from 'tap'
-import wsRest, { mixins, type WsRestOptions } from '../index.js'
+import wsRest, { mixins, type Permission, type WsRestOptions } from '../index.js'
 import Fastify from 'fastify'
 import { eventually } from './helpers/async.js'
 import { connect, openClient, type TestClient, type WireReply } from './helpers/client.js'
@@ -167,6 +168,68 @@ t.test('only the maker may claim a key: another user, or another route, gets 410
   t.strictSame([resumed.response_status, resumed.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'alice resumes: nobody took it over')
   t.strictSame([event.seq, event.data], [1, { id, name: 'b' }])
 })
+
+/**
+ * A route whose scope and object permission depend on the connection's role (`?role=`),
+ * while its principal is the user (`?user=`): a user whose role changed reconnects as the
+ * same principal.
+ */
+async function startRoles (t: Parameters<typeof startApp>[0], by: 'scope' | 'permission') {
+  const role = (request: { query: unknown }): string => (request.query as { role?: string }).role ?? 'reader'
+  const secretsForAdmins: Permission = {
+    hasObjectPermission: (ctx, _action, row) => role(ctx.request) === 'admin' || !String(row.name).startsWith('secret')
+  }
+  return await startApp(t, [Item], (app) => {
+    app.addHook('onRequest', async (request) => {
+      const user = (request.query as { user?: string }).user
+      if (user !== undefined) (request as unknown as { user: unknown }).user = { id: user }
+    })
+    app.wsRest.route('/items/', {
+      ...itemModel,
+      ...(by === 'scope'
+        ? { getQueryset: (ctx) => role(ctx.request) === 'admin' ? {} : { name: { $ne: 'secret' } } }
+        : { permissions: [secretsForAdmins] }),
+      actions
+    })
+  })
+}
+
+for (const by of ['scope', 'permission'] as const) {
+  t.test(`a replay is checked against the claimer's ${by}: the same user, no longer admin, gets 410, not the rows it may not see`, async (t) => {
+    const { base, orm } = await startRoles(t, by)
+    const [id] = await seedItems(orm, 'open')
+    const KEY = keyOf(`roles-${by}`)
+    const park = async (): Promise<void> => {
+      const admin = await openClient(t, `${base}/items/?user=alice&role=admin`)
+      const [made] = await subscribeList(admin, 'sub', { key: KEY })
+      t.equal(made.response_status, 201)
+      admin.socket.terminate()
+      await admin.waitClose()
+      // While she is away: the row becomes one only admins may see.
+      await renameItem(orm, id, 'secret')
+    }
+
+    await park()
+    const reader = await openClient(t, `${base}/items/?user=alice&role=reader`)
+    const [refused, subscribed] = await subscribeList(reader, 'sub', { key: KEY, seq: 0 })
+    t.strictSame([refused.response_status, subscribed.response_status], [410, 201], 'a reader now: refetch, no replay')
+    await renameItem(orm, id, 'open')
+    const next = await reader.next()
+    t.strictSame([next.action, next.data, next.seq], [by === 'scope' ? 'create' : 'update', { id, name: 'open' }, 1],
+      'the next frame is a live event, numbered afresh: the admin\'s row was never replayed')
+    reader.close()
+    await reader.waitClose()
+
+    // Still admin: the same replay goes through.
+    await renameItem(orm, id, 'open')
+    await park()
+    const admin = await openClient(t, `${base}/items/?user=alice&role=admin`)
+    const [resumed] = await subscribeList(admin, 'sub', { key: KEY, seq: 0 })
+    t.equal(resumed.response_status, 200, 'the admin resumes')
+    const replayed = await admin.next()
+    t.strictSame([replayed.data, replayed.seq], [{ id, name: 'secret' }, 1])
+  })
+}
 
 t.test('a live holder whose key is taken by another connection gets a "resume" 409, then nothing more', async (t) => {
   const { url, orm } = await startItems(t)

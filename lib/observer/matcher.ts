@@ -17,9 +17,6 @@ export type RowPredicate = (row: Row) => boolean
 /** Always true: no condition. */
 export const anyRow: RowPredicate = () => true
 
-/** Always false: a condition that cannot be decided in memory fails closed. */
-export const noRow: RowPredicate = () => false
-
 function comparable (value: unknown, isDate: boolean): unknown {
   if (value instanceof Date) return value.getTime()
   if (isDate && typeof value === 'string') return Date.parse(value)

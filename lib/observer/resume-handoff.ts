@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { ValidationError } from '../errors.js'
 import { encodeEvent, type ActionRequest, type Reply } from '../protocol.js'
-import type { Rendered } from './changes.js'
+import type { GroupMessage, Rendered } from './changes.js'
 import { parseResume, principalOf, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRegistry, type ResumeRequest } from './resume.js'
 import type { Subscription } from './subscription.js'
 
@@ -138,10 +138,41 @@ export class ResumeHandoff {
     } catch (err) {
       this.host.log.error({ err }, 'fastify-ws-rest: claiming a subscription to resume failed')
     }
-    const replay = resume.continueFrom(handoff, request.seq)
+    let replay = resume.continueFrom(handoff, request.seq)
+    if (replay !== undefined && !(await this.admits(subscription, replay))) {
+      // The claimer would not have been sent these events as they were (its scope, its
+      // permissions or its shape differ from the maker's now): it refetches instead.
+      resume.restart()
+      replay = undefined
+    }
     if (subscription.active) this.hold(subscription, ticket, client)
     else registry.abandon(slot, ticket)
     return replay === undefined ? { status: 410, replay: [] } : { status: 200, replay }
+  }
+
+  /**
+   * Whether the claiming subscription would have been sent each of `events` exactly as
+   * its maker was: rendered again from its message with the claimer's scope, filter and
+   * shape, and its permissions (object permissions on the event's row) checked again, as
+   * for a live event. The claimer is the maker's principal on the same route, but its
+   * scope or permissions may have changed meanwhile (a role taken away, a new token): a
+   * replay never shows it what it could not see live. One that differs is a 410: the
+   * client refetches under what it may see now.
+   */
+  private async admits (subscription: Subscription, events: LoggedEvent[]): Promise<boolean> {
+    try {
+      for (const event of events) {
+        const message = event.message
+        if (message === undefined) return false
+        const again = subscription.render(message)
+        if (again === undefined || again.action !== event.action || again.status !== event.status || again.dataJson !== event.dataJson) return false
+        if (subscription.permit !== undefined && !(await subscription.permit(message.kind === 'model' ? (message.after ?? message.before ?? undefined) : undefined))) return false
+      }
+      return true
+    } catch (err) {
+      this.host.log.error({ err }, 'fastify-ws-rest: checking the events to replay failed; the client is told to refetch')
+      return false
+    }
   }
 
   /** Register a resumable subscription as the holder of its key — unless a newer subscription has taken the key meanwhile. */
@@ -214,9 +245,9 @@ export class ResumeHandoff {
     const claimed = resume.claimed
     resume.held = undefined
     resume.claimed = undefined
-    for (const { id, ...rendered } of held) {
+    for (const { id, message, ...rendered } of held) {
       // Seen by the previous holder too (published before the claim, received here after the subscribe): sent once.
-      if (id === '' || claimed === undefined || !claimed.has(id)) this.emit(subscription, id, rendered)
+      if (id === '' || claimed === undefined || !claimed.has(id)) this.emit(subscription, id, rendered, message)
     }
   }
 
@@ -224,13 +255,13 @@ export class ResumeHandoff {
    * A resumable subscription's event, in its turn: numbered and kept, and sent unless the
    * socket has gone (parked) — or held back while its subscribing action still runs.
    */
-  emit (subscription: Subscription, id: string, rendered: Rendered): void {
+  emit (subscription: Subscription, id: string, rendered: Rendered, message?: GroupMessage): void {
     const resume = subscription.resume as ResumeState
     if (resume.held !== undefined) {
-      resume.hold(id, rendered)
+      resume.hold(id, rendered, message)
       return
     }
-    const event = resume.record(id, rendered)
+    const event = resume.record(id, rendered, message)
     if (resume.parked === undefined) this.sendEvent(subscription, event)
   }
 

@@ -134,6 +134,12 @@ export interface LoggedEvent extends Rendered {
   seq: number
   /** When it was numbered (ms since the epoch): kept no longer than the window. */
   at: number
+  /**
+   * The message it was rendered from (the object every subscriber of the change shares):
+   * a claimer renders and checks it again with its own scope, filter and permissions
+   * before it is replayed (resume-handoff.ts).
+   */
+  message?: GroupMessage
 }
 
 /** What a holder hands to the subscription that claims its key. */
@@ -152,7 +158,7 @@ export class ResumeState {
    * Until the subscribing action's reply is out (and its claim answered): events that
    * arrived meanwhile, not yet numbered — none may come before the reply.
    */
-  held: Array<Rendered & { id: string }> | undefined
+  held: Array<Rendered & { id: string, message?: GroupMessage }> | undefined
   /** More than `maxEvents` arrived while held: the oldest were dropped, so the client must refetch. */
   overflowed = false
   /** Ids of the events handed over by the previous holder, until the held ones are sent: each is sent once. */
@@ -177,9 +183,9 @@ export class ResumeState {
   ) {}
 
   /** Hold an event back until the reply is out; past `maxEvents` the oldest goes, and the client will be told to refetch. */
-  hold (id: string, rendered: Rendered): void {
-    const held = this.held as Array<Rendered & { id: string }>
-    held.push({ id, ...rendered })
+  hold (id: string, rendered: Rendered, message?: GroupMessage): void {
+    const held = this.held as Array<Rendered & { id: string, message?: GroupMessage }>
+    held.push({ id, ...rendered, message })
     if (held.length > this.limits.maxEvents) {
       held.shift()
       this.overflowed = true
@@ -187,8 +193,8 @@ export class ResumeState {
   }
 
   /** Number an event and keep it. */
-  record (id: string, rendered: Rendered): LoggedEvent {
-    const event = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson, at: Date.now() }
+  record (id: string, rendered: Rendered, message?: GroupMessage): LoggedEvent {
+    const event: LoggedEvent = { id, seq: ++this.seq, action: rendered.action, status: rendered.status, dataJson: rendered.dataJson, at: Date.now(), message }
     this.log.push(event)
     this.prune(event.at)
     return event
