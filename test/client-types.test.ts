@@ -34,6 +34,14 @@ const dated = defineRoute({
   ]
 })
 
+/** A renamed and a computed field (route option `fields`), typed by the response schema. */
+const renamed = defineRoute({
+  entity: Item,
+  schema: { response: Type.Object({ id: Type.Integer(), pk: Type.Integer(), label: Type.String() }) },
+  fields: { pk: { source: 'id' }, label: { get: (item) => `#${item.name}` } },
+  actions: [mixins.retrieve(), mixins.subscribeInstance()]
+})
+
 t.test('typed helpers per action: arguments and results from the route definition', async (t) => {
   const { base } = await startExample(t)
   const client = createClient<typeof users>(`${base}/ws/`, { WebSocket })
@@ -119,6 +127,22 @@ t.test('typed helpers per action: arguments and results from the route definitio
     await typed.subscribe('watch', { room: 'a' }, () => {}, { unsubscribeAction: null })
     // @ts-expect-error a custom subscribing action needs unsubscribeAction
     await typed.subscribe('watch', { room: 'a' }, () => {})
+  })
+
+  // Relations and computed fields: nested objects and arrays as the response schema declares them.
+  void (async (typed: ClientFor<typeof posts>, computed: ClientFor<typeof renamed>) => {
+    const post = await typed.actions.retrieve({ pk: 1 })
+    assertEqual<Equal<typeof post, { id: number, title: string, body: string, author: { id: number, username: string }, tags: Array<{ id: number, name: string }> }>>()
+    // @ts-expect-error the author's email is never in a post's reply
+    void post.author.email
+    await typed.actions.create({ data: { title: 't', author: 1, tags: [1, 2] } })
+    // @ts-expect-error tags are given by key
+    await typed.actions.create({ data: { title: 't', author: 1, tags: [{ id: 1 }] } })
+    const row = await computed.actions.retrieve({ pk: 1 })
+    assertEqual<Equal<typeof row, { id: number, pk: number, label: string }>>()
+    await computed.subscribe('subscribe_instance', { pk: 1 }, (event) => {
+      if (event.action !== 'delete') assertEqual<Equal<typeof event.data.label, string>>()
+    })
   })
 
   await t.rejects(client.actions.retrieve({ pk: 999_999 }), WsRestError, 'errors reject as at run time')
