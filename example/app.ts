@@ -255,13 +255,15 @@ export async function buildApp (options: ExampleOptions = {}): Promise<{ app: Fa
   // (auth.ts); no valid token, or its user deleted → HTTP 401. Everyone may read, each user patch only
   // their own row. At the token's `exp` the socket closes with 4001 "Token expired"; an action of a
   // user deleted since gets 403 and the socket closes with 4003 "User no longer exists" (auth.ts).
+  // Its subscriptions are resumable (docs/live-data.md): `request.user` names who may resume them.
+  // On the routes without users they are not: an address is no principal.
   app.wsRest.route('/ws/jwt/', {
     ...userModel,
     onRequest: jwtAuth(orm),
     // The socket's deadline, from the token's `exp`: armed on connect, cleared on disconnect.
     ...tokenDeadline,
     permissions: [permissions.isAuthenticated, tokenStillValid, ownRowOnly],
-    actions: [mixins.list(), mixins.retrieve(), mixins.patch(), whoami]
+    actions: [mixins.list(), mixins.retrieve(), mixins.patch(), mixins.subscribeInstance(), mixins.subscribeList(), whoami]
   })
 
   return { app, orm }

@@ -38,12 +38,12 @@ import {
   type Reply
 } from './protocol.js'
 import type { Hub } from './observer/hub.js'
-import { principalOf, type ResumeRegistry } from './observer/resume.js'
+import { resumePrincipal, type ResumeRegistry } from './observer/resume.js'
 import { ResumeHandoff, type PendingResume } from './observer/resume-handoff.js'
 import type { CompiledAction, CompiledRoute } from './route.js'
 import type { ResolvedOptions } from './options.js'
 import type { FrameReceiver, Session } from './session.js'
-import type { SubscriptionBudget } from './subscription-budget.js'
+import { clientOf, type SubscriptionBudget } from './subscription-budget.js'
 import { kConnection, kPermissions } from './symbols.js'
 
 /**
@@ -219,6 +219,7 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     const connection = this
     return (this.resumable = new ResumeHandoff(registry, {
       get request () { return connection.request },
+      get principal () { return connection.principal },
       log: this.log,
       route: this.route,
       stream: this.stream,
@@ -230,9 +231,20 @@ export class Connection implements FrameReceiver, SubscriptionHost {
     }))
   }
 
-  /** Who the socket's client is, for the subscription budgets (the principal resuming uses too). */
+  /**
+   * Who may resume the socket's subscriptions: the app's principal, else the user;
+   * `undefined` (none) makes them not resumable. Asked once: the upgrade request does not change.
+   */
+  private get principal (): string | undefined {
+    if (this.principalName === null) this.principalName = resumePrincipal(this.request, this.state.resume?.options ?? { principal: undefined })
+    return this.principalName
+  }
+
+  private principalName: string | undefined | null = null
+
+  /** Whose subscription budget the socket's subscriptions count against: see {@link clientOf}. */
   private get client (): string {
-    return (this.clientName ??= principalOf(this.request, this.state.resume?.options ?? { principal: undefined }))
+    return (this.clientName ??= clientOf(this.request, this.principal))
   }
 
   private clientName: string | undefined

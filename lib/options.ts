@@ -50,7 +50,7 @@ export interface WsRestOptions {
   maxInFlight?: number
   /** Subscriptions one socket (one stream) may hold; past it → 429. Default 1000. */
   maxSubscriptions?: number
-  /** Subscriptions one client (its principal: the user, else the address) may hold on all its sockets, parked ones included; past it → 429. Default 10,000. */
+  /** Subscriptions one client (its principal: the app's or the user, else the address) may hold on all its sockets, parked ones included; past it → 429. Default 10,000. */
   maxSubscriptionsPerClient?: number
   /** Subscriptions this process holds in all, parked ones included; past it → 429. Default 1,000,000. */
   maxSubscriptionsTotal?: number

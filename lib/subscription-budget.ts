@@ -5,6 +5,18 @@
  * principal: the app's, the user's, else the address) and the process's.
  */
 import createError from '@fastify/error'
+import type { FastifyRequest } from 'fastify'
+
+/**
+ * Whose budget a connection's subscriptions count against: its principal (the one
+ * resuming files keys under, resume.ts `resumePrincipal`), else its address. Unlike a
+ * resume key, a budget hands nobody anything: an address shared behind a NAT or a proxy
+ * only makes its connections share one budget, so it is good enough to bound what an
+ * anonymous client makes the server hold.
+ */
+export function clientOf (request: FastifyRequest, principal: string | undefined): string {
+  return principal ?? `ip:${request.ip}`
+}
 
 /** 429: the client (all its sockets together) holds as many subscriptions as it may. */
 export const TooManyClientSubscriptions = createError<[number]>(

@@ -9,7 +9,8 @@
  * - against a scripted WebSocket server (plain `ws`, frames written by the test): what
  *   the real server cannot be made to do on cue — frames in flight at the moment of a
  *   drop, bad frames, and the resumable-subscription contract (resume 201/200/410, `seq`
- *   numbering, duplicates, gaps), which the example server does not implement yet.
+ *   numbering, duplicates, gaps), beside resuming against the example (/ws/jwt/, whose
+ *   user is the principal) and its absence on /ws/ (no principal: onRefetch).
  *
  * No sleeps: every wait is an awaited event bounded by `within`.
  */
@@ -400,6 +401,39 @@ t.test('DCRF-style server (no resume message): onRefetch is called after the re-
   t.equal(refetch.all.length, 1, 'one refetch')
 })
 
+t.test('resume asked of a route without a principal (the example\'s /ws/, no users): not resumable, so onRefetch once after the re-subscribe; no loop', async (t) => {
+  const { app, base } = await startExample(t)
+  const writer = open(t, `${base}/ws/`)
+  const ann = await within(writer.request('create', { data: user('ann') }), 'create') as User
+  const [writerSocket] = serverSockets(app)
+  const socket = holdable()
+  // resume on (the default): the client sends a key, which the server ignores here.
+  const client = open(t, `${base}/ws/`, { WebSocket: socket.WebSocket })
+  const seen = events()
+  const refetch = refetches()
+  const sub = await within(client.subscribe('subscribe_instance', { pk: ann.id }, seen.onEvent, { onRefetch: refetch.onRefetch }), 'subscribe')
+  t.equal(sub.resumable, false, 'no "resume" frame came: the server does not resume for an anonymous connection')
+  t.equal(refetch.all.length, 0, 'no refetch on the first subscribe')
+  const clientSocket = otherThan(app, writerSocket)
+  let opened = 0
+  client.on('open', () => { opened++ })
+
+  await whileDown(client, socket, clientSocket, async () => {
+    await within(writer.request('patch', { pk: ann.id, data: { email: 'missed@example.com' } }), 'patch while down')
+  })
+
+  await within(refetch.next('onRefetch'), 'onRefetch after the re-subscribe')
+  t.equal(sub.resumable, false)
+  await within(writer.request('patch', { pk: ann.id, data: { email: 'live@example.com' } }), 'patch after reconnect')
+  t.strictSame(await seen.next('live update'), { action: 'update', data: { ...ann, email: 'live@example.com' }, status: 200 })
+  // A round trip after the live event: anything the re-subscribe set off has arrived by now.
+  await within(client.request('list'), 'round trip')
+  t.equal(seen.all.length, 1, 'the change made while down was not replayed (hence the refetch)')
+  t.equal(refetch.all.length, 1, 'one refetch')
+  t.equal(opened, 1, 'opened once after the cut: the client does not loop')
+  t.equal(serverSockets(app).length, 2, 'the writer and the client, one socket each')
+})
+
 /**
  * Cut the client's socket on the server side, keep it from reconnecting while `meanwhile`
  * runs (other clients writing), then let it reconnect and wait until it is open again.
@@ -415,13 +449,21 @@ async function whileDown (client: WsRestClient, socket: Holdable, clientSocket: 
   await reopened
 }
 
-t.test('resume against the example server: missed events are replayed after a reconnect, without onRefetch', async (t) => {
+/** A token of the example's `POST /token` for a user made with {@link user} (password `pw-1`). */
+async function tokenFor (app: FastifyInstance, username: string): Promise<string> {
+  const response = await app.inject({ method: 'POST', url: '/token', payload: { username, password: 'pw-1' } })
+  if (response.statusCode !== 200) throw new Error(`POST /token: ${response.statusCode} ${response.body}`)
+  return (response.json() as { token: string }).token
+}
+
+t.test('resume against the example server (/ws/jwt/, whose user is the principal): missed events are replayed after a reconnect, without onRefetch', async (t) => {
   const { app, base } = await startExample(t)
   const writer = open(t, `${base}/ws/`)
   const ann = await within(writer.request('create', { data: user('ann') }), 'create') as User
   const [writerSocket] = serverSockets(app)
   const socket = holdable()
-  const client = open(t, `${base}/ws/`, { WebSocket: socket.WebSocket })
+  // The token as subprotocols, on every connection the client makes (the reconnections too).
+  const client = open(t, `${base}/ws/jwt/`, { WebSocket: socket.WebSocket, protocols: ['access_token', await tokenFor(app, 'ann')] })
   const seen = events()
   const refetch = refetches()
   const sub = await within(client.subscribe('subscribe_instance', { pk: ann.id }, seen.onEvent, { onRefetch: refetch.onRefetch }), 'subscribe')

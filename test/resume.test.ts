@@ -5,7 +5,7 @@
  * instance. Past what was kept it is told to refetch (410), and DCRF frames are untouched.
  */
 import type { MikroORM } from '@mikro-orm/core'
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import t, { type Test } from 'tap'
 import wsRest, { action, MemoryLayer, mixins, RedisLayer, type Permission, type WsRestOptions } from '../index.js'
@@ -24,12 +24,28 @@ const noRedis = await redisSkip()
 const KEY = 'k0123456789abcdef-0123456789'
 const actions = [mixins.create(), mixins.patch(), mixins.subscribeInstance(), mixins.subscribeList()]
 
+/**
+ * Who a socket is, for resuming: the `x-client` header the test's sockets send (the app's
+ * `resume.principal` hook). A socket without it has no principal: nothing it makes is resumable.
+ */
+const principal = (request: FastifyRequest): string | undefined => request.headers['x-client'] as string | undefined
+
+/** `options` with the `x-client` principal hook (unless resuming is off). */
+function withPrincipal (options: Omit<WsRestOptions, 'orm'> = {}): Omit<WsRestOptions, 'orm'> {
+  return { ...options, resume: options.resume === false ? false : { principal, ...options.resume } }
+}
+
+/** Open a socket as client `who`: the same principal across reconnects, as one logged-in user is. */
+async function openAs (t: Teardown, url: string, who = 'alice'): Promise<TestClient> {
+  return await openClient(t, url, { headers: { 'x-client': who } })
+}
+
 /** Items at /items/ with subscriptions, on a fresh database. */
 async function startItems (t: Teardown, options: Omit<WsRestOptions, 'orm'> = {}): Promise<{ url: string, orm: MikroORM, layer: MemoryLayer }> {
   const layer = new MemoryLayer()
   const { base, orm } = await startApp(t, [Item], (app) => {
     app.wsRest.route('/items/', { ...itemModel, filterFields: ['name'], actions })
-  }, { broadcast: layer, ...options })
+  }, { broadcast: layer, ...withPrincipal(options) })
   return { url: `${base}/items/`, orm, layer }
 }
 
@@ -50,7 +66,7 @@ async function names (t: Test, client: TestClient, count: number, from: number):
 t.test('a resumable subscription is announced (201) before its reply, and its events are numbered 1, 2, 3', async (t) => {
   const { url, orm } = await startItems(t)
   const [id] = await seedItems(orm, 'a')
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   const replies = await subscribe(client, id, { key: KEY })
   t.strictSame(replies, [
     { errors: [], data: { key: KEY, seq: 0, replayed: 0 }, action: 'resume', response_status: 201, request_id: 'sub' },
@@ -66,7 +82,7 @@ t.test('a resumable subscription is announced (201) before its reply, and its ev
 t.test('a subscription without "resume" is plain DCRF: no announcement, no seq', async (t) => {
   const { url, orm } = await startItems(t)
   const [id] = await seedItems(orm, 'a')
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   t.strictSame(await client.ask({ action: 'subscribe_instance', request_id: 'sub', pk: id }),
     { errors: [], data: null, action: 'subscribe_instance', response_status: 201, request_id: 'sub' })
   await renameItem(orm, id, 'b')
@@ -76,7 +92,7 @@ t.test('a subscription without "resume" is plain DCRF: no announcement, no seq',
 t.test('a malformed "resume" is a 400 keyed resume, and nothing is subscribed', async (t) => {
   const { url, orm } = await startItems(t)
   const [id] = await seedItems(orm, 'a')
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   for (const resume of [{ key: 'short' }, { key: KEY, seq: -1 }, { key: KEY, seq: 1.5 }, 'text', null, [KEY]]) {
     const reply = await client.ask({ action: 'subscribe_instance', request_id: 'sub', pk: id, resume })
     t.equal(reply.response_status, 400, JSON.stringify(resume))
@@ -90,8 +106,8 @@ t.test('a malformed "resume" is a 400 keyed resume, and nothing is subscribed', 
 t.test('cut while writes go on: the reconnected subscriber gets every change exactly once, in order', async (t) => {
   const { url, orm } = await startItems(t)
   const [id] = await seedItems(orm, 'n0')
-  const writer = await openClient(t, url)
-  const first = await openClient(t, url)
+  const writer = await openAs(t, url)
+  const first = await openAs(t, url)
   await subscribe(first, id, { key: KEY })
 
   const total = 60
@@ -104,7 +120,7 @@ t.test('cut while writes go on: the reconnected subscriber gets every change exa
   await writes
   // Every write committed (and published) while the subscriber was away.
 
-  const second = await openClient(t, url)
+  const second = await openAs(t, url)
   const replies = await subscribe(second, id, { key: KEY, seq: 5 })
   t.strictSame(replies[0], {
     errors: [], data: { key: KEY, seq: 5, replayed: total - 5 }, action: 'resume', response_status: 200, request_id: 'sub'
@@ -121,12 +137,12 @@ t.test('cut while writes go on: the reconnected subscriber gets every change exa
 t.test('resuming while the old socket is still open (half-open) moves the subscription: the old one stops getting events', async (t) => {
   const { url, orm } = await startItems(t)
   const [id] = await seedItems(orm, 'a')
-  const old = await openClient(t, url)
+  const old = await openAs(t, url)
   await subscribe(old, id, { key: KEY })
   await renameItem(orm, id, 'b')
   t.equal((await old.next()).seq, 1)
 
-  const fresh = await openClient(t, url)
+  const fresh = await openAs(t, url)
   const [announced] = await subscribe(fresh, id, { key: KEY, seq: 0 })
   t.strictSame([announced.response_status, announced.data], [200, { key: KEY, seq: 0, replayed: 1 }])
   t.strictSame((await fresh.next()).data, { id, name: 'b' }, 'the event the client says it did not see, again')
@@ -143,7 +159,7 @@ t.test('unknown key, or further behind than maxEvents → 410 "refetch", and the
   const { url, orm } = await startItems(t, { resume: { maxEvents: 3 } })
   const [id] = await seedItems(orm, 'a')
 
-  const stranger = await openClient(t, url)
+  const stranger = await openAs(t, url)
   const [refused, reply] = await subscribe(stranger, id, { key: 'nobody-holds-this-key-0123456789', seq: 4 })
   t.strictSame(refused, {
     errors: ['The events missed since the last one received are no longer available; fetch the data again.'],
@@ -153,13 +169,13 @@ t.test('unknown key, or further behind than maxEvents → 410 "refetch", and the
   await renameItem(orm, id, 'b')
   t.equal((await stranger.next()).seq, 1)
 
-  const behind = await openClient(t, url)
+  const behind = await openAs(t, url)
   await subscribe(behind, id, { key: KEY })
   behind.socket.terminate()
   await behind.waitClose()
   for (const name of ['c', 'd', 'e', 'f', 'g']) await renameItem(orm, id, name)
   t.equal((await stranger.take(5)).at(-1)?.seq, 6, 'published: the other subscriber has all five')
-  const again = await openClient(t, url)
+  const again = await openAs(t, url)
   const [gone] = await subscribe(again, id, { key: KEY, seq: 0 })
   t.equal(gone.response_status, 410, 'five missed, three kept: refetch')
   await renameItem(orm, id, 'h')
@@ -170,32 +186,99 @@ t.test('unknown key, or further behind than maxEvents → 410 "refetch", and the
 t.test('past the window the kept events are dropped → 410', async (t) => {
   const { url, orm, layer } = await startItems(t, { resume: { window: 20 } })
   const [id] = await seedItems(orm, 'a')
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   await subscribe(client, id, { key: KEY })
   client.close()
   await client.waitClose()
   // The parked subscription listens to its row's group until the window ends.
   await eventually(() => layer.groups().length === 0, 'the parked subscription gives up its group')
-  const again = await openClient(t, url)
+  const again = await openAs(t, url)
   t.equal((await subscribe(again, id, { key: KEY, seq: 0 }))[0].response_status, 410)
 })
 
 t.test('resume: false turns it off: no announcement, no seq, the key ignored', async (t) => {
   const { url, orm } = await startItems(t, { resume: false })
   const [id] = await seedItems(orm, 'a')
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   const replies = await subscribe(client, id, { key: KEY })
   t.strictSame(replies.map((r) => r.action), ['subscribe_instance'])
   await renameItem(orm, id, 'b')
   t.equal((await client.next()).seq, undefined)
 })
 
+t.test('another principal on the same address cannot claim a key: 410, and the parked subscription stays its maker\'s', async (t) => {
+  const { url, orm } = await startItems(t)
+  const [id] = await seedItems(orm, 'a')
+  const alice = await openAs(t, url, 'alice')
+  await subscribe(alice, id, { key: KEY })
+  alice.socket.terminate()
+  await alice.waitClose()
+  await renameItem(orm, id, 'b')
+
+  const bob = await openAs(t, url, 'bob')
+  const [refused, reply] = await subscribe(bob, id, { key: KEY, seq: 0 })
+  t.strictSame([refused.action, refused.response_status, reply.action], ['resume', 410, 'subscribe_instance'], 'bob, from 127.0.0.1 too: as if the key were unknown')
+  const back = await openAs(t, url, 'alice')
+  const [resumed] = await subscribe(back, id, { key: KEY, seq: 0 })
+  t.strictSame([resumed.response_status, resumed.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'alice resumes: bob took nothing')
+  const replayed = await back.next()
+  t.strictSame([replayed.seq, replayed.data], [1, { id, name: 'b' }])
+})
+
+/** Sets `request.user` from `?user=`: a connection with it has a principal, one without has none. */
+function usersFromQuery (app: import('fastify').FastifyInstance): void {
+  app.addHook('onRequest', async (request) => {
+    const user = (request.query as { user?: string }).user
+    if (user !== undefined) (request as unknown as { user: unknown }).user = { id: user }
+  })
+}
+
+for (const [how, options] of [
+  ['no principal hook and no request.user', {}],
+  ['a principal hook answering undefined, and no request.user', withPrincipal()]
+] as const) {
+  t.test(`without a principal (${how}) a "resume" key is ignored: no announcement, no seq, nothing parked, a claim takes nothing`, async (t) => {
+    const layer = new MemoryLayer()
+    // One subscription per client: a parked one would still count against the address's budget.
+    const { base, orm } = await startApp(t, [Item], (app) => {
+      usersFromQuery(app)
+      app.wsRest.route('/items/', { ...itemModel, actions })
+    }, { broadcast: layer, maxSubscriptionsPerClient: 1, ...options })
+    const url = `${base}/items/`
+    const [id] = await seedItems(orm, 'a')
+
+    const first = await openClient(t, url)
+    t.strictSame((await subscribe(first, id, { key: KEY })).map((r) => [r.action, r.response_status]), [['subscribe_instance', 201]],
+      'subscribed, with no "resume" frame')
+    await renameItem(orm, id, 'b')
+    const event = await first.next()
+    t.strictSame(Object.keys(event), ['errors', 'data', 'action', 'response_status', 'request_id'], 'a plain DCRF event: no seq')
+    t.equal((await first.ask({ action: 'subscribe_instance', request_id: 'bad', pk: id, resume: { key: 'short' } })).response_status, 400,
+      'a malformed key is still a 400')
+    first.socket.terminate()
+    await first.waitClose()
+    await eventually(() => layer.groups().length === 0, 'nothing parked: nobody listens to the row any more')
+    await renameItem(orm, id, 'c') // what a parked subscription would have kept
+
+    const claimer = await openClient(t, url)
+    t.strictSame((await subscribe(claimer, id, { key: KEY, seq: 1 })).map((r) => [r.action, r.response_status]), [['subscribe_instance', 201]],
+      'a claim from another anonymous connection is a plain subscription (and the address\'s budget of one is free)')
+    await renameItem(orm, id, 'd')
+    const next = await claimer.next()
+    t.strictSame([next.data, next.seq], [{ id, name: 'd' }, undefined], 'its first event is the live one: "c" was never kept, nothing replayed')
+
+    const named = await openClient(t, `${url}?user=alice`)
+    const [announced] = await subscribe(named, id, { key: KEY, seq: 1 })
+    t.strictSame([announced.action, announced.response_status], ['resume', 410], 'a principal claiming the key finds nothing to take')
+  })
+}
+
 t.test('a filtered-list subscription resumes too, on a multiplexed stream', async (t) => {
   const { base, orm } = await startApp(t, [Item], (app) => {
     app.wsRest.multiplex('/mux/', { streams: { items: { ...itemModel, actions } } })
-  })
+  }, withPrincipal())
   const [id] = await seedItems(orm, 'a')
-  const first = await connect(`${base}/mux/`)
+  const first = await connect(`${base}/mux/`, { headers: { 'x-client': 'alice' } })
   first.send({ stream: 'items', payload: { action: 'subscribe_list', request_id: 'list', resume: { key: KEY } } })
   t.strictSame((await first.take(2)).map((m) => [m.stream, (m.payload as WireReply).action]), [['items', 'resume'], ['items', 'subscribe_list']])
   first.socket.terminate()
@@ -203,7 +286,7 @@ t.test('a filtered-list subscription resumes too, on a multiplexed stream', asyn
   await renameItem(orm, id, 'b')
   await renameItem(orm, id, 'c')
 
-  const second = await openClient(t, `${base}/mux/`)
+  const second = await openAs(t, `${base}/mux/`)
   second.send({ stream: 'items', payload: { action: 'subscribe_list', request_id: 'list', resume: { key: KEY, seq: 0 } } })
   const got = (await second.take(4)).map((m) => m.payload as WireReply)
   t.strictSame(got.map((p) => [p.action, p.seq, p.data]), [
@@ -223,7 +306,7 @@ t.test('through Redis: cut from instance A, resumed on instance B, every change 
     await updateSchema(orm)
     const app = Fastify({ logger: false })
     t.teardown(async () => await app.close())
-    await app.register(wsRest, { orm, broadcast: new RedisLayer({ url: redisUrl, prefix }) })
+    await app.register(wsRest, { orm, broadcast: new RedisLayer({ url: redisUrl, prefix }), ...withPrincipal() })
     app.wsRest.route('/items/', { ...itemModel, actions })
     await app.listen({ host: '127.0.0.1', port: 0 })
     return { url: `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/items/`, orm }
@@ -231,9 +314,9 @@ t.test('through Redis: cut from instance A, resumed on instance B, every change 
   const a = await instance()
   const b = await instance()
   const [id] = await seedItems(a.orm, 'n0')
-  const onA = await openClient(t, a.url)
+  const onA = await openAs(t, a.url)
   await subscribe(onA, id, { key: KEY })
-  const writerB = await openClient(t, b.url)
+  const writerB = await openAs(t, b.url)
 
   const total = 40
   const writes = (async () => {
@@ -243,7 +326,7 @@ t.test('through Redis: cut from instance A, resumed on instance B, every change 
   onA.socket.terminate()
   await writes
 
-  const onB = await openClient(t, b.url)
+  const onB = await openAs(t, b.url)
   const [announced, reply] = await subscribe(onB, id, { key: KEY, seq: 3 })
   t.equal(announced.response_status, 200, 'A handed the subscription over through Redis')
   t.equal(reply.action, 'subscribe_instance')
@@ -285,14 +368,14 @@ async function startWatch (t: Teardown, hold: () => Promise<void>, options: Omit
   })
   const { base, app } = await startApp(t, [Item], (app) => {
     app.wsRest.route('/items/', { ...itemModel, actions: [watch] })
-  }, options)
+  }, withPrincipal(options))
   return { url: `${base}/items/`, publish: (n) => app.wsRest.publish('g', { n }) }
 }
 
 t.test('events published while the subscribing action still runs come after its "resume" and its reply, numbered from 1', async (t) => {
   const held = gate()
   const { url, publish } = await startWatch(t, held.wait)
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   client.send({ action: 'watch', request_id: 'w', resume: { key: KEY } })
   await within(held.entered, 'the action subscribed and waits')
   publish(1)
@@ -309,7 +392,7 @@ t.test('events published while the subscribing action still runs come after its 
 t.test('more events while the action runs than maxEvents → 410 instead of 201, and the newest are sent numbered from 1', async (t) => {
   const held = gate()
   const { url, publish } = await startWatch(t, held.wait, { resume: { maxEvents: 3 } })
-  const client = await openClient(t, url)
+  const client = await openAs(t, url)
   client.send({ action: 'watch', request_id: 'w', resume: { key: KEY } })
   await within(held.entered, 'the action subscribed and waits')
   for (let n = 1; n <= 5; n++) publish(n)
@@ -323,13 +406,13 @@ t.test('more events while the action runs than maxEvents → 410 instead of 201,
 t.test('a key names one subscription: claimed for another row → 410, and the key now belongs to that row\'s subscription', async (t) => {
   const { url, orm } = await startItems(t)
   const [one, two] = await seedItems(orm, 'one', 'two')
-  const first = await openClient(t, url)
+  const first = await openAs(t, url)
   await subscribe(first, one, { key: KEY })
   first.socket.terminate()
   await first.waitClose()
   await renameItem(orm, one, 'changed')
 
-  const other = await openClient(t, url)
+  const other = await openAs(t, url)
   t.equal((await subscribe(other, two, { key: KEY, seq: 0 }))[0].response_status, 410, 'row two cannot take row one\'s events')
   await renameItem(orm, one, 'again')
   await renameItem(orm, two, 'two!')
@@ -338,21 +421,21 @@ t.test('a key names one subscription: claimed for another row → 410, and the k
   other.socket.terminate()
   await other.waitClose()
 
-  const rowOne = await openClient(t, url)
+  const rowOne = await openAs(t, url)
   t.equal((await subscribe(rowOne, one, { key: KEY, seq: 0 }))[0].response_status, 410, 'the parked row-one subscription was replaced')
 })
 
 t.test('a fresh subscribe with a key still held (its first reply was lost) replaces the old holder, which stops listening', async (t) => {
   const { url, orm, layer } = await startItems(t)
   const [one, two] = await seedItems(orm, 'one', 'two')
-  const first = await openClient(t, url)
+  const first = await openAs(t, url)
   await subscribe(first, one, { key: KEY })
   first.socket.terminate()
   await first.waitClose()
   const parked = layer.groups()
   t.equal(parked.length, 1, 'parked: still listening to row one')
 
-  const second = await openClient(t, url)
+  const second = await openAs(t, url)
   t.equal((await subscribe(second, two, { key: KEY }))[0].response_status, 201)
   t.equal(layer.groups().length, 1)
   t.not(layer.groups()[0], parked[0], 'row one\'s group is gone, row two\'s is listened to')
@@ -377,11 +460,11 @@ t.test('a slow claim overtaken by a newer one does not take the key back when it
   })
   const { base, app } = await startApp(t, [Item], (app) => {
     app.wsRest.route('/items/', { ...itemModel, permissions: [gated], actions: [watch] })
-  })
+  }, withPrincipal())
   const url = `${base}/items/`
   const watchFrame = (resume: Record<string, unknown>): Record<string, unknown> => ({ action: 'watch', request_id: 'w', resume })
 
-  const one = await openClient(t, `${url}?who=one`)
+  const one = await openAs(t, `${url}?who=one`)
   t.equal((await one.ask(watchFrame({ key: KEY }))).action, 'resume')
   await one.next()
   holding = true
@@ -389,11 +472,11 @@ t.test('a slow claim overtaken by a newer one does not take the key back when it
   await within(slow.entered, 'the check of one\'s event waits')
 
   subscribed = deferred()
-  const two = await openClient(t, `${url}?who=two`)
+  const two = await openAs(t, `${url}?who=two`)
   two.send(watchFrame({ key: KEY, seq: 0 }))
   await within(subscribed.promise, 'two claims the key, and waits for one to hand it over')
 
-  const three = await openClient(t, `${url}?who=three`)
+  const three = await openAs(t, `${url}?who=three`)
   three.send(watchFrame({ key: KEY, seq: 0 }))
   const [announced, reply] = await three.take(2)
   t.strictSame([announced.response_status, reply.action], [410, 'watch'], 'nobody holds the key while two claims it: three starts afresh')
@@ -406,7 +489,7 @@ t.test('a slow claim overtaken by a newer one does not take the key back when it
   three.socket.terminate()
   await three.waitClose()
 
-  const four = await openClient(t, `${url}?who=four`)
+  const four = await openAs(t, `${url}?who=four`)
   four.send(watchFrame({ key: KEY, seq: 0 }))
   const [again] = await four.take(2)
   t.strictSame([again.response_status, again.data], [200, { key: KEY, seq: 0, replayed: 1 }], 'four resumes three (one event), not two')
@@ -416,7 +499,7 @@ t.test('a slow claim overtaken by a newer one does not take the key back when it
 t.test('a list subscription resumes only with the filter it was made with: events kept under one filter never replay under another (the same filter resumes: see the tests above)', async (t) => {
   const { url, orm } = await startItems(t)
   const [id] = await seedItems(orm, 'a')
-  const first = await openClient(t, url)
+  const first = await openAs(t, url)
   first.send({ action: 'subscribe_list', request_id: 'l', filter: { name: 'b' }, resume: { key: KEY } })
   t.strictSame((await first.take(2)).map((m) => m.action), ['resume', 'subscribe_list'])
   await renameItem(orm, id, 'b')
@@ -424,7 +507,7 @@ t.test('a list subscription resumes only with the filter it was made with: event
   first.close()
   await first.waitClose()
 
-  const other = await openClient(t, url)
+  const other = await openAs(t, url)
   other.send({ action: 'subscribe_list', request_id: 'l', filter: { name: 'c' }, resume: { key: KEY, seq: 0 } })
   const [announced] = await other.take(2)
   t.strictSame([announced.action, announced.response_status], ['resume', 410], 'another filter: refetch, nothing replayed')

@@ -5,12 +5,13 @@
  * - search needles and string filter values are bounded by their column's length (else
  *   1,000 characters), and a socket's subscriptions hold at most `maxFilterChars` of them;
  * - a resume key has at least 128 bits; only its maker (same principal, route and stream)
- *   can claim it; a live holder whose key is taken is told so (409); what is replayed is
+ *   can claim it, and a connection without a principal makes nothing resumable (its
+ *   address is no principal, though it is whose budget it counts against); a live holder whose key is taken is told so (409); what is replayed is
  *   checked against the claimer's scope and permissions as live events are.
  */
 import t from 'tap'
 import wsRest, { mixins, type Permission, type WsRestOptions } from '../index.js'
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import { eventually } from './helpers/async.js'
 import { connect, openClient, type TestClient, type WireReply } from './helpers/client.js'
 import { Item, itemModel, renameItem, seedItems } from './helpers/item.js'
@@ -50,8 +51,12 @@ async function connectWhenFree (url: string): Promise<TestClient> {
   return client as TestClient
 }
 
+/** The app's principal hook these tests use: `?who=` (a connection without it has none, and nothing it makes is resumable). */
+const who = (request: FastifyRequest): string | undefined => (request.query as { who?: string }).who
+
 t.test('parked subscriptions count per client: 40 reconnect cycles of 5 park at most maxParkedPerClient, the oldest dropped', async (t) => {
-  const { url } = await startItems(t, { maxSubscriptions: 5, maxConnectionsPerIp: 1, maxConnections: 2, resume: { maxParkedPerClient: 20 } })
+  const started = await startItems(t, { maxSubscriptions: 5, maxConnectionsPerIp: 1, maxConnections: 2, resume: { maxParkedPerClient: 20, principal: who } })
+  const url = `${started.url}?who=alice`
   for (let cycle = 0; cycle < 40; cycle++) {
     const client = await connectWhenFree(url)
     for (let s = 0; s < 5; s++) client.send({ action: 'subscribe_list', request_id: `c${cycle}s${s}`, resume: { key: keyOf(cycle * 5 + s) } })
@@ -75,7 +80,7 @@ t.test('parked subscriptions count per client: 40 reconnect cycles of 5 park at 
 t.test('parked subscriptions count globally: past maxParked the oldest of any client go', async (t) => {
   const { url } = await startItems(t, {
     maxSubscriptions: 5,
-    resume: { maxParked: 12, principal: (request) => (request.query as { who?: string }).who }
+    resume: { maxParked: 12, principal: who }
   })
   for (let who = 0; who < 5; who++) {
     const client = await openClient(t, `${url}?who=${who}`)
@@ -124,16 +129,20 @@ t.test('maxFilterChars: a socket\'s subscriptions hold that much filter and sear
   t.equal((await client.ask({ action: 'subscribe_list', request_id: 'c', filter: filter('c') })).response_status, 201, 'an unsubscribe frees its share')
 })
 
-t.test('a resume key of fewer than 128 bits is a 400 keyed resume', async (t) => {
-  const { url } = await startItems(t)
-  const client = await openClient(t, url)
-  for (const key of ['abcdefghijklmnopqrstu', '0123456789abcdef0123456789abcde']) {
-    const reply = await client.ask({ action: 'subscribe_list', request_id: 'r', resume: { key } })
-    t.equal(reply.response_status, 400, `${key.length} characters refused`)
-    t.match(reply.errors, [{ resume: [/^Expected \{"key"/] }])
+t.test('a resume key of fewer than 128 bits is a 400 keyed resume, with a principal or without (where it would be ignored)', async (t) => {
+  const { url } = await startItems(t, { resume: { principal: who } })
+  const client = await openClient(t, `${url}?who=alice`)
+  const anonymous = await openClient(t, url)
+  for (const socket of [client, anonymous]) {
+    for (const key of ['abcdefghijklmnopqrstu', '0123456789abcdef0123456789abcde']) {
+      const reply = await socket.ask({ action: 'subscribe_list', request_id: 'r', resume: { key } })
+      t.equal(reply.response_status, 400, `${key.length} characters refused`)
+      t.match(reply.errors, [{ resume: [/^Expected \{"key"/] }])
+    }
   }
   for (const key of ['abcdefghijklmnopqrstuv', '0123456789abcdef0123456789abcdef']) {
-    t.strictSame((await subscribeList(client, key, { key })).map((r) => r.response_status), [201, 201], `${key.length} characters accepted`)
+    t.strictSame((await subscribeList(client, key, { key })).map((r) => [r.action, r.response_status]), [['resume', 201], ['subscribe_list', 201]],
+      `${key.length} characters accepted`)
   }
 })
 
@@ -231,8 +240,10 @@ for (const by of ['scope', 'permission'] as const) {
   })
 }
 
-t.test('a live holder whose key is taken by another connection gets a "resume" 409, then nothing more', async (t) => {
-  const { url, orm } = await startItems(t)
+t.test('a live holder whose key is taken by another connection (of the same principal) gets a "resume" 409, then nothing more', async (t) => {
+  const started = await startItems(t, { resume: { principal: who } })
+  const { orm } = started
+  const url = `${started.url}?who=alice`
   const [id] = await seedItems(orm, 'a')
   const KEY = keyOf('live')
   const old = await openClient(t, url)

@@ -14,7 +14,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { ValidationError } from '../errors.js'
 import { encodeEvent, type ActionRequest, type Reply } from '../protocol.js'
 import type { GroupMessage, Rendered } from './changes.js'
-import { parseResume, principalOf, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRegistry, type ResumeRequest } from './resume.js'
+import { parseResume, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRegistry, type ResumeRequest } from './resume.js'
 import type { Subscription } from './subscription.js'
 
 /** A message's `resume` request, and what became of it once its action subscribed. */
@@ -44,6 +44,11 @@ const TAKEN = 'This subscription was taken over by another connection with its r
 /** What the handoff needs of the consumer whose subscriptions it makes resumable. */
 export interface ResumeHost {
   readonly request: FastifyRequest
+  /**
+   * Who may resume the connection's subscriptions (resume.ts `resumePrincipal`): the key
+   * is filed under it. `undefined`: nobody — a `resume` key is ignored.
+   */
+  readonly principal: string | undefined
   readonly log: FastifyBaseLogger
   /** The route (and, on a multiplexed route, the stream) a key is filed under: a claim from elsewhere finds nothing. */
   readonly route: { readonly path: string }
@@ -101,10 +106,16 @@ export class ResumeHandoff {
     return `${this.host.route.path}#${this.host.stream ?? ''}#${subscription.key}#${filterJson}`
   }
 
-  /** A message's `resume` key: checked, and remembered until its action has subscribed. */
-  expect (request: ActionRequest): PendingResume {
+  /**
+   * A message's `resume` key: checked, and remembered until its action has subscribed.
+   * On a connection without a principal it is checked all the same (a malformed key is a
+   * 400 wherever resuming is on: bad input always gets a clear error), then ignored, as
+   * with `resume: false`: the subscription is plain, with nothing to claim or park.
+   */
+  expect (request: ActionRequest): PendingResume | undefined {
     const parsed = parseResume(request.resume)
     if (typeof parsed === 'string') throw ValidationError.field('resume', parsed)
+    if (this.host.principal === undefined) return undefined
     const filterJson = JSON.stringify([request.args.filter ?? null, request.args.search ?? null]) ?? ''
     const pending: PendingResume = { requestIdJson: JSON.stringify(request.requestId) ?? 'null', request: parsed, filterJson }
     ;(this.pending ??= new Map()).set(pending.requestIdJson, pending)
@@ -118,10 +129,11 @@ export class ResumeHandoff {
    */
   private async makeResumable (subscription: Subscription, request: ResumeRequest, filterJson: string): Promise<{ status: 200 | 201 | 410, replay: LoggedEvent[] }> {
     const registry = this.registry
-    const client = principalOf(this.host.request, registry.options)
+    // Set: expect() passes on no request from a connection without a principal.
+    const client = this.host.principal as string
     // The key is filed under its maker's principal, route and stream: a claim from anyone
-    // else (another user, another address, another route) finds nothing — 410, as for an
-    // unknown key — and never takes the subscription over.
+    // else (another principal, another route) finds nothing — 410, as for an unknown
+    // key — and never takes the subscription over.
     // Hashed: a claim crosses the broadcast layer (Redis), which need not see who the user is.
     const slot = createHash('sha256').update(JSON.stringify([client, this.host.route.path, this.host.stream ?? '', request.key])).digest('base64url')
     const resume = new ResumeState(request.key, this.resumeIdentity(subscription, filterJson), registry.options, slot)

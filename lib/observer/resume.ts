@@ -48,7 +48,9 @@ export interface ResumeOptions {
    * Who a socket's client is: only the same principal may resume its subscriptions, and
    * parked subscriptions are counted against `maxParkedPerClient` per principal. Return
    * `undefined` to fall back to the default: `request.user`'s `id` or `sub` (else the whole
-   * user as JSON) when the app sets `request.user`, else the client IP.
+   * user as JSON) when the app sets `request.user`. A connection with neither has no
+   * principal, and its subscriptions are not resumable (a `resume` key is ignored): an
+   * address is not an identity — everyone behind a NAT or a proxy shares one.
    */
   principal?: (request: FastifyRequest) => string | undefined
 }
@@ -79,28 +81,29 @@ function checkPrincipal (value: unknown): ResolvedResume['principal'] {
 }
 
 /**
- * Who a socket's client is, for resuming: the app's `principal`, else the authenticated
- * user (by a stable id when it has one), else the client IP. A key alone is a bearer
- * token; tied to its maker's principal, a leaked or guessed key is worth nothing to anyone else.
+ * Who may resume a connection's subscriptions: the app's `principal`, else the
+ * authenticated user (by a stable id when it has one) — or `undefined`, and then nobody:
+ * the connection's subscriptions are not resumable. A key alone is a bearer token; filed
+ * under its maker's principal, a leaked or guessed key is worth nothing to anyone else.
+ * The client IP is no principal: every connection behind the same NAT or proxy (or on
+ * 127.0.0.1) shares it, so a key filed under it could be claimed by any of them.
  */
-export function principalOf (request: FastifyRequest, options: Pick<ResolvedResume, 'principal'>): string {
+export function resumePrincipal (request: FastifyRequest, options: Pick<ResolvedResume, 'principal'>): string | undefined {
   const named = options.principal?.(request)
   if (typeof named === 'string') return `app:${named}`
   const user = (request as { user?: unknown }).user
-  if (user !== undefined && user !== null) {
-    if (typeof user === 'string' || typeof user === 'number' || typeof user === 'bigint') return `user:${String(user)}`
-    if (typeof user === 'object') {
-      const { id, sub } = user as { id?: unknown, sub?: unknown }
-      const stable = id ?? sub
-      if (typeof stable === 'string' || typeof stable === 'number' || typeof stable === 'bigint') return `user:${String(stable)}`
-      try {
-        return `user:${JSON.stringify(user)}`
-      } catch {
-        // A user object JSON cannot encode: fall back to the address rather than fail the subscribe.
-      }
-    }
+  if (user === undefined || user === null) return undefined
+  if (typeof user === 'string' || typeof user === 'number' || typeof user === 'bigint') return `user:${String(user)}`
+  if (typeof user !== 'object') return undefined
+  const { id, sub } = user as { id?: unknown, sub?: unknown }
+  const stable = id ?? sub
+  if (typeof stable === 'string' || typeof stable === 'number' || typeof stable === 'bigint') return `user:${String(stable)}`
+  try {
+    return `user:${JSON.stringify(user)}`
+  } catch {
+    // A user object JSON cannot encode names nobody: not resumable, rather than fail the subscribe.
+    return undefined
   }
-  return `ip:${request.ip}`
 }
 
 /** What a subscribe frame's `resume` asks for. */
