@@ -8,18 +8,20 @@
  *   match no row) on one socket until past `maxFilterChars`: 201s, then 429s "Too much
  *   filtering". Then one `unsubscribe_list`, after which one more subscribe must fit again
  *   (the share is given back), and the socket closes; repeated.
- * - churners: open a socket, several `subscribe_list` with fresh random 32-hex resume keys
- *   and no filter (so each parked one keeps events), close; repeated as fast as the server
- *   answers, from `churnIps` loopback addresses (each a principal of its own, so the
- *   per-client parked budget is what bounds them). The server's RSS shows whether the
- *   budgets hold; at the end, per address, its oldest parked subscription must be gone
- *   (resume 410) and its newest still there (resume 200).
- * - thieves: claim the resume keys of the normal resumable subscribers (their key and
- *   request_id) from another route identity (`/ws/multiplex/` stream `users`, same IP),
- *   and from the same route but another principal (another loopback address), alternately
- *   as a claim (`seq` given: must get `resume` 410, an unknown key) and as a first subscribe
- *   (no `seq`: a fresh subscription of the thief's own, `resume` 201). Never 200 (resumed);
- *   the victim must get no 409 and keep every event (the normal accounting checks it).
+ * - churners: open a socket on `/ws/jwt/`, several `subscribe_list` with fresh random
+ *   32-hex resume keys and no filter (so each parked one keeps events), close; repeated as
+ *   fast as the server answers, from `churnIps` loopback addresses, each with the token of
+ *   a user of its own (resuming needs a principal: an address is none), so the per-client
+ *   parked budget is what bounds them. The server's RSS shows whether the budgets hold; at
+ *   the end, per user, its oldest parked subscription must be gone (resume 410) and its
+ *   newest still there (resume 200).
+ * - thieves: claim the resume keys of the normal resumable subscribers (on `/ws/jwt/`,
+ *   their key and request_id) from another route without a principal (`/ws/multiplex/`
+ *   stream `users`: the key is ignored, no `resume` frame, a plain subscription), and from
+ *   the same route and address as another principal (the thief user's token: `resume` 410
+ *   for a claim with `seq`, an unknown key; 201 for a first subscribe without, a fresh
+ *   subscription of the thief's own). Never 200 (resumed); the victim must get no 409 and
+ *   keep every event (the normal accounting checks it).
  *
  * Every reply is counted by scenario, action and status. A 500, a timeout, a close the
  * client did not ask for, or a reply other than the expected one is an error of the run.
@@ -38,8 +40,10 @@ export interface AbuseOptions {
   url: string
   /** The normal clients' resumable subscriptions, whose keys the thieves try to claim. */
   victims: Victim[]
-  /** Loopback addresses the churners connect from (one principal each). */
+  /** Loopback addresses the churners connect from (each with a user, a principal, of its own). */
   churnIps: number
+  /** Tokens (`POST /token`) of the users the thieves and the churners (one per address) are on `/ws/jwt/`. */
+  tokens: { thief: string, churn: string[] }
   /** Which scenarios run (all by default), to tell which one costs the normal clients what. */
   scenarios: ReadonlySet<Scenario>
   timeoutMs: number
@@ -60,7 +64,7 @@ export interface AbuseReport {
   /** Resumable subscriptions the churners left parked (before the server's budgets evict). */
   parkedMade: number
   theftAttempts: number
-  /** Attempts answered as a stranger's: a claim 410, a first subscribe a fresh 201 (never 200, never a 409 to the victim). */
+  /** Attempts answered as a stranger's: anonymous, no `resume` frame; another user, a claim 410 and a first subscribe a fresh 201 (never 200, never a 409 to the victim). */
   theftRefused: number
   /** How many 201s a hoarding socket got before its first 429, per round (min–max). */
   hoardAccepted: { min: number, max: number }
@@ -116,9 +120,10 @@ export function startAbuse (options: AbuseOptions): { stop: () => Promise<AbuseR
     closing = false
     closed = false
     waiters = new Map<string, Waiter>()
-    constructor (readonly scenario: string, path: string, readonly stream?: string, localAddress?: string) {
+    constructor (readonly scenario: string, path: string, readonly stream?: string, localAddress?: string, token?: string) {
       report.socketsOpened++
-      this.ws = new WebSocket(`${options.url}${path}`, { perMessageDeflate: false, localAddress })
+      const headers = token === undefined ? undefined : { authorization: `Bearer ${token}` }
+      this.ws = new WebSocket(`${options.url}${path}`, { perMessageDeflate: false, localAddress, headers })
       this.ws.on('message', (data) => { this.onMessage((data as Buffer).toString()) })
       this.ws.on('error', (err) => { if (!this.closing) fail('abuse-close', `${scenario}: ${err.message}`) })
       this.ws.on('close', (code, reason) => {
@@ -278,18 +283,20 @@ export function startAbuse (options: AbuseOptions): { stop: () => Promise<AbuseR
     }
   }
 
-  /** The churners' parked subscriptions by address, oldest first. */
-  const parkedBy = new Map<string, Victim[]>()
+  /** The churners' parked subscriptions by address (one user each), oldest first. */
+  const parkedBy = new Map<number, Victim[]>()
+  const churnIp = (k: number): string => `127.0.2.${k + 1}`
 
   /**
-   * After the churn: the per-client budget holds when, for an address that parked more than
+   * After the churn: the per-client budget holds when, for a user that parked more than
    * `PARKED_PER_CLIENT`, its oldest parked subscription is gone (resume 410) while its newest
    * is still there (resume 200).
    */
   async function checkBudgets (): Promise<void> {
-    for (const [ip, made] of parkedBy) {
+    for (const [k, made] of parkedBy) {
       if (made.length <= PARKED_PER_CLIENT) continue
-      const socket = new Abuser('budget', '/ws/', undefined, ip)
+      const ip = churnIp(k)
+      const socket = new Abuser('budget', '/ws/jwt/', undefined, ip, options.tokens.churn[k])
       if (!await socket.opened()) continue
       for (const [which, victim, expected] of [['oldest', made[0]!, 410], ['newest', made[made.length - 1]!, 200]] as const) {
         const result = await socket.request({ action: 'subscribe_list', request_id: victim.requestId, resume: { key: victim.key, seq: 0 } })
@@ -303,9 +310,9 @@ export function startAbuse (options: AbuseOptions): { stop: () => Promise<AbuseR
 
   async function churn (worker: number, workers: number): Promise<void> {
     for (let round = 0; running; round++) {
-      // Spread over the addresses: 127.0.2.1 … 127.0.2.<churnIps>.
-      const ip = `127.0.2.${1 + ((round * workers + worker) % options.churnIps)}`
-      const socket = new Abuser('churn', '/ws/', undefined, ip)
+      // Spread over the addresses, 127.0.2.1 … 127.0.2.<churnIps>, each with its user's token.
+      const k = (round * workers + worker) % options.churnIps
+      const socket = new Abuser('churn', '/ws/jwt/', undefined, churnIp(k), options.tokens.churn[k])
       if (!await socket.opened()) return
       for (let k = 0; k < CHURN_SUBS && running && !socket.closed; k++) {
         const key = hex(16)
@@ -315,8 +322,8 @@ export function startAbuse (options: AbuseOptions): { stop: () => Promise<AbuseR
           fail('abuse-reply', `churn: subscribe_list with resume → ${JSON.stringify(result.resume ?? null).slice(0, 200)} then ${JSON.stringify(result.reply).slice(0, 300)}`)
         } else {
           report.parkedMade++
-          const made = parkedBy.get(ip) ?? []
-          parkedBy.set(ip, made)
+          const made = parkedBy.get(k) ?? []
+          parkedBy.set(k, made)
           made.push({ requestId: String(result.reply.request_id), key })
         }
       }
@@ -330,8 +337,9 @@ export function startAbuse (options: AbuseOptions): { stop: () => Promise<AbuseR
       // Alternately a claim (with a seq) and a first subscribe naming the key: both must find nothing.
       const resume = round % 2 === 0 ? { key: victim.key, seq: 1 } : { key: victim.key }
       const attempts: Array<[string, Abuser]> = [
-        ['cross-route', new Abuser('theft-route', '/ws/multiplex/', 'users')],
-        ['cross-principal', new Abuser('theft-principal', '/ws/', undefined, '127.0.4.1')]
+        ['anonymous', new Abuser('theft-anonymous', '/ws/multiplex/', 'users')],
+        // The victims' route and address (127.0.0.1), another user: only the principal differs.
+        ['cross-principal', new Abuser('theft-principal', '/ws/jwt/', undefined, undefined, options.tokens.thief)]
       ]
       for (const [how, socket] of attempts) {
         if (!await socket.opened()) continue
@@ -339,13 +347,14 @@ export function startAbuse (options: AbuseOptions): { stop: () => Promise<AbuseR
         const result = await socket.request({ action: 'subscribe_list', request_id: victim.requestId, resume })
         if (result === undefined) { await socket.close(); continue }
         const status = result.resume?.response_status
-        // A claim (with a seq) finds nothing outside the key's route and principal: 410. A first
-        // subscribe (no seq) starts a fresh subscription under the thief's own identity: 201.
-        // Either way nothing is resumed (200), and the victim gets no 409 (the normal accounting).
-        const expected = 'seq' in resume ? 410 : 201
+        // Without a principal the key is ignored: no `resume` frame, a plain subscription. With
+        // another principal, a claim (with a seq) finds nothing: 410; a first subscribe (no seq)
+        // starts a fresh subscription under the thief's own identity: 201. Either way nothing
+        // is resumed (200), and the victim gets no 409 (the normal accounting).
+        const expected = how === 'anonymous' ? undefined : 'seq' in resume ? 410 : 201
         if (status === expected && result.reply.response_status === 201) report.theftRefused++
         else if (status === 200) fail('stolen', `${how}: claiming ${victim.requestId}'s key resumed it: ${JSON.stringify(result.resume).slice(0, 300)}`)
-        else fail('abuse-reply', `${how}: ${'seq' in resume ? 'claiming' : 'subscribing with'} ${victim.requestId}'s key → resume ${JSON.stringify(result.resume ?? null).slice(0, 200)} (expected ${expected}), ${JSON.stringify(result.reply).slice(0, 200)}`)
+        else fail('abuse-reply', `${how}: ${'seq' in resume ? 'claiming' : 'subscribing with'} ${victim.requestId}'s key → resume ${JSON.stringify(result.resume ?? null).slice(0, 200)} (expected ${expected ?? 'none'}), ${JSON.stringify(result.reply).slice(0, 200)}`)
         // The fresh subscription is the thief's own: left to park on close, it would hold the
         // victim's key in the thief's namespace, and the next claim would rightly resume it
         // (a 200 that is no theft). Unsubscribed, it leaves nothing behind.

@@ -38,15 +38,19 @@
  * alone; the second runs it beside the abusive clients of bench/soak-abuse.ts (huge
  * needles, filter hoarding, subscribe/park churn from --abuse-ips loopback addresses,
  * resume-key theft). Latency per action kind is reported for each half, so the cost of the
- * abuse to the normal clients shows. Half of the plain list subscribers then subscribe
- * with a resume key (their events carry `seq`, checked to go up by one): they are the
- * thieves' victims, and a `resume` 409 on one of them (a takeover) is an error. Abusive
+ * abuse to the normal clients shows. Resuming needs a principal, and `/ws/` has none: so
+ * beside the normal clients, as many list subscribers as half of the plain ones connect to
+ * `/ws/jwt/` with the token of a user made for the soak, and subscribe with a resume key
+ * (their events carry `seq`, checked to go up by one): they are the thieves' victims, and
+ * a `resume` 409 on one of them (a takeover) is an error. The churners and the thieves get
+ * users (tokens) of their own too (bench/soak-abuse.ts). Abusive
  * replies are counted by status; a 500, a close the abuser did not ask for, or a reply
  * other than the one expected (see bench/soak-abuse.ts) is an error.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -473,10 +477,52 @@ function onResumeFrame (sub: Sub, reply: Reply, text: string): void {
 }
 let stolen = 0
 
+/**
+ * --abuse: the users whose tokens (`POST /token`) give the victims, the thieves and each
+ * churning address a principal of its own on `/ws/jwt/` — resuming needs one, and the
+ * example's `/ws/` has none. Made on `conn` through `/ws/` before any subscription exists;
+ * `soak.` usernames are no connection's (`.c<n>.`), so no list of its own rows sees them.
+ * A churner's token is asked for from its own address (127.0.2.<k>), the others' from
+ * 127.0.0.1: each address stays under `POST /token`'s rate limit (10 a minute).
+ */
+async function makePrincipals (url: string, conn: Conn, churners: number): Promise<{ victim: string, thief: string, churn: string[] }> {
+  const token = async (name: string, localAddress?: string): Promise<string> => {
+    const username = `soak.${name}`
+    const made = await request(conn, { action: 'create', data: { username, email: `${name}@principal.soak.test`, password1: 'pw', password2: 'pw' } })
+    if (!ok(conn, made, 201, `create user ${username}`)) throw new Error(`could not create ${username}`)
+    const { status, body } = await postJson(`${url.replace(/^ws/, 'http')}/token`, { username, password: 'pw' }, localAddress)
+    if (status !== 200) throw new Error(`POST /token for ${username}: ${status} ${body}`)
+    return (JSON.parse(body) as { token: string }).token
+  }
+  const victim = await token('victim')
+  const thief = await token('thief')
+  // One after the other: `conn` has one request in flight at a time.
+  const churn: string[] = []
+  for (let k = 0; k < churners; k++) churn.push(await token(`churn${k + 1}`, `127.0.2.${k + 1}`))
+  return { victim, thief, churn }
+}
+
+/** POST `payload` as JSON from `localAddress`; the status and the body. */
+async function postJson (url: string, payload: unknown, localAddress?: string): Promise<{ status: number, body: string }> {
+  const body = JSON.stringify(payload)
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', localAddress, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
 // ---------------------------------------------------------------------------- connections
 
-async function connect (index: number, url: string): Promise<Conn> {
-  const ws = new WebSocket(url, { perMessageDeflate: false })
+async function connect (index: number, url: string, token?: string): Promise<Conn> {
+  const headers = token === undefined ? undefined : { authorization: `Bearer ${token}` }
+  const ws = new WebSocket(url, { perMessageDeflate: false, headers })
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => { ws.off('error', reject); resolve() })
     ws.once('error', reject)
@@ -958,9 +1004,16 @@ async function main (): Promise<number> {
   const listing = subscribers.filter((_, k) => k % 4 === 0 || k % 4 === 1)
   const filtering = subscribers.filter((_, k) => k % 4 === 2)
   const watching = subscribers.filter((_, k) => k % 4 === 3)
+  // --abuse: users for the principals resuming needs (made before any subscription, so they
+  // are no event of anyone's), and resumable list subscribers on /ws/jwt/, the thieves'
+  // victims, one for every other plain list subscriber (in both halves, so the halves compare).
+  const principals = config.abuse ? await makePrincipals(srv.url, conns[0]!, config.abuseIps) : undefined
+  const victimConns = principals === undefined
+    ? []
+    : await Promise.all(Array.from({ length: Math.ceil(listing.length / 2) }, async (_, k) => await connect(conns.length + k, `${srv.url}/ws/jwt/`, principals.victim)))
   await Promise.all([
-    // --abuse: every other plain list subscriber is resumable, the thieves' victims (in both halves, so the halves compare).
-    ...listing.map(async (conn, k) => { await subscribeList(conn, false, config.abuse && k % 2 === 0) }),
+    ...listing.map(async (conn) => { await subscribeList(conn, false) }),
+    ...victimConns.map(async (conn) => { await subscribeList(conn, false, true) }),
     ...filtering.map(async (conn) => { await subscribeList(conn, true) })
   ])
 
@@ -1022,8 +1075,8 @@ async function main (): Promise<number> {
     const peakBefore = peakRss
     peakRss = 0
     abuseRss = { start: sampleRss(), peak: 0 }
-    log(`      abuse starts: ${victims.length} resumable victims, churn from ${config.abuseIps} addresses; server RSS ${mib(abuseRss.start)}`)
-    const abuse = startAbuse({ url: srv.url, victims, churnIps: config.abuseIps, scenarios: config.abuseScenarios, timeoutMs: config.timeoutMs, fail })
+    log(`      abuse starts: ${victims.length} resumable victims (/ws/jwt/), churn as ${config.abuseIps} users from as many addresses; server RSS ${mib(abuseRss.start)}`)
+    const abuse = startAbuse({ url: srv.url, victims, churnIps: config.abuseIps, tokens: principals!, scenarios: config.abuseScenarios, timeoutMs: config.timeoutMs, fail })
     await new Promise((resolve) => setTimeout(resolve, half))
     abuseRss.end = sampleRss()
     abuseRss.peak = peakRss
@@ -1074,7 +1127,7 @@ async function main (): Promise<number> {
 
   // Close politely, then stop the server the way an operator would, and expect a clean exit.
   stopping = true
-  await Promise.all(conns.map(async (conn) => {
+  await Promise.all([...conns, ...victimConns].map(async (conn) => {
     conn.closing = true
     if (conn.ws.readyState === WebSocket.CLOSED) return
     await new Promise<void>((resolve) => {
@@ -1182,7 +1235,7 @@ async function main (): Promise<number> {
       out(`  ${name === 'alone' ? 'alone      ' : 'with abuse '} ${Object.entries(byKind).map(([k, l]) => `${k} ${l.p50}/${l.p99} (n ${l.n})`).join(', ')} (p50/p99 ms)`)
     }
     out(`  abuse       ${a.requests} abusive replies on ${a.socketsOpened} sockets; 500s ${a.status500}, unexpected closes ${a.unexpectedCloses}, stolen ${a.stolen}; ` +
-      `theft attempts ${a.theftAttempts} (${a.theftRefused} answered as a stranger: claim 410, first subscribe a fresh 201); parked made ${a.parkedMade} from ${config.abuseIps} addresses; ` +
+      `theft attempts ${a.theftAttempts} (${a.theftRefused} answered as a stranger: anonymous no resume frame, another user's claim 410, first subscribe a fresh 201); parked made ${a.parkedMade} by ${config.abuseIps} users; ` +
       `hoarding: ${a.hoardAccepted.min}–${a.hoardAccepted.max} filters of ${a.hoardFilterChars} chars before the 429; server CPU ${a.serverCpu?.alone} → ${a.serverCpu?.abuse} cores`)
     out(`              ${Object.entries(a.statuses).sort(([x], [y]) => x.localeCompare(y)).map(([k, n]) => `${k}: ${n}`).join(', ')}`)
     out(`  abuser lat. ${Object.entries(a.latencyMs).sort(([x], [y]) => x.localeCompare(y)).map(([k, l]) => `${k} ${l.p50}/${l.p99}`).join(', ')} (p50/p99 ms)`)
