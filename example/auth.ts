@@ -148,18 +148,46 @@ export function jwtAuth (orm: MikroORM): onRequestHookHandler {
 }
 
 /**
+ * How long a subscription's events may rely on the last check that the token's user still
+ * exists (ms). Every event of a subscription runs its action's permissions again; a count
+ * query per event per subscriber would make the database the bottleneck of every fan-out
+ * (the soak's subscribers were closed as too slow: 1,024 events waiting for their checks).
+ * Actions other than subscribing always ask the database.
+ */
+export const USER_CHECK_REUSE_MS = 1_000
+
+/** Per socket: the last check that its user exists, when it was started, and its answer (shared while it runs). */
+const userChecks = new WeakMap<FastifyRequest, { at: number, exists: Promise<boolean> }>()
+
+/** Subscribing actions: their permissions run again before each event of the subscription. */
+const SUBSCRIBING = new Set(['subscribe_instance', 'subscribe_list'])
+
+/** Whether the user of `ctx`'s token still exists: one count, or for a subscription's events, a recent one. */
+async function userExists (ctx: ActionContext): Promise<boolean> {
+  const user = ctx.request.user
+  if (user === null || !('id' in user)) return false
+  const now = Date.now()
+  const last = userChecks.get(ctx.request)
+  if (last !== undefined && SUBSCRIBING.has(ctx.action) && now - last.at < USER_CHECK_REUSE_MS) return await last.exists
+  const exists = ctx.em.count(User, { id: user.id }).then((n) => n === 1)
+  userChecks.set(ctx.request, { at: now, exists })
+  return await exists
+}
+
+/**
  * Before every action on `/ws/jwt/`: the token must not have expired, and its user must
  * still exist (one primary-key count per action). Otherwise the action gets 403 and, once
  * that reply is out, the socket closes: 4001 at `exp` ({@link tokenDeadline} closes it at
  * that time anyway; this covers an action arriving in between, as timers run late under
- * load), 4003 for a deleted user. The client learns why from the close code.
+ * load), 4003 for a deleted user. The client learns why from the close code. Events of a
+ * subscription are checked the same way, but reuse a count up to {@link USER_CHECK_REUSE_MS}
+ * old: a deleted user's subscriptions end within that time.
  */
 export const tokenStillValid: Permission = {
   async hasPermission (ctx) {
     const expiresAt = expiries.get(ctx.request)
     if (expiresAt === undefined || Date.now() >= expiresAt) return closeAfterReply(ctx, CLOSE_TOKEN_EXPIRED, TOKEN_EXPIRED)
-    const user = ctx.request.user
-    if (user === null || !('id' in user) || await ctx.em.count(User, { id: user.id }) !== 1) return closeAfterReply(ctx, CLOSE_USER_GONE, USER_GONE)
+    if (!await userExists(ctx)) return closeAfterReply(ctx, CLOSE_USER_GONE, USER_GONE)
     return true
   }
 }

@@ -11,7 +11,7 @@ import { createHmac } from 'node:crypto'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { buildApp } from '../example/app.js'
-import { CLOSE_TOKEN_EXPIRED, CLOSE_USER_GONE, TOKEN_EXPIRED, TOKEN_RATE_LIMIT, USER_GONE } from '../example/auth.js'
+import { CLOSE_TOKEN_EXPIRED, CLOSE_USER_GONE, TOKEN_EXPIRED, TOKEN_RATE_LIMIT, USER_CHECK_REUSE_MS, USER_GONE } from '../example/auth.js'
 import { hashingLoad, hashPassword, MAX_CONCURRENT_HASHES } from '../example/password.js'
 import { within } from './helpers/async.js'
 import { openClient, upgradeStatus } from './helpers/client.js'
@@ -104,6 +104,36 @@ t.test('a deleted user: an action on the open socket is refused (403), the socke
   t.strictSame(await jwt.waitClose(), { code: CLOSE_USER_GONE, reason: USER_GONE }, 'then the socket closes')
   t.strictSame([CLOSE_USER_GONE, USER_GONE], [4003, 'User no longer exists'])
   t.equal(await upgradeStatus(`${base}/ws/jwt/?token=${token}`), 401, 'her token opens no socket')
+})
+
+t.test('a deleted user\'s subscription ends too: its events run the same check (a count at most USER_CHECK_REUSE_MS old), then 4003', async (t) => {
+  const { base, http } = await start(t)
+  const id = await createUser(t, base, 'carol')
+  const other = await createUser(t, base, 'dave')
+  const res = await fetch(`${http}/token`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carol', password: 'carol-pw' })
+  })
+  const { token } = await res.json() as { token: string }
+  const jwt = await openClient(t, `${base}/ws/jwt/?token=${token}`)
+  t.equal((await jwt.request('subscribe_list')).response_status, 201, 'carol subscribes to the users')
+
+  const admin = await openClient(t, `${base}/ws/`)
+  t.equal((await admin.request('patch', { pk: other, data: { email: 'd1@example.com' } })).response_status, 200)
+  const event = await jwt.next()
+  t.strictSame([event.action, event.data.email], ['update', 'd1@example.com'], 'while she exists, her events arrive')
+
+  t.equal((await admin.request('delete', { pk: id })).response_status, 204, 'carol deleted')
+  // She sends nothing: only her subscription's events can notice. Changes keep coming until they do.
+  let closed = false
+  const closing = jwt.waitClose(3 * USER_CHECK_REUSE_MS + 5_000).finally(() => { closed = true })
+  let patches = 0
+  for (let i = 2; !closed && i < 10_000; i++) {
+    const status = (await admin.request('patch', { pk: other, data: { email: `d${i}@example.com` } })).response_status
+    if (status !== 200) t.fail(`patch ${i}: ${status}`)
+    patches++
+  }
+  t.ok(patches > 0, `${patches} changes before her socket closed`)
+  t.strictSame(await closing, { code: CLOSE_USER_GONE, reason: USER_GONE }, 'her socket closes once an event finds her gone')
 })
 
 t.test('no token in the log: not in the request lines, not in a 404\'s message, not for ?token=admin', async (t) => {
