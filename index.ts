@@ -92,8 +92,10 @@ const wsRestPlugin: FastifyPluginAsync<WsRestOptions> = async (fastify, options)
   fastify.addHook('onClose', async () => {
     clearInterval(heartbeat)
     // Before the app closes its ORM (its own onClose, registered before this plugin, runs after this one).
+    // Every socket is closed by now: the parked subscriptions are the last listeners, and
+    // they go first, once the events they were checking are through (their checks may query).
+    await state.resume?.close(resolved.closeTimeout)
     await observer?.stop()
-    state.resume?.close()
     hub.clear()
     await layer.close()
   })

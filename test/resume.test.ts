@@ -512,3 +512,48 @@ t.test('a list subscription resumes only with the filter it was made with: event
   const [announced] = await other.take(2)
   t.strictSame([announced.action, announced.response_status], ['resume', 410], 'another filter: refetch, nothing replayed')
 })
+
+t.test('closing the app: the events a parked subscription is still checking are through before the app closes its ORM', async (t) => {
+  // A permission that queries, held at a gate opened only as the app closes (its preClose):
+  // the parked subscription's checks then run during the close, and must not meet a closed ORM.
+  const held = gate()
+  let armed = false
+  let checked = 0
+  let failed = 0
+  const countsItems: Permission = {
+    async hasPermission (ctx) {
+      if (!armed) return true
+      await held.wait()
+      try {
+        await ctx.em.count(Item, {})
+        checked++
+        return true
+      } catch (err) {
+        failed++
+        throw err
+      }
+    }
+  }
+  const { app, base, orm } = await startApp(t, [Item], (app) => {
+    app.wsRest.route('/items/', { ...itemModel, permissions: [countsItems], actions })
+    app.wsRest.route('/watch/', { ...itemModel, actions })
+    app.addHook('preClose', async () => { held.open() })
+  }, withPrincipal())
+  const [id] = await seedItems(orm, 'a')
+  const parked = await openAs(t, `${base}/items/`)
+  t.equal((await subscribe(parked, id, { key: KEY })).at(-1)?.response_status, 201)
+  const watcher = await openAs(t, `${base}/watch/`, 'bob')
+  t.equal((await watcher.request('subscribe_instance', { pk: id })).response_status, 201)
+
+  armed = true
+  parked.close()
+  await parked.waitClose()
+  const renames = 20
+  for (let i = 0; i < renames; i++) await renameItem(orm, id, `n${i}`)
+  // The watcher heard every rename: each was handed to the parked subscription as well.
+  t.equal((await watcher.take(renames)).length, renames)
+
+  await within(app.close(), 'the app closing')
+  t.equal(failed, 0, 'no check met a closed ORM')
+  t.equal(checked, renames, 'every event handed to the parked subscription was checked before the ORM closed')
+})

@@ -195,6 +195,7 @@ export class ResumeHandoff {
       client,
       surrender: async () => await this.surrender(subscription),
       drop: () => this.host.drop(subscription),
+      settled: async () => await this.host.eventsSent(),
       displace: () => {
         this.tellTaken(subscription)
         this.host.drop(subscription)

@@ -246,6 +246,8 @@ export interface Holder {
   surrender: () => Promise<Handoff>
   /** Stop listening and forget everything (the app is closing, or it was parked past a budget). */
   drop: () => void
+  /** Settles once the events it had already received are through (their permission checks may query the database). */
+  settled: () => Promise<void>
   /** Stop listening: a newer subscribe took the key. A client still connected is told so. */
   displace: () => void
 }
@@ -404,14 +406,21 @@ export class ResumeRegistry implements Listening {
     })
   }
 
-  /** The app is closing: pending claims answer "nobody", and this app's subscriptions kept for a reconnect go. */
-  close (): void {
+  /**
+   * The app is closing: pending claims answer "nobody", and this app's subscriptions kept for
+   * a reconnect go. Settles once the events they were still checking are through (at most
+   * `timeout` ms): a parked subscription's permission check may query the database, which
+   * the app closes next.
+   */
+  async close (timeout: number): Promise<void> {
     for (const finish of [...this.pending.values()]) finish(undefined)
-    for (const holder of [...this.own]) holder.drop()
+    const holders = [...this.own]
+    for (const holder of holders) holder.drop()
     this.own.clear()
     this.parked.clear()
     this.parkedBy.clear()
     this.hub.remove(this)
+    await within(Promise.all(holders.map(async (holder) => await holder.settled())), timeout)
   }
 }
 
