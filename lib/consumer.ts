@@ -25,7 +25,7 @@ import {
   wireErrors
 } from './errors.js'
 import type { GenericModel } from './generic.js'
-import type { GroupMessage, Rendered } from './observer/changes.js'
+import { rowOf, type GroupMessage, type Rendered } from './observer/changes.js'
 import { groupRenderer, Subscription, type ModelView, type SubscriptionHost } from './observer/subscription.js'
 import { checkObjectPermissions, checkPermissions, type Permission } from './permissions.js'
 import {
@@ -73,11 +73,6 @@ function parsedData (message: GroupMessage, rendered: Rendered): unknown {
   if (byJson === undefined) parsed.set(message, (byJson = new Map()))
   if (!byJson.has(rendered.dataJson)) byJson.set(rendered.dataJson, JSON.parse(rendered.dataJson))
   return byJson.get(rendered.dataJson)
-}
-
-/** The row a model event is about (as it is, or as it was for a delete), for object permissions; none for an app's own events. */
-function rowOf (message: GroupMessage): Record<string, unknown> | undefined {
-  return message.kind === 'model' ? (message.after ?? message.before ?? undefined) : undefined
 }
 
 /** Most events one consumer holds back while earlier ones wait on their permission checks. */

@@ -51,6 +51,11 @@ export interface CustomMessage {
 /** Everything a subscription can receive. */
 export type GroupMessage = ModelMessage | CustomMessage
 
+/** The row a model event is about (as it is, or as it was for a delete), for object permissions; none for an app's own events. */
+export function rowOf (message: GroupMessage): Record<string, unknown> | undefined {
+  return message.kind === 'model' ? (message.after ?? message.before ?? undefined) : undefined
+}
+
 /** One property value in JSON-safe form. */
 export function plain (value: unknown, isDate: boolean): unknown {
   if (value === undefined || value === null) return null

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { ValidationError } from '../errors.js'
 import { encodeEvent, type ActionRequest, type Reply } from '../protocol.js'
-import type { GroupMessage, Rendered } from './changes.js'
+import { rowOf, type GroupMessage, type Rendered } from './changes.js'
 import { parseResume, ResumeState, type Handoff, type Holder, type LoggedEvent, type ResumeRegistry, type ResumeRequest } from './resume.js'
 import type { Subscription } from './subscription.js'
 
@@ -178,7 +178,7 @@ export class ResumeHandoff {
         if (message === undefined) return false
         const again = subscription.render(message)
         if (again === undefined || again.action !== event.action || again.status !== event.status || again.dataJson !== event.dataJson) return false
-        if (subscription.permit !== undefined && !(await subscription.permit(message.kind === 'model' ? (message.after ?? message.before ?? undefined) : undefined))) return false
+        if (subscription.permit !== undefined && !(await subscription.permit(rowOf(message)))) return false
       }
       return true
     } catch (err) {
