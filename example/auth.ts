@@ -212,9 +212,8 @@ export const ownRowOnly: Permission = {
  * user still exists (a deleted user's open socket gets 403, not the name of someone gone).
  */
 export const whoami = action('whoami', async (ctx) => {
-  const user = ctx.request.user
-  if (user === null || !('id' in user) || await ctx.em.count(User, { id: user.id }) !== 1) throw new PermissionDenied()
-  return { data: user }
+  if (!await userExists(ctx)) throw new PermissionDenied()
+  return { data: ctx.request.user }
 })
 
 const TokenRequest = Type.Object({
